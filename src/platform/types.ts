@@ -1,0 +1,111 @@
+/*
+ * Platform interfaces: the only things the device code depends on below it.
+ *
+ * Implementations: src/platform/moddable/ (XS on the device), tools/sim/ (Node on the host).
+ * Everything above this layer is plain TypeScript over Uint8Array/DataView: no Node globals,
+ * no setTimeout. All waiting goes through Clock so a simulator can run device time faster than
+ * wall time.
+ */
+
+/** Opaque timer handle returned by Clock.setTimer. */
+export type TimerHandle = unknown;
+
+export interface Clock {
+  /** Milliseconds, monotonic. On a virtual clock this is virtual time. */
+  now(): number;
+  /** Epoch milliseconds (for telemetry `ts`). May be unset (0-based) on a device without time sync. */
+  epochMs(): number;
+  /** Calls `callback` once after `ms` milliseconds of this clock's time. */
+  setTimer(callback: () => void, ms: number): TimerHandle;
+  clearTimer(handle: TimerHandle): void;
+}
+
+/**
+ * A connected datagram endpoint: one local socket talking to one remote peer (the CoAP server).
+ * A DTLS session implements the same interface on top of a plain one, so the CoAP client does not
+ * know whether it is encrypted.
+ */
+export interface Datagram {
+  /** Sends one datagram to the peer. Must not throw on a network error; report through onError. */
+  send(data: Uint8Array): void;
+  /** Set by the owner (the CoAP client) to receive datagrams from the peer. */
+  onReceive?: (data: Uint8Array) => void;
+  /** Set by the owner: a transport-level failure (ICMP unreachable, socket closed, DTLS alert). */
+  onError?: (error: Error) => void;
+  close(): void;
+  /** Largest datagram payload the path carries (CoAP sizes Block1/Block2 to fit). */
+  readonly mtu?: number;
+}
+
+export interface DatagramFactory {
+  /** Opens a connected datagram endpoint to host:port. */
+  open(host: string, port: number): Datagram;
+}
+
+export interface Random {
+  /** Fills `bytes` with random bytes (CoAP tokens, message-ID seed, jitter). */
+  fill(bytes: Uint8Array): void;
+  /** Uniform in [0, 1). */
+  next(): number;
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface Log {
+  debug(message: string): void;
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** A log that drops everything. */
+export const silentLog: Log = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+};
+
+/**
+ * ECMA-419 I2C IO instance (embedded:io/i2c): the subset drivers use.
+ * `read` fills a buffer or returns a new one; `write` sends bytes; both throw on NACK.
+ */
+export interface I2CIo {
+  read(byteLengthOrBuffer: number | ArrayBufferView, stop?: boolean): ArrayBuffer | void;
+  write(buffer: ArrayBufferView | ArrayBuffer, stop?: boolean): void;
+  close(): void;
+}
+
+/** ECMA-419 IO constructor options for I2C. */
+export interface I2COptions {
+  data?: number;
+  clock?: number;
+  hz?: number;
+  address: number;
+  port?: number;
+  [key: string]: unknown;
+}
+
+export type I2CIoConstructor = new (options: I2COptions) => I2CIo;
+
+/** ECMA-419 Analog IO instance (embedded:io/analog). */
+export interface AnalogIo {
+  read(): number;
+  readonly resolution: number;
+  close(): void;
+}
+
+export interface AnalogOptions {
+  pin: number;
+  [key: string]: unknown;
+}
+
+export type AnalogIoConstructor = new (options: AnalogOptions) => AnalogIo;
+
+/** Everything the firmware app needs from its host, gathered in one place for wiring. */
+export interface Platform {
+  clock: Clock;
+  net: DatagramFactory;
+  random: Random;
+  log: Log;
+}
