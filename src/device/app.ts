@@ -1,0 +1,299 @@
+/*
+ * The firmware's behaviour: read the sensors on a schedule, report telemetry, take the reporting
+ * interval from a shared attribute, answer RPC (getState, setInterval), and lose nothing when
+ * the network or the server fails (bounded queue, replayed with original timestamps, paced).
+ *
+ * Shared attribute `reportingInterval` (seconds) sets the schedule; RPC `setInterval` with
+ * params `{"interval": seconds}` (or a bare number) does the same and reports it back as the
+ * client attribute `reportingInterval`.
+ */
+import { CoapClient } from '../coap/client';
+import type { TransmissionParams } from '../coap/types';
+import { NBIOT_TRANSMISSION, RFC7252_TRANSMISSION } from '../coap/types';
+import type { Datagram, Platform, TimerHandle } from '../platform/types';
+import type { Credentials, TbSubscription } from '../thingsboard/client';
+import { ThingsBoardClient } from '../thingsboard/client';
+import { TbError } from '../thingsboard/errors';
+import type { RpcRequest, TbObject, TbValue } from '../thingsboard/payload';
+
+/** Something that yields telemetry values for one cycle (a sensor mapped to ThingsBoard keys). */
+export interface TelemetrySource {
+  readonly name: string;
+  /** Values keyed by ThingsBoard telemetry key; undefined when the reading failed (not reported). */
+  read(): TbObject | undefined;
+}
+
+export interface DeviceConfig {
+  server: { host: string; port: number };
+  credentials: Credentials;
+  /** Initial reporting interval; shared attribute `reportingInterval` (seconds) overrides it. */
+  reportingIntervalMs?: number;
+  transmission?: 'rfc7252' | 'nbiot' | Partial<TransmissionParams>;
+  /** Records kept while the server is unreachable (oldest dropped and counted when full). */
+  queueSize?: number;
+  /** Records per telemetry POST when replaying the queue. */
+  batchSize?: number;
+  /** Pause between replay batches: ThingsBoard rate-limits bursts (answers 5.00). */
+  replayPaceMs?: number;
+  firmware?: { title: string; version: string };
+}
+
+export type DeviceEvent =
+  | { type: 'started' }
+  | { type: 'report'; records: number; queued: number }
+  | { type: 'report-failed'; error: string; queued: number }
+  | { type: 'attributes'; shared: TbObject; deleted: string[] }
+  | { type: 'interval'; ms: number }
+  | { type: 'rpc'; method: string; id: number }
+  | { type: 'stopped'; reason: string };
+
+export interface DeviceState {
+  [key: string]: TbValue;
+  reportingInterval: number;
+  uptimeMs: number;
+  reports: number;
+  failures: number;
+  queued: number;
+  dropped: number;
+  stopped: string | null;
+}
+
+const MIN_INTERVAL_MS = 1000;
+const MAX_INTERVAL_MS = 24 * 3600 * 1000;
+
+export class DeviceApp {
+  onEvent?: (event: DeviceEvent) => void;
+  readonly tb: ThingsBoardClient;
+  readonly coap: CoapClient;
+  #platform: Platform;
+  #config: DeviceConfig;
+  #sources: TelemetrySource[];
+  #transport: Datagram;
+  #intervalMs: number;
+  #timer: TimerHandle | undefined;
+  #startedAt = 0;
+  #queue: { ts: number; values: TbObject }[] = [];
+  #queueSize: number;
+  #batchSize: number;
+  #replayPaceMs: number;
+  #reports = 0;
+  #failures = 0;
+  #dropped = 0;
+  #flushing = false;
+  #running = false;
+  #subscriptions: TbSubscription[] = [];
+
+  constructor(platform: Platform, config: DeviceConfig, sources: TelemetrySource[], transport?: Datagram) {
+    this.#platform = platform;
+    this.#config = config;
+    this.#sources = sources;
+    this.#intervalMs = clampInterval(config.reportingIntervalMs ?? 60000);
+    this.#queueSize = config.queueSize ?? 64;
+    this.#batchSize = config.batchSize ?? 10;
+    this.#replayPaceMs = config.replayPaceMs ?? 1000;
+    this.#transport = transport ?? platform.net.open(config.server.host, config.server.port);
+    const t = config.transmission;
+    const transmission = t === 'nbiot' ? NBIOT_TRANSMISSION : t === 'rfc7252' || t === undefined ? RFC7252_TRANSMISSION : { ...RFC7252_TRANSMISSION, ...t };
+    this.coap = new CoapClient(this.#transport, {
+      clock: platform.clock,
+      random: platform.random,
+      log: platform.log,
+      transmission,
+    });
+    this.tb = new ThingsBoardClient(this.coap, { credentials: config.credentials, clock: platform.clock, log: platform.log });
+  }
+
+  get intervalMs(): number {
+    return this.#intervalMs;
+  }
+
+  get state(): DeviceState {
+    return {
+      reportingInterval: this.#intervalMs / 1000,
+      uptimeMs: Math.round(this.#platform.clock.now() - this.#startedAt),
+      reports: this.#reports,
+      failures: this.#failures,
+      queued: this.#queue.length,
+      dropped: this.#dropped,
+      stopped: this.tb.stopped?.message ?? null,
+    };
+  }
+
+  /**
+   * Announces the firmware, subscribes to shared attributes and RPC, then reports at once and on
+   * the schedule. Subscription failures are logged, not fatal: telemetry still flows.
+   */
+  async start(): Promise<void> {
+    const { log } = this.#platform;
+    this.#running = true;
+    this.#startedAt = this.#platform.clock.now();
+    const fw = this.#config.firmware;
+    try {
+      await this.tb.sendAttributes({
+        reportingInterval: this.#intervalMs / 1000,
+        ...(fw ? { current_fw_title: fw.title, current_fw_version: fw.version } : {}),
+      });
+    } catch (e) {
+      log.warn(`client attributes not sent: ${(e as Error).message}`);
+    }
+    if (!this.tb.stopped) {
+      const attrs = this.tb.subscribeAttributes(
+        (u) => this.#onAttributes(u.shared, u.deleted),
+        (reason) => reason && log.warn(`attribute subscription ended: ${reason.message}`),
+      );
+      const rpc = this.tb.subscribeRpc(
+        (r) => this.#onRpc(r),
+        (reason) => reason && log.warn(`RPC subscription ended: ${reason.message}`),
+      );
+      this.#subscriptions = [attrs, rpc];
+      for (const [name, s] of [['attributes', attrs], ['RPC', rpc]] as const) {
+        try {
+          await s.registered;
+        } catch (e) {
+          log.warn(`${name} subscription failed: ${(e as Error).message}`);
+        }
+      }
+    }
+    this.onEvent?.({ type: 'started' });
+    log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
+    await this.#cycle();
+  }
+
+  /** Re-registers the observations (after a wake-up or an address change). */
+  async resubscribe(): Promise<void> {
+    await Promise.all(this.#subscriptions.map((s) => s.reregister().catch((e: Error) => this.#platform.log.warn(`re-register failed: ${e.message}`))));
+  }
+
+  stop(): void {
+    this.#running = false;
+    if (this.#timer !== undefined) this.#platform.clock.clearTimer(this.#timer);
+    this.#timer = undefined;
+    for (const s of this.#subscriptions) void s.cancel().catch(() => undefined);
+    this.#subscriptions = [];
+    this.coap.close();
+    this.#transport.close();
+  }
+
+  /** Takes one reading of every source into the queue and flushes what the server will take. */
+  async reportNow(): Promise<void> {
+    const values: TbObject = {};
+    for (const source of this.#sources) {
+      let v: TbObject | undefined;
+      try {
+        v = source.read();
+      } catch (e) {
+        this.#platform.log.warn(`sensor ${source.name}: ${(e as Error).message}`);
+      }
+      if (v) Object.assign(values, v);
+    }
+    if (Object.keys(values).length) this.#enqueue({ ts: this.#platform.clock.epochMs(), values });
+    await this.flush();
+  }
+
+  /** Sends queued records in batches, paced; keeps them on failure. */
+  async flush(): Promise<void> {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      let first = true;
+      while (this.#queue.length && this.#running) {
+        if (this.tb.stopped || this.tb.retryAfter) break;
+        if (!first) await this.#sleep(this.#replayPaceMs);
+        first = false;
+        const batch = this.#queue.slice(0, this.#batchSize);
+        try {
+          await this.tb.sendTelemetry(batch.length === 1 ? batch[0]! : batch);
+        } catch (e) {
+          this.#failures++;
+          const err = e as Error;
+          this.onEvent?.({ type: 'report-failed', error: err.message, queued: this.#queue.length });
+          if (e instanceof TbError && e.code === 'bad-request') {
+            // The server will never take these records: drop them rather than block the queue.
+            this.#queue.splice(0, batch.length);
+            this.#dropped += batch.length;
+            this.#platform.log.error(`telemetry rejected (4.00), ${batch.length} records dropped`);
+            continue;
+          }
+          if (e instanceof TbError && e.code === 'unauthorized') this.onEvent?.({ type: 'stopped', reason: err.message });
+          this.#platform.log.warn(`telemetry not delivered, ${this.#queue.length} queued: ${err.message}`);
+          break;
+        }
+        this.#queue.splice(0, batch.length);
+        this.#reports++;
+        this.onEvent?.({ type: 'report', records: batch.length, queued: this.#queue.length });
+      }
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  setInterval(ms: number): void {
+    const next = clampInterval(ms);
+    if (next === this.#intervalMs) return;
+    this.#intervalMs = next;
+    this.onEvent?.({ type: 'interval', ms: next });
+    this.#platform.log.info(`reporting interval now ${next / 1000} s`);
+    if (this.#timer !== undefined) {
+      this.#platform.clock.clearTimer(this.#timer);
+      this.#schedule();
+    }
+  }
+
+  #enqueue(record: { ts: number; values: TbObject }): void {
+    if (this.#queue.length >= this.#queueSize) {
+      this.#queue.shift();
+      this.#dropped++;
+    }
+    this.#queue.push(record);
+  }
+
+  async #cycle(): Promise<void> {
+    if (!this.#running) return;
+    try {
+      await this.reportNow();
+    } finally {
+      this.#schedule();
+    }
+  }
+
+  #schedule(): void {
+    if (!this.#running) return;
+    this.#timer = this.#platform.clock.setTimer(() => {
+      this.#timer = undefined;
+      void this.#cycle();
+    }, this.#intervalMs);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.#platform.clock.setTimer(resolve, ms));
+  }
+
+  #onAttributes(shared: TbObject, deleted: string[]): void {
+    this.onEvent?.({ type: 'attributes', shared, deleted });
+    const seconds = shared.reportingInterval;
+    if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds > 0) this.setInterval(seconds * 1000);
+    else if (seconds !== undefined) this.#platform.log.warn('shared attribute reportingInterval ignored: expected seconds > 0');
+  }
+
+  async #onRpc(request: RpcRequest): Promise<TbValue> {
+    this.onEvent?.({ type: 'rpc', method: request.method, id: request.id });
+    switch (request.method) {
+      case 'getState':
+        return this.state;
+      case 'setInterval': {
+        const p = request.params;
+        const seconds = typeof p === 'number' ? p : p && typeof p === 'object' && !Array.isArray(p) ? p.interval : undefined;
+        if (typeof seconds !== 'number' || !(seconds > 0)) throw new Error('setInterval: params must be {"interval": seconds > 0}');
+        this.setInterval(seconds * 1000);
+        void this.tb.sendAttributes({ reportingInterval: this.#intervalMs / 1000 }).catch(() => undefined);
+        return { interval: this.#intervalMs / 1000 };
+      }
+      default:
+        throw new Error(`unknown method ${request.method}`);
+    }
+  }
+}
+
+function clampInterval(ms: number): number {
+  return Math.min(MAX_INTERVAL_MS, Math.max(MIN_INTERVAL_MS, Math.round(ms)));
+}

@@ -1,0 +1,119 @@
+/*
+ * Payload codecs. ThingsBoard picks the codec by device profile, never by Content-Format
+ * (reference §1.4). JSON is built in; a Protobuf codec plugs in through the same interface.
+ */
+import { ContentFormat } from '../coap/types';
+import { decodeUtf8 as utf8Decode, encodeUtf8 as utf8Encode } from '../coap/utf8';
+
+export type TbValue = string | number | boolean | null | TbObject | TbValue[];
+export interface TbObject {
+  [key: string]: TbValue;
+}
+
+/** One telemetry record: flat values (server time) or with its own timestamp. */
+export type TelemetryRecord = TbObject | { ts: number; values: TbObject };
+
+export interface RpcRequest {
+  id: number;
+  method: string;
+  params: TbValue;
+}
+
+export interface AttributeUpdate {
+  /** Changed (or, for the first notification, all) shared attributes. */
+  shared: TbObject;
+  /** Deleted shared-attribute keys. */
+  deleted: string[];
+}
+
+export interface AttributeSnapshot {
+  client: TbObject;
+  shared: TbObject;
+}
+
+export interface ProvisionResult {
+  credentialsType: string;
+  credentialsValue: string;
+}
+
+export interface PayloadCodec {
+  readonly name: string;
+  readonly contentFormat: number;
+  encodeTelemetry(records: TelemetryRecord | TelemetryRecord[]): Uint8Array;
+  encodeAttributes(attributes: TbObject): Uint8Array;
+  encodeRpcReply(result: TbValue): Uint8Array;
+  encodeRpcCall(method: string, params: TbValue): Uint8Array;
+  encodeObject(value: TbObject): Uint8Array;
+  decodeAttributeUpdate(payload: Uint8Array): AttributeUpdate;
+  decodeAttributeSnapshot(payload: Uint8Array): AttributeSnapshot;
+  decodeRpcRequest(payload: Uint8Array): RpcRequest;
+  decodeValue(payload: Uint8Array): TbValue;
+}
+
+export class PayloadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PayloadError';
+  }
+}
+
+function parse(payload: Uint8Array, what: string): TbValue {
+  let text: string;
+  try {
+    text = utf8Decode(payload);
+  } catch {
+    throw new PayloadError(`${what}: payload is not UTF-8`);
+  }
+  try {
+    return JSON.parse(text) as TbValue;
+  } catch {
+    throw new PayloadError(`${what}: payload is not JSON (${payload.length} bytes)`);
+  }
+}
+
+function isObject(v: TbValue | undefined): v is TbObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const json = (value: unknown): Uint8Array => utf8Encode(JSON.stringify(value));
+
+export const jsonCodec: PayloadCodec = {
+  name: 'json',
+  contentFormat: ContentFormat.JSON,
+  encodeTelemetry: json,
+  encodeAttributes: json,
+  encodeObject: json,
+  encodeRpcReply(result) {
+    // ThingsBoard forwards a JSON object as the RPC result; a primitive is not mapped to 4.00
+    // but silently never answered (reference §1.3), so wrap primitives.
+    return json(isObject(result) ? result : { result });
+  },
+  encodeRpcCall(method, params) {
+    return json({ method, params });
+  },
+  decodeAttributeUpdate(payload) {
+    const v = parse(payload, 'attribute update');
+    if (!isObject(v)) throw new PayloadError('attribute update: not a JSON object');
+    const deleted = Array.isArray(v.deleted) ? v.deleted.filter((k): k is string => typeof k === 'string') : [];
+    const shared: TbObject = {};
+    for (const key of Object.keys(v)) if (key !== 'deleted') shared[key] = v[key]!;
+    // The first notification of a subscription may be a snapshot {"shared":{...}} on some
+    // versions; accept that form too.
+    if (isObject(v.shared) && Object.keys(v).length === 1) return { shared: v.shared, deleted };
+    return { shared, deleted };
+  },
+  decodeAttributeSnapshot(payload) {
+    const v = parse(payload, 'attributes response');
+    if (!isObject(v)) throw new PayloadError('attributes response: not a JSON object');
+    return { client: isObject(v.client) ? v.client : {}, shared: isObject(v.shared) ? v.shared : {} };
+  },
+  decodeRpcRequest(payload) {
+    const v = parse(payload, 'RPC request');
+    if (!isObject(v) || typeof v.id !== 'number' || typeof v.method !== 'string')
+      throw new PayloadError('RPC request: expected {"id":number,"method":string,...}');
+    return { id: v.id, method: v.method, params: v.params ?? null };
+  },
+  decodeValue(payload) {
+    return parse(payload, 'response');
+  },
+};

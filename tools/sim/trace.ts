@@ -1,0 +1,41 @@
+/*
+ * Live view of what the simulated device sends and receives: each datagram decoded with the
+ * device's own codec and printed on one line, with the access token redacted.
+ */
+import { decode, getObserve, getOptions } from '../../src/coap/codec';
+import { codeToString, OptionNumber } from '../../src/coap/types';
+import { decodeUtf8 } from '../../src/coap/utf8';
+
+const TYPES = ['CON', 'NON', 'ACK', 'RST'];
+const METHODS = ['EMPTY', 'GET', 'POST', 'PUT', 'DELETE', 'FETCH', 'PATCH', 'iPATCH'];
+
+/** `/api/v1/<token>/telemetry` -> `/api/v1/***\/telemetry`; `/fw/<token>` -> `/fw/***`. */
+export function redactPath(segments: string[]): string {
+  const s = segments.slice();
+  if (s[0] === 'api' && s[1] === 'v1' && s.length > 3 && s[2] !== 'provision') s[2] = '***';
+  if ((s[0] === 'fw' || s[0] === 'sw') && s.length > 1) s[1] = '***';
+  return '/' + s.join('/');
+}
+
+export function describeDatagram(data: Uint8Array): string {
+  let msg;
+  try {
+    msg = decode(data);
+  } catch (e) {
+    return `malformed (${data.length} B): ${(e as Error).message}`;
+  }
+  const type = TYPES[msg.type] ?? '?';
+  const code = msg.code < 32 ? METHODS[msg.code] ?? `0.${msg.code}` : codeToString(msg.code);
+  const path = getOptions(msg, OptionNumber.URI_PATH).map((o) => decodeUtf8(o.value));
+  const query = getOptions(msg, OptionNumber.URI_QUERY).map((o) => decodeUtf8(o.value));
+  const observe = getObserve(msg);
+  let line = `${type} ${code} mid=${msg.messageId}`;
+  if (path.length) line += ` ${redactPath(path)}${query.length ? '?' + query.join('&') : ''}`;
+  if (observe !== undefined) line += ` obs=${observe}`;
+  if (msg.payload.length) {
+    let text = decodeUtf8(msg.payload);
+    if (text.length > 120) text = text.slice(0, 117) + '...';
+    line += ` ${text}`;
+  }
+  return `${line} (${data.length} B)`;
+}
