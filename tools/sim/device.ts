@@ -1,0 +1,59 @@
+/*
+ * Wires the unchanged firmware (src/device) to host implementations of src/platform:
+ * real UDP on loopback, a scaled virtual clock, a crypto RNG and a console log.
+ */
+import type { DeviceConfig, TelemetrySource } from '../../src/device/app';
+import { DeviceApp } from '../../src/device/app';
+import type { Clock, Log, LogLevel, Platform } from '../../src/platform/types';
+import { ScaledClock } from './clock';
+import { cryptoRandom } from './random';
+import { syntheticClimate } from './sources';
+import { describeDatagram } from './trace';
+import { UdpDatagram } from './udp';
+
+export interface SimDeviceOptions extends DeviceConfig {
+  /** Virtual time speed-up over wall time (ScaledClock); ignored when `clock` is given. */
+  speed?: number;
+  clock?: Clock;
+  sources?: (clock: Clock) => TelemetrySource[];
+  log?: Log;
+  /** Receives one line per datagram, e.g. "-> CON POST /api/v1/***\/telemetry ...". */
+  trace?: (line: string) => void;
+}
+
+export interface SimDevice {
+  app: DeviceApp;
+  udp: UdpDatagram;
+  clock: Clock;
+  platform: Platform;
+}
+
+const LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+export function consoleLog(minLevel: LogLevel = 'info', clock?: Clock, write: (line: string) => void = (l) => console.log(l)): Log {
+  const min = LEVELS.indexOf(minLevel);
+  const make = (level: LogLevel) => (message: string) => {
+    if (LEVELS.indexOf(level) < min) return;
+    const t = clock ? `[${(clock.now() / 1000).toFixed(1).padStart(8)} s] ` : '';
+    write(`${t}${level.toUpperCase().padEnd(5)} ${message}`);
+  };
+  return { debug: make('debug'), info: make('info'), warn: make('warn'), error: make('error') };
+}
+
+export function createSimDevice(options: SimDeviceOptions): SimDevice {
+  const clock = options.clock ?? new ScaledClock(options.speed ?? 1);
+  const udp = new UdpDatagram(options.server.host, options.server.port);
+  if (options.trace) {
+    const trace = options.trace;
+    udp.tap = (dir, data) => trace(`${dir === 'out' ? '->' : '<-'} ${describeDatagram(data)}`);
+  }
+  const platform: Platform = {
+    clock,
+    random: cryptoRandom,
+    log: options.log ?? consoleLog('info', clock),
+    net: { open: () => udp },
+  };
+  const sources = options.sources ? options.sources(clock) : [syntheticClimate(clock)];
+  const app = new DeviceApp(platform, options, sources, udp);
+  return { app, udp, clock, platform };
+}
