@@ -3,6 +3,9 @@
  * calibration NVM, soft reset, ctrl_hum/ctrl_meas/config, status, data registers; forced and normal
  * mode produce one conversion each trigger.
  *
+ * Faults: `nack`, `outOfRange` (pressure reads back as skipped, 0x80000) and the bus's `stuck`. There is
+ * no `badCrc`: the BME280 has no checksum, so a corrupted byte cannot be detected by any driver.
+ *
  * Raw ADC values come from the environment's physical values by searching the 20/16-bit raw range
  * for the value whose compensated output is nearest the target (compensation is monotonic in each
  * raw value), using the driver's exported compensation functions. Those are verified against the
@@ -131,7 +134,6 @@ export class SimBme280 implements SimI2CDevice {
     }
     // Auto-increment for reads (section 6.2.2).
     this.#pointer = (this.#pointer + length) & 0xff;
-    if (length > 1 && takeFault(this.faults, 'badCrc')) out[length - 1] ^= 0x10;
     return out;
   }
 
