@@ -1,0 +1,173 @@
+// Admin HTTP API (JSON) of the local ThingsBoard-compatible server. Loopback only; no auth.
+// Devices are addressed by name or id. Tokens are returned to the caller but never logged.
+
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createHash } from 'node:crypto';
+import type { Device, JsonObject, JsonValue, PowerMode, Store } from './store';
+import { StoreError, certSha3FromPem } from './store';
+import { RpcTimeoutError, TbCoapService, isObject, typeValues } from './handler';
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string) { super(message); }
+}
+
+function publicDevice(d: Device, svc: TbCoapService): JsonObject {
+  const out: JsonObject = { id: d.id, name: d.name, token: d.token };
+  if (d.certSha3) out.certSha3 = d.certSha3;
+  out.power = { ...TbCoapService.power(d) };
+  out.asleep = svc.isAsleep(d);
+  return out;
+}
+
+async function readBody(req: http.IncomingMessage): Promise<JsonValue | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > 16 * 1024 * 1024) throw new HttpError(413, 'body too large');
+    chunks.push(c as Buffer);
+  }
+  if (!size) return undefined;
+  try { return JSON.parse(Buffer.concat(chunks).toString('utf8')) as JsonValue; } catch { throw new HttpError(400, 'invalid JSON'); }
+}
+
+export async function startAdminHttp(o: { host: string; port: number; store: Store; service: TbCoapService; log: (l: string) => void }): Promise<{ port: number; close(): Promise<void> }> {
+  const { store, service } = o;
+
+  const device = (key: string): Device => {
+    const d = store.findDevice(decodeURIComponent(key));
+    if (!d) throw new HttpError(404, 'device not found');
+    return d;
+  };
+
+  const route = async (req: http.IncomingMessage): Promise<[number, unknown]> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const p = url.pathname.split('/').filter(Boolean);
+    const m = req.method ?? 'GET';
+    if (p[0] !== 'api') throw new HttpError(404, 'not found');
+
+    if (p[1] === 'devices' && p.length === 2) {
+      if (m === 'GET') return [200, store.listDevices().map((d) => publicDevice(d, service))];
+      if (m === 'POST') {
+        const b = await readBody(req);
+        if (!isObject(b) || typeof b.name !== 'string') throw new HttpError(400, 'expected {name, token?}');
+        let certSha3 = typeof b.certSha3 === 'string' ? b.certSha3 : undefined;
+        if (typeof b.certPem === 'string') certSha3 = certSha3FromPem(b.certPem);
+        const d = store.createDevice(b.name, { token: typeof b.token === 'string' ? b.token : undefined, certSha3 });
+        o.log(`admin: created device ${d.name}`);
+        return [201, { id: d.id, name: d.name, token: d.token, ...(d.certSha3 ? { certSha3: d.certSha3 } : {}) }];
+      }
+    }
+    if (p[1] === 'devices' && p.length >= 3) {
+      const d = device(p[2]);
+      const sub = p.slice(3).join('/');
+      if (sub === '' && m === 'GET') return [200, publicDevice(d, service)];
+      if (sub === 'telemetry' && m === 'GET') {
+        const keys = url.searchParams.get('keys')?.split(',').filter(Boolean);
+        return [200, store.telemetry(d.id, keys)];
+      }
+      if (sub === 'telemetry/latest' && m === 'GET') return [200, store.latestTelemetry(d.id)];
+      if (sub === 'attributes' && m === 'GET') return [200, store.attributes(d.id)];
+      if (sub === 'attributes/shared' && m === 'POST') {
+        const b = await readBody(req);
+        if (!isObject(b)) throw new HttpError(400, 'expected a JSON object');
+        const values = typeValues(b);
+        store.setSharedAttributes(d.id, values);
+        service.events.emit('attributes', { device: d.name, deviceId: d.id, scope: 'shared', values });
+        service.sharedAttributesChanged(d, values, []);
+        return [200, { ok: true }];
+      }
+      if (sub === 'attributes/shared' && m === 'DELETE') {
+        const keys = url.searchParams.get('keys')?.split(',').filter(Boolean) ?? [];
+        const deleted = store.deleteSharedAttributes(d.id, keys);
+        if (deleted.length) service.sharedAttributesChanged(d, {}, deleted);
+        return [200, { deleted }];
+      }
+      if (sub === 'rpc' && m === 'POST') {
+        const b = await readBody(req);
+        if (!isObject(b) || typeof b.method !== 'string') throw new HttpError(400, 'expected {method, params?, timeoutMs?, persistent?}');
+        o.log(`admin: rpc ${b.method} -> ${d.name}`);
+        try {
+          const r = await service.sendRpc(d, {
+            method: b.method,
+            params: b.params ?? null,
+            timeoutMs: typeof b.timeoutMs === 'number' ? b.timeoutMs : undefined,
+            persistent: b.persistent === true,
+          });
+          return [200, r];
+        } catch (e) {
+          if (e instanceof RpcTimeoutError) return [504, { error: 'timeout' }];
+          throw e;
+        }
+      }
+      if (sub === 'rpc' && m === 'GET') return [200, store.rpcLog(d.id)];
+      if (sub === 'power' && m === 'PUT') {
+        const b = await readBody(req);
+        if (!isObject(b)) throw new HttpError(400, 'expected {powerMode, psmActivityTimer?, pagingTransmissionWindow?, edrxCycle?}');
+        const mode = b.powerMode;
+        if (mode !== 'PSM' && mode !== 'DRX' && mode !== 'E_DRX') throw new HttpError(400, 'powerMode must be PSM, DRX or E_DRX');
+        const num = (v: JsonValue | undefined): number => (typeof v === 'number' && v > 0 ? v : 0);
+        store.updateDevice(d, {
+          power: {
+            powerMode: mode as PowerMode,
+            psmActivityTimer: num(b.psmActivityTimer),
+            pagingTransmissionWindow: num(b.pagingTransmissionWindow),
+            ...(num(b.edrxCycle) ? { edrxCycle: num(b.edrxCycle) } : {}),
+          },
+        });
+        service.powerChanged(d);
+        return [200, publicDevice(d, service)];
+      }
+      if ((sub === 'ota' || sub === 'ota/fw' || sub === 'ota/sw') && m === 'POST') {
+        const type = sub === 'ota/sw' ? 'sw' : 'fw';
+        const b = await readBody(req);
+        if (!isObject(b) || typeof b.title !== 'string' || typeof b.version !== 'string' || typeof b.data !== 'string') {
+          throw new HttpError(400, 'expected {title, version, data (base64)}');
+        }
+        const data = Buffer.from(b.data, 'base64');
+        const checksum = createHash('sha256').update(data).digest('hex');
+        store.setOta(d.id, { type, title: b.title, version: b.version, data: b.data, checksumAlgorithm: 'SHA256', checksum });
+        const attrs: JsonObject = {
+          [`${type}_title`]: b.title, [`${type}_version`]: b.version, [`${type}_size`]: data.length,
+          [`${type}_checksum_algorithm`]: 'SHA256', [`${type}_checksum`]: checksum,
+        };
+        store.setSharedAttributes(d.id, attrs);
+        service.sharedAttributesChanged(d, attrs, []);
+        return [200, attrs];
+      }
+    }
+    if (p[1] === 'provision-profiles' && p.length === 2) {
+      if (m === 'GET') return [200, store.listProfiles().map((x) => ({ key: x.key, strategy: x.strategy }))];
+      if (m === 'POST') {
+        const b = await readBody(req);
+        if (!isObject(b)) throw new HttpError(400, 'expected {key, secret, strategy}');
+        const prof = store.addProfile({
+          key: String(b.key ?? ''), secret: String(b.secret ?? ''),
+          strategy: (b.strategy ?? 'ALLOW_CREATE_NEW_DEVICES') as 'ALLOW_CREATE_NEW_DEVICES',
+        });
+        return [201, { key: prof.key, strategy: prof.strategy }];
+      }
+    }
+    throw new HttpError(404, 'not found');
+  };
+
+  const server = http.createServer((req, res) => {
+    route(req).then(([status, body]) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    }, (e: unknown) => {
+      const status = e instanceof HttpError || e instanceof StoreError ? e.status : 500;
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: (e as Error).message }));
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}

@@ -1,0 +1,786 @@
+// The ThingsBoard device API over CoAP (/api/v1/**, /fw, /sw), independent of the transport.
+//
+// `TbCoapService.handle(req, res, auth)` takes a node-coap request/response pair (or anything
+// shaped like one: see CoapReq/CoapRes) plus how the peer authenticated at the transport level:
+//   { kind: 'token' }                     plain UDP, the access token is in the URL
+//   { kind: 'x509', certSha3?: string }   DTLS; certSha3 = SHA3-256 hex of the client cert's base64 DER
+// Behaviour follows shared/reference/thingsboard-coap.md §1 and §4 (PSM).
+
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import type { Device, JsonObject, JsonValue, OtaPackage, PowerSettings, RpcRecord, Store } from './store';
+import { randomToken, certSha3FromPem } from './store';
+
+export type Auth = { kind: 'token' } | { kind: 'x509'; certSha3?: string };
+
+/** The parts of a node-coap IncomingMessage the handler uses. */
+export interface CoapReq {
+  url: string;
+  method: string;
+  payload: Buffer;
+  headers: Record<string, unknown>;
+  rsinfo: { address: string; port: number };
+  _packet: { token?: Buffer; confirmable?: boolean; messageId?: number };
+}
+
+/** The parts of a node-coap OutgoingMessage / ObserveWriteStream the handler uses. */
+export interface CoapRes {
+  statusCode: string;
+  setOption(name: string, value: unknown): unknown;
+  end(payload?: Buffer): unknown;
+  write?(chunk: Buffer): boolean;
+  on(event: 'finish' | 'close' | 'error', cb: (...a: unknown[]) => void): unknown;
+  writableEnded?: boolean;
+  // node-coap internals used to mimic ThingsBoard's CON response timing (optional)
+  _ackTimer?: NodeJS.Timeout | null;
+  _packet?: { ack?: boolean; confirmable?: boolean; messageId?: number };
+  _send?: (res: unknown, packet: unknown) => void;
+  _counter?: number;
+}
+
+export type ClientRpcHandler = (ctx: { device: Device; method: string; params: JsonValue }) => JsonValue | Promise<JsonValue>;
+
+export interface HandlerOptions {
+  coapTimeoutMs: number;
+  piggybackTimeoutMs: number;
+  /** Extra delay before answering attribute requests (GET without Observe) and client-side RPC. */
+  responseDelayMs: number;
+  /**
+   * 'thingsboard' (default): a CON request answered within piggybackTimeoutMs gets a *separate CON
+   * response with a new MID and no ACK* (what TB 4.x really does, PR #15174 unmerged); slower answers
+   * get an empty ACK then a CON response. 'piggyback': RFC-style piggybacked ACK when fast.
+   */
+  conResponses: 'thingsboard' | 'piggyback';
+  clientRpc: ClientRpcHandler;
+  log: (line: string) => void;
+}
+
+export const DEFAULT_PSM_ACTIVITY_TIMER = 10000;
+export const DEFAULT_PAGING_TRANSMISSION_WINDOW = 10000;
+const CF_JSON = 50;
+const EXCHANGE_LIFETIME_MS = 247_000;
+
+export const defaultClientRpc: ClientRpcHandler = ({ method }): JsonValue =>
+  method === 'getTime' ? { time: Date.now() } : { error: 'no rule chain' };
+
+type Feature = 'attributes' | 'telemetry' | 'rpc' | 'claim' | 'provision';
+const FEATURES: Feature[] = ['attributes', 'telemetry', 'rpc', 'claim', 'provision'];
+
+interface Observation {
+  deviceId: string;
+  feature: 'attributes' | 'rpc';
+  peer: string;
+  token: string;
+  con: boolean;
+  res: CoapRes;
+  contentFormat: number;
+  closed: boolean;
+}
+
+/** Transport-side state of one device (TbCoapClientState). */
+interface ClientState {
+  lastUplink: number;
+  asleep: boolean;
+  sleepTimer: NodeJS.Timeout | null;
+  firstEdrxDownlink: boolean;
+  queuedUpdated: JsonObject;
+  queuedDeleted: Set<string>;
+  hasQueued: boolean;
+}
+
+interface PendingRpc {
+  rec: RpcRecord;
+  resolve: (v: JsonValue) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export interface RequestEvent {
+  ts: number;
+  peer: string;
+  type: 'CON' | 'NON';
+  method: string;
+  /** Path with the token replaced by <device name> or <unknown token>. */
+  path: string;
+  device?: string;
+  code: string;
+  observe?: number;
+}
+
+export class RpcTimeoutError extends Error {
+  constructor() { super('timeout'); }
+}
+
+export class TbCoapService {
+  readonly events = new EventEmitter();
+  private observations = new Set<Observation>();
+  private states = new Map<string, ClientState>();
+  private pending = new Map<string, Map<number, PendingRpc>>();
+  private seen = new Map<string, number>();
+  private closed = false;
+
+  constructor(readonly store: Store, readonly opts: HandlerOptions) {}
+
+  // ------------------------------------------------------------------ entry point
+
+  handle(req: CoapReq, res: CoapRes, auth: Auth = { kind: 'token' }): void {
+    if (this.closed) return;
+    const peer = `${req.rsinfo.address}:${req.rsinfo.port}`;
+    const con = req._packet.confirmable === true;
+    // Deduplicate retransmitted CON requests (Californium MARK_AND_SWEEP keyed by peer + MID). node-coap
+    // only does this when the response was piggybacked, not for separate CON responses.
+    if (con && req._packet.messageId !== undefined) {
+      const key = `${peer}/${req._packet.messageId}/${this.tokenHex(req)}`;
+      const now = Date.now();
+      if (this.seen.size > 10000) for (const [k, t] of this.seen) if (now - t > EXCHANGE_LIFETIME_MS) this.seen.delete(k);
+      const t = this.seen.get(key);
+      if (t !== undefined && now - t < EXCHANGE_LIFETIME_MS) return;
+      this.seen.set(key, now);
+    }
+    const ctx = new Ctx(this, req, res, peer, con);
+    try {
+      this.route(ctx, auth);
+    } catch (e) {
+      this.opts.log(`internal error: ${(e as Error).message}`);
+      ctx.reply('5.00');
+    }
+  }
+
+  private tokenHex(req: CoapReq): string { return req._packet.token ? req._packet.token.toString('hex') : ''; }
+
+  private route(ctx: Ctx, auth: Auth): void {
+    const [pathPart, queryPart = ''] = ctx.req.url.split('?', 2);
+    const segs = pathPart.split('/').filter((s) => s.length > 0);
+    ctx.query = parseQuery(queryPart);
+    ctx.segs = segs;
+    if (segs[0] === 'api') {
+      if (segs.length === 1) return ctx.reply('4.05'); // plain CoapResource
+      if (segs[1] !== 'v1') return ctx.reply('4.04');
+      return this.api(ctx, auth);
+    }
+    if (segs[0] === 'fw' || segs[0] === 'sw') return this.ota(ctx, segs[0]);
+    if (segs[0] === '.well-known' && segs[1] === 'core' && ctx.req.method === 'GET') {
+      ctx.cf = 40;
+      return ctx.reply('2.05', '</api>,</api/v1>;obs,</fw>,</sw>');
+    }
+    return ctx.reply('4.04');
+  }
+
+  // ------------------------------------------------------------------ /api/v1
+
+  private api(ctx: Ctx, auth: Auth): void {
+    const { req, segs } = ctx;
+    // Redact anything in the token position before the first reply can be logged.
+    if (segs.length >= 3 && !asFeature(segs[2])) ctx.tokenSeg = 2;
+    if (req.method !== 'GET' && req.method !== 'POST') return ctx.reply('4.05');
+    // Resolve X.509 first: with a DTLS session bound to a known certificate the URL token is ignored.
+    let device: Device | undefined;
+    if (auth.kind === 'x509' && auth.certSha3) device = this.store.byCertSha3(auth.certSha3);
+    let feature: Feature | undefined;
+    let id: string | undefined;
+    let token: string | undefined;
+    if (device) {
+      feature = asFeature(segs[2]);
+      id = segs[3];
+    } else if (segs.length >= 4) {
+      token = segs[2];
+      feature = asFeature(segs[3]);
+      id = segs[4];
+      if (!feature && segs.includes('provision')) feature = 'provision';
+    } else if (segs.length === 3) {
+      feature = asFeature(segs[2]);
+    }
+    if (!feature) return ctx.reply('4.00');
+    if (feature === 'provision') {
+      if (req.method !== 'POST') return ctx.reply('4.00');
+      return this.provision(ctx);
+    }
+    if (!device && token !== undefined) device = this.store.byToken(token);
+    if (!device) return ctx.reply('4.01');
+    ctx.device = device;
+    this.awake(device);
+
+    const observe = req.headers['Observe'];
+    if (req.method === 'GET') {
+      if (feature === 'attributes') {
+        if (observe === 0) return this.subscribe(ctx, 'attributes');
+        if (observe === 1) return this.unsubscribe(ctx);
+        return this.attributeRequest(ctx);
+      }
+      if (feature === 'rpc') {
+        if (observe === 0) return this.subscribe(ctx, 'rpc');
+        if (observe === 1) return this.unsubscribe(ctx);
+        return ctx.reply('4.00');
+      }
+      return ctx.reply('4.00'); // GET telemetry / claim
+    }
+    switch (feature) {
+      case 'telemetry': return this.postTelemetry(ctx);
+      case 'attributes': return this.postAttributes(ctx);
+      case 'claim': return this.claim(ctx);
+      case 'rpc': return id !== undefined ? this.rpcReply(ctx, id) : this.clientRpc(ctx);
+    }
+  }
+
+  private postTelemetry(ctx: Ctx): void {
+    const json = parseJson(ctx.req.payload);
+    if (json === undefined) return ctx.reply('4.00');
+    const now = Date.now();
+    const entries: { ts: number; values: Record<string, JsonValue> }[] = [];
+    const one = (o: JsonValue): boolean => {
+      if (!isObject(o)) return false;
+      if ('ts' in o && 'values' in o) {
+        if (typeof o.ts !== 'number' && typeof o.ts !== 'string') return false;
+        const ts = Number(o.ts);
+        if (!Number.isFinite(ts) || !isObject(o.values)) return false;
+        entries.push({ ts: Math.trunc(ts), values: typeValues(o.values) });
+      } else {
+        entries.push({ ts: now, values: typeValues(o) });
+      }
+      return true;
+    };
+    const ok = Array.isArray(json) ? json.every(one) : one(json);
+    if (!ok) return ctx.reply('4.00');
+    const dev = ctx.device!;
+    this.store.saveTelemetry(dev.id, entries);
+    this.events.emit('telemetry', { device: dev.name, deviceId: dev.id, entries });
+    ctx.reply('2.01');
+  }
+
+  private postAttributes(ctx: Ctx): void {
+    const json = parseJson(ctx.req.payload);
+    if (!isObject(json)) return ctx.reply('4.00');
+    const dev = ctx.device!;
+    const values = typeValues(json);
+    this.store.setClientAttributes(dev.id, values);
+    this.events.emit('attributes', { device: dev.name, deviceId: dev.id, scope: 'client', values });
+    ctx.reply('2.01');
+  }
+
+  private attributeRequest(ctx: Ctx): void {
+    const dev = ctx.device!;
+    const ck = splitKeys(ctx.query.clientKeys);
+    const sk = splitKeys(ctx.query.sharedKeys);
+    this.later(ctx, this.opts.responseDelayMs, () => {
+      const all = this.store.attributes(dev.id);
+      let client: JsonObject;
+      let shared: JsonObject;
+      if (!ck && !sk) {
+        client = all.client;
+        shared = all.shared;
+      } else {
+        client = pick(all.client, ck ?? []);
+        shared = pick(all.shared, sk ?? []);
+      }
+      const body: JsonObject = {};
+      if (Object.keys(client).length) body.client = client;
+      if (Object.keys(shared).length) body.shared = shared;
+      if (!Object.keys(body).length) return ctx.reply('4.04');
+      ctx.reply('2.05', JSON.stringify(body));
+    });
+  }
+
+  private claim(ctx: Ctx): void {
+    let secretKey = '';
+    let durationMs = 0;
+    if (ctx.req.payload.length) {
+      const json = parseJson(ctx.req.payload);
+      if (!isObject(json)) return ctx.reply('4.00');
+      if (typeof json.secretKey === 'string') secretKey = json.secretKey;
+      if (typeof json.durationMs === 'number') durationMs = json.durationMs;
+    }
+    const dev = ctx.device!;
+    this.store.updateDevice(dev, { claim: { secretKey, expiresAt: durationMs > 0 ? Date.now() + durationMs : 0 } });
+    ctx.reply('2.01');
+  }
+
+  private provision(ctx: Ctx): void {
+    ctx.cf = null; // provision responses carry no Content-Format
+    ctx.piggyback = true; // and may be truly piggybacked
+    const json = parseJson(ctx.req.payload);
+    if (!isObject(json)) return ctx.reply('4.00'); // (TB would try protobuf next; not supported here)
+    const key = json.provisionDeviceKey;
+    const secret = json.provisionDeviceSecret;
+    if (typeof key !== 'string' || typeof secret !== 'string') return ctx.reply('4.00');
+    const prof = this.store.findProfile(key, secret);
+    const fail = (code: string, status: string, errorMsg: string): void =>
+      ctx.reply(code, JSON.stringify({ errorMsg, status }));
+    if (!prof) return fail('4.00', 'NOT_FOUND', 'Provision data was not found!');
+    const credType = typeof json.credentialsType === 'string' ? json.credentialsType : 'ACCESS_TOKEN';
+    if (credType !== 'ACCESS_TOKEN' && credType !== 'X509_CERTIFICATE') {
+      return fail('4.00', 'FAILURE', 'Failed to provision device!');
+    }
+    const name = typeof json.deviceName === 'string' && json.deviceName ? json.deviceName : randomBytes(15).toString('base64url').slice(0, 20);
+    const wantedToken = typeof json.token === 'string' && json.token ? json.token : undefined;
+    const hash = typeof json.hash === 'string' && json.hash ? json.hash : undefined;
+    if (credType === 'X509_CERTIFICATE' && !hash) return ctx.reply('4.00');
+    let dev = this.store.findDevice(name);
+    try {
+      if (prof.strategy === 'ALLOW_CREATE_NEW_DEVICES') {
+        if (dev) return fail('4.00', 'FAILURE', 'Failed to provision device!');
+        dev = this.store.createDevice(name, {
+          token: credType === 'ACCESS_TOKEN' ? wantedToken : randomToken(),
+          certSha3: hash ? certSha3FromPem(hash) : undefined,
+          provisioned: true,
+        });
+      } else {
+        if (!dev || dev.provisioned) return fail('4.00', 'FAILURE', 'Failed to provision device!');
+        const patch: Partial<Device> = { provisioned: true };
+        if (credType === 'ACCESS_TOKEN' && wantedToken) patch.token = wantedToken;
+        if (hash) patch.certSha3 = certSha3FromPem(hash);
+        this.store.updateDevice(dev, patch);
+      }
+    } catch {
+      return fail('4.00', 'FAILURE', 'Failed to provision device!');
+    }
+    ctx.device = dev;
+    this.opts.log(`provisioned device ${dev.name} (${prof.strategy})`);
+    ctx.reply('2.01', JSON.stringify({
+      credentialsValue: credType === 'ACCESS_TOKEN' ? dev.token : hash,
+      credentialsType: credType,
+      status: 'SUCCESS',
+    }));
+  }
+
+  // ------------------------------------------------------------------ RPC
+
+  private clientRpc(ctx: Ctx): void {
+    const json = parseJson(ctx.req.payload);
+    // Missing method or malformed JSON: TB never answers (only the deferred empty ACK).
+    if (!isObject(json) || typeof json.method !== 'string') return ctx.noResponse();
+    const dev = ctx.device!;
+    const method = json.method;
+    const params = json.params ?? null;
+    this.later(ctx, this.opts.responseDelayMs, async () => {
+      let result: JsonValue;
+      try {
+        result = await this.opts.clientRpc({ device: dev, method, params });
+      } catch (e) {
+        result = { error: (e as Error).message };
+      }
+      ctx.reply('2.05', JSON.stringify(result));
+    });
+  }
+
+  private rpcReply(ctx: Ctx, idStr: string): void {
+    const json = parseJson(ctx.req.payload);
+    if (!isObject(json)) return ctx.noResponse(); // TB: unchecked exception, no response
+    const dev = ctx.device!;
+    const id = Number(idStr);
+    const p = this.pending.get(dev.id)?.get(id);
+    if (p) {
+      clearTimeout(p.timer);
+      this.pending.get(dev.id)!.delete(id);
+      this.store.updateRpc(p.rec, { status: 'SUCCESSFUL', response: json });
+      this.events.emit('rpc-reply', { device: dev.name, deviceId: dev.id, id, response: json });
+      p.resolve(json);
+    }
+    ctx.reply('2.01'); // unknown or stale ids are accepted and dropped
+  }
+
+  /** Server-side RPC to a device; resolves with the device's reply or rejects with RpcTimeoutError. */
+  sendRpc(dev: Device, r: { method: string; params?: JsonValue; timeoutMs?: number; persistent?: boolean }): Promise<{ id: number; response: JsonValue }> {
+    const timeoutMs = r.timeoutMs ?? 10000;
+    const rec = this.store.newRpc(dev.id, {
+      method: r.method, params: r.params ?? null, persistent: r.persistent === true, expirationTime: Date.now() + timeoutMs,
+    });
+    return new Promise((resolve, reject) => {
+      const map = this.pending.get(dev.id) ?? new Map<number, PendingRpc>();
+      this.pending.set(dev.id, map);
+      const timer = setTimeout(() => {
+        map.delete(rec.id);
+        this.store.updateRpc(rec, { status: rec.status === 'QUEUED' ? 'EXPIRED' : 'TIMEOUT' });
+        reject(new RpcTimeoutError());
+      }, timeoutMs);
+      map.set(rec.id, { rec, timer, resolve: (response) => resolve({ id: rec.id, response }), reject });
+      this.pushRpc(dev.id, rec);
+    });
+  }
+
+  private pushRpc(deviceId: string, rec: RpcRecord): void {
+    if (!this.downlinkAllowed(deviceId)) return; // stays pending until expiry or wake-up
+    let sent = false;
+    for (const o of this.observations) {
+      if (o.deviceId !== deviceId || o.feature !== 'rpc' || o.closed) continue;
+      this.notify(o, { id: rec.id, method: rec.method, params: rec.params });
+      sent = true;
+    }
+    if (sent && rec.status === 'QUEUED') this.store.updateRpc(rec, { status: 'SENT' });
+  }
+
+  private sendPendingRpcs(deviceId: string): void {
+    const map = this.pending.get(deviceId);
+    if (!map) return;
+    for (const p of map.values()) this.pushRpc(deviceId, p.rec);
+  }
+
+  // ------------------------------------------------------------------ Observe
+
+  private subscribe(ctx: Ctx, feature: 'attributes' | 'rpc'): void {
+    const { res, req } = ctx;
+    const dev = ctx.device!;
+    if (typeof res.write !== 'function') return ctx.reply('5.00');
+    const token = req._packet.token ? req._packet.token.toString('hex') : '';
+    // Re-registration (same peer, same feature): the newer relation replaces the older one.
+    for (const o of [...this.observations]) {
+      if (o.deviceId === dev.id && o.feature === feature && o.peer === ctx.peer) this.dropObservation(o, true);
+    }
+    const obs: Observation = {
+      deviceId: dev.id, feature, peer: ctx.peer, token, con: ctx.con, res,
+      contentFormat: typeof req.headers['Content-Format'] === 'number' ? (req.headers['Content-Format'] as number) : CF_JSON,
+      closed: false,
+    };
+    res._counter = -1; // node-coap pre-increments: first notification carries Observe 0 like Californium
+    res.on('finish', () => this.dropObservation(obs, false));
+    res.on('error', () => this.dropObservation(obs, false));
+    this.observations.add(obs);
+    if (feature === 'attributes') {
+      res.setOption('Content-Format', obs.contentFormat);
+      res.statusCode = '2.05';
+      res.write(Buffer.from(JSON.stringify(this.store.attributes(dev.id).shared)));
+      ctx.logged('2.05', 0);
+    } else {
+      res.statusCode = '2.03';
+      res.write(Buffer.alloc(0));
+      res.statusCode = '2.05';
+      res.setOption('Content-Format', obs.contentFormat);
+      ctx.logged('2.03', 0);
+      this.sendPendingRpcs(dev.id);
+    }
+  }
+
+  private unsubscribe(ctx: Ctx): void {
+    const token = ctx.req._packet.token ? ctx.req._packet.token.toString('hex') : '';
+    for (const o of [...this.observations]) {
+      if (o.peer === ctx.peer && o.token === token) this.dropObservation(o, true);
+    }
+    // Californium cancels the relation; the deregistering GET itself gets no 2.xx (at most an empty ACK).
+    ctx.noResponse();
+  }
+
+  private dropObservation(o: Observation, end: boolean): void {
+    if (o.closed) return;
+    o.closed = true;
+    this.observations.delete(o);
+    if (end && !o.res.writableEnded) o.res.end();
+  }
+
+  private notify(o: Observation, body: JsonValue): void {
+    if (o.closed || o.res.writableEnded || !o.res.write) return;
+    o.res.statusCode = '2.05';
+    o.res.write(Buffer.from(JSON.stringify(body)));
+    const dev = this.store.findDevice(o.deviceId);
+    this.emitRequest({
+      ts: Date.now(), peer: o.peer, type: o.con ? 'CON' : 'NON', method: 'NOTIFY',
+      path: `/api/v1/<${dev?.name}>/${o.feature}`, device: dev?.name, code: '2.05', observe: (o.res._counter ?? 0),
+    });
+  }
+
+  /** Called by the admin side after shared attributes changed. */
+  sharedAttributesChanged(dev: Device, updated: JsonObject, deleted: string[]): void {
+    const obs = [...this.observations].filter((o) => o.deviceId === dev.id && o.feature === 'attributes');
+    if (!obs.length) return;
+    if (this.downlinkAllowed(dev.id)) {
+      const body: JsonObject = { ...updated };
+      if (deleted.length) body.deleted = deleted;
+      for (const o of obs) this.notify(o, body);
+      return;
+    }
+    const st = this.state(dev.id);
+    for (const [k, v] of Object.entries(updated)) { st.queuedUpdated[k] = v; st.queuedDeleted.delete(k); }
+    for (const k of deleted) { delete st.queuedUpdated[k]; st.queuedDeleted.add(k); }
+    st.hasQueued = true;
+    this.opts.log(`queued shared-attribute update for sleeping device ${dev.name}`);
+  }
+
+  // ------------------------------------------------------------------ PSM / DRX / eDRX
+
+  private state(deviceId: string): ClientState {
+    let st = this.states.get(deviceId);
+    if (!st) {
+      st = { lastUplink: 0, asleep: false, sleepTimer: null, firstEdrxDownlink: true, queuedUpdated: {}, queuedDeleted: new Set(), hasQueued: false };
+      this.states.set(deviceId, st);
+    }
+    return st;
+  }
+
+  static power(dev: Device): PowerSettings {
+    const p = dev.power;
+    return {
+      powerMode: p?.powerMode ?? 'DRX',
+      psmActivityTimer: p?.psmActivityTimer || DEFAULT_PSM_ACTIVITY_TIMER,
+      pagingTransmissionWindow: p?.pagingTransmissionWindow || DEFAULT_PAGING_TRANSMISSION_WINDOW,
+      ...(p?.edrxCycle ? { edrxCycle: p.edrxCycle } : {}),
+    };
+  }
+
+  /** clients.awake(state): every authenticated /api/v1 request. */
+  private awake(dev: Device): void {
+    const st = this.state(dev.id);
+    const p = TbCoapService.power(dev);
+    const wasAsleep = st.asleep;
+    st.lastUplink = Date.now();
+    st.asleep = false;
+    st.firstEdrxDownlink = true;
+    if (st.sleepTimer) { clearTimeout(st.sleepTimer); st.sleepTimer = null; }
+    if (p.powerMode === 'PSM' || p.powerMode === 'E_DRX') {
+      const ms = p.powerMode === 'PSM' ? p.psmActivityTimer : p.pagingTransmissionWindow;
+      st.sleepTimer = setTimeout(() => { st.asleep = true; st.sleepTimer = null; }, ms);
+      st.sleepTimer.unref();
+    }
+    if (wasAsleep) {
+      // sendMsgsAfterSleeping; deferred so the waking request is processed (and observations registered) first
+      setImmediate(() => this.afterWake(dev.id));
+    }
+  }
+
+  private afterWake(deviceId: string): void {
+    if (this.closed) return;
+    const st = this.state(deviceId);
+    const hasRpcObs = [...this.observations].some((o) => o.deviceId === deviceId && o.feature === 'rpc');
+    if (hasRpcObs) this.sendPendingRpcs(deviceId);
+    if (st.hasQueued) {
+      const obs = [...this.observations].filter((o) => o.deviceId === deviceId && o.feature === 'attributes');
+      if (obs.length) {
+        const body: JsonObject = { ...st.queuedUpdated };
+        if (st.queuedDeleted.size) body.deleted = [...st.queuedDeleted];
+        for (const o of obs) this.notify(o, body);
+      }
+      st.queuedUpdated = {};
+      st.queuedDeleted.clear();
+      st.hasQueued = false;
+    }
+  }
+
+  /** isDownlinkAllowed (DefaultCoapClientContext). Consumes the single eDRX downlink when used. */
+  private downlinkAllowed(deviceId: string): boolean {
+    const dev = this.store.findDevice(deviceId);
+    if (!dev) return false;
+    const p = TbCoapService.power(dev);
+    const st = this.state(deviceId);
+    const since = Date.now() - st.lastUplink;
+    if (p.powerMode === 'PSM') return !st.asleep && since <= p.psmActivityTimer;
+    if (p.powerMode === 'E_DRX') {
+      if (!st.asleep && since <= p.pagingTransmissionWindow) return true;
+      if (st.firstEdrxDownlink) { st.firstEdrxDownlink = false; return true; }
+      return false;
+    }
+    return true;
+  }
+
+  /** Power mode changed by the admin: restart the sleep timer from the last uplink. */
+  powerChanged(dev: Device): void {
+    const st = this.state(dev.id);
+    if (st.sleepTimer) { clearTimeout(st.sleepTimer); st.sleepTimer = null; }
+    const p = TbCoapService.power(dev);
+    if (p.powerMode === 'DRX') { st.asleep = false; return; }
+    const ms = p.powerMode === 'PSM' ? p.psmActivityTimer : p.pagingTransmissionWindow;
+    const left = st.lastUplink + ms - Date.now();
+    if (left <= 0) { st.asleep = true; return; }
+    st.sleepTimer = setTimeout(() => { st.asleep = true; st.sleepTimer = null; }, left);
+    st.sleepTimer.unref();
+  }
+
+  isAsleep(dev: Device): boolean { return this.state(dev.id).asleep; }
+
+  // ------------------------------------------------------------------ OTA (/fw, /sw)
+
+  private ota(ctx: Ctx, type: 'fw' | 'sw'): void {
+    const { req, segs } = ctx;
+    ctx.tokenSeg = 1;
+    if (req.method !== 'GET') return ctx.reply('4.05');
+    ctx.cf = null;
+    ctx.acceptNow(); // OtaPackageTransportResource calls exchange.accept() first
+    const dev = segs[1] !== undefined ? this.store.byToken(segs[1]) : undefined;
+    if (!dev) return ctx.reply('4.01');
+    ctx.device = dev;
+    const pkg: OtaPackage | undefined = this.store.ota(dev.id, type);
+    if (!pkg) return ctx.reply('4.04');
+    const q = ctx.query;
+    if ((q.title !== undefined && q.title !== pkg.title) || (q.version !== undefined && q.version !== pkg.version)) {
+      return ctx.reply('4.00');
+    }
+    const data = Buffer.from(pkg.data, 'base64');
+    const size = q.size !== undefined ? Number(q.size) : 0;
+    if (!size || !Number.isFinite(size) || size <= 0) return ctx.reply('2.05', data);
+    const chunk = q.chunk !== undefined ? Number(q.chunk) : 0;
+    const part = data.subarray(size * chunk, size * (chunk + 1));
+    if (!part.length) return ctx.noResponse(); // past the end: TB sends nothing
+    ctx.reply('2.05', part);
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  /** Runs fn after delayMs; if that exceeds COAP_TIMEOUT the sync session expires and nothing is sent. */
+  private later(ctx: Ctx, delayMs: number, fn: () => void | Promise<void>): void {
+    if (delayMs <= 0) { void fn(); return; }
+    if (delayMs >= this.opts.coapTimeoutMs) { ctx.noResponse(); return; }
+    const t = setTimeout(() => { if (!this.closed) void fn(); }, delayMs);
+    t.unref();
+  }
+
+  emitRequest(e: RequestEvent): void {
+    this.events.emit('request', e);
+    const obs = e.observe !== undefined ? ` obs=${e.observe}` : '';
+    this.opts.log(`${new Date(e.ts).toISOString()} ${e.peer} ${e.type} ${e.method} ${e.path} -> ${e.code}${obs}${e.device ? ` [${e.device}]` : ''}`);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const st of this.states.values()) if (st.sleepTimer) clearTimeout(st.sleepTimer);
+    for (const map of this.pending.values()) {
+      for (const p of map.values()) { clearTimeout(p.timer); p.reject(new Error('server closed')); }
+    }
+    this.pending.clear();
+    for (const o of [...this.observations]) this.dropObservation(o, false);
+  }
+}
+
+/** One request in flight: how to answer it and how to log it. */
+class Ctx {
+  segs: string[] = [];
+  query: Record<string, string> = {};
+  device?: Device;
+  tokenSeg = -1;
+  /** Content-Format for the reply; null = none. JSON profiles echo the request's format, else 50. */
+  cf: number | null;
+  piggyback = false;
+  private done = false;
+
+  constructor(readonly svc: TbCoapService, readonly req: CoapReq, readonly res: CoapRes, readonly peer: string, readonly con: boolean) {
+    const rcf = req.headers['Content-Format'];
+    this.cf = typeof rcf === 'number' ? rcf : CF_JSON;
+  }
+
+  safePath(): string {
+    const [p, q] = this.req.url.split('?', 2);
+    const segs = p.split('/').filter((s) => s.length > 0);
+    if (this.tokenSeg >= 0 && this.tokenSeg < segs.length) {
+      segs[this.tokenSeg] = this.device ? `<${this.device.name}>` : '<unknown token>';
+    }
+    let out = '/' + segs.join('/');
+    if (q) out += '?' + q;
+    return out;
+  }
+
+  logged(code: string, observe?: number): void {
+    this.svc.emitRequest({
+      ts: Date.now(), peer: this.peer, type: this.con ? 'CON' : 'NON', method: this.req.method,
+      path: this.safePath(), device: this.device?.name, code, ...(observe !== undefined ? { observe } : {}),
+    });
+  }
+
+  /** TB's exchange.accept(): empty ACK now, the response follows as a separate CON. */
+  acceptNow(): void {
+    const res = this.res;
+    if (!this.con || !res._ackTimer || !res._send || !res._packet) return;
+    clearTimeout(res._ackTimer);
+    res._ackTimer = null;
+    res._send(res, { messageId: this.req._packet.messageId, code: '0.00', options: [], confirmable: false, ack: true, reset: false });
+    res._packet.confirmable = true;
+    res._packet.ack = false;
+    delete res._packet.messageId;
+  }
+
+  /** Answer CON requests the way TB does when the result is ready inside the piggyback window. */
+  private tbTiming(): void {
+    const res = this.res;
+    if (!this.con || this.piggyback || this.svc.opts.conResponses !== 'thingsboard') return;
+    if (!res._ackTimer || !res._packet) return; // already past the window (empty ACK sent) or not node-coap
+    clearTimeout(res._ackTimer);
+    res._ackTimer = null;
+    res._packet.confirmable = true;
+    res._packet.ack = false;
+    delete res._packet.messageId;
+  }
+
+  reply(code: string, payload?: string | Buffer): void {
+    if (this.done) return;
+    this.done = true;
+    this.tbTiming();
+    this.res.statusCode = code;
+    if (payload !== undefined && this.cf !== null) this.res.setOption('Content-Format', this.cf);
+    this.res.end(payload === undefined ? undefined : Buffer.isBuffer(payload) ? payload : Buffer.from(payload));
+    this.logged(code);
+  }
+
+  /** No CoAP response at all (node-coap still sends the deferred empty ACK for CON). */
+  noResponse(): void {
+    if (this.done) return;
+    this.done = true;
+    this.logged('(no response)');
+  }
+}
+
+// ------------------------------------------------------------------ JSON helpers
+
+function asFeature(s: string | undefined): Feature | undefined {
+  if (!s) return undefined;
+  const f = s.toLowerCase() as Feature;
+  return FEATURES.includes(f) ? f : undefined;
+}
+
+function parseQuery(q: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of q.split('&')) {
+    if (!part) continue;
+    const i = part.indexOf('=');
+    const k = i < 0 ? part : part.slice(0, i);
+    const v = i < 0 ? '' : part.slice(i + 1);
+    out[safeDecode(k)] = safeDecode(v);
+  }
+  return out;
+}
+
+function safeDecode(s: string): string {
+  try { return decodeURIComponent(s); } catch { return s; }
+}
+
+function splitKeys(v: string | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  const keys = v.split(',').map((s) => s.trim()).filter(Boolean);
+  return keys.length ? keys : undefined;
+}
+
+function pick(o: JsonObject, keys: string[]): JsonObject {
+  const out: JsonObject = {};
+  for (const k of keys) if (k in o) out[k] = o[k];
+  return out;
+}
+
+export function parseJson(buf: Buffer | undefined): JsonValue | undefined {
+  if (!buf || !buf.length) return undefined;
+  try { return JSON.parse(buf.toString('utf8')) as JsonValue; } catch { return undefined; }
+}
+
+export function isObject(v: JsonValue | undefined): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const INT_RE = /^-?\d+$/;
+const DEC_RE = /^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+
+/**
+ * JsonConverter typing with JSON_TYPE_CAST_ENABLED=true: numeric-looking strings become numbers
+ * (integers beyond 64-bit stay strings), nulls are skipped, objects/arrays kept as JSON.
+ */
+export function typeValues(o: JsonObject): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (v === null) continue;
+    if (typeof v === 'string') {
+      const s = v.trim();
+      if (INT_RE.test(s)) {
+        const big = BigInt(s);
+        out[k] = big <= 9223372036854775807n && big >= -9223372036854775808n ? Number(s) : v;
+      } else if (DEC_RE.test(s)) {
+        out[k] = Number(s);
+      } else {
+        out[k] = v;
+      }
+      continue;
+    }
+    out[k] = v;
+  }
+  return out;
+}

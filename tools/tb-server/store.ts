@@ -1,0 +1,322 @@
+// Device registry, telemetry, attributes, provisioning profiles and RPC log of the local
+// ThingsBoard-compatible server. Everything lives in memory and is persisted as one JSON
+// document written atomically (temp file + fsync + rename + directory fsync), so a crash
+// at any point leaves either the old or the new state on disk, never a torn file.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [k: string]: JsonValue };
+export type JsonObject = { [k: string]: JsonValue };
+
+export type PowerMode = 'PSM' | 'DRX' | 'E_DRX';
+/** Per-device CoAP power-saving configuration (CoapDeviceTransportConfiguration). Times in ms. */
+export interface PowerSettings {
+  powerMode: PowerMode;
+  psmActivityTimer: number;
+  pagingTransmissionWindow: number;
+  edrxCycle?: number;
+}
+
+export interface Device {
+  id: string;
+  name: string;
+  /** Access token (credentialsType ACCESS_TOKEN). Never logged. */
+  token: string;
+  /** SHA3-256 hex of the base64 DER of the device certificate (X509_CERTIFICATE credential id). */
+  certSha3?: string;
+  power?: PowerSettings;
+  /** Set when the device was created or claimed through a provisioning profile. */
+  provisioned?: boolean;
+  claim?: { secretKey: string; expiresAt: number };
+  createdAt: number;
+}
+
+export interface TsPoint { ts: number; value: JsonValue }
+export interface AttrValue { value: JsonValue; lastUpdateTs: number }
+
+export type ProvisionStrategy = 'ALLOW_CREATE_NEW_DEVICES' | 'CHECK_PRE_PROVISIONED_DEVICES';
+export interface ProvisionProfile { key: string; secret: string; strategy: ProvisionStrategy }
+
+export type RpcStatus = 'QUEUED' | 'SENT' | 'DELIVERED' | 'SUCCESSFUL' | 'TIMEOUT' | 'EXPIRED';
+export interface RpcRecord {
+  id: number;
+  deviceId: string;
+  method: string;
+  params: JsonValue;
+  persistent: boolean;
+  createdTs: number;
+  expirationTime: number;
+  status: RpcStatus;
+  response?: JsonValue;
+}
+
+export interface OtaPackage {
+  type: 'fw' | 'sw';
+  title: string;
+  version: string;
+  /** base64 of the image */
+  data: string;
+  checksumAlgorithm: string;
+  checksum: string;
+}
+
+interface DeviceData {
+  latest: Record<string, TsPoint>;
+  /** Bounded history, oldest first, across all keys of the device. */
+  history: { ts: number; key: string; value: JsonValue }[];
+  client: Record<string, AttrValue>;
+  shared: Record<string, AttrValue>;
+  nextRpcId: number;
+  ota: Partial<Record<'fw' | 'sw', OtaPackage>>;
+}
+
+interface Persisted {
+  version: 1;
+  devices: Device[];
+  data: Record<string, DeviceData>;
+  profiles: ProvisionProfile[];
+  rpc: RpcRecord[];
+}
+
+export const HISTORY_LIMIT = 1000;
+export const RPC_LOG_LIMIT = 1000;
+const FILE = 'state.json';
+
+export function randomToken(): string {
+  // 20 chars like ThingsBoard's generated access tokens
+  return randomBytes(15).toString('base64url').slice(0, 20);
+}
+
+/** ThingsBoard's X.509 credentials id: SHA3-256 hex of the certificate's base64 DER (PEM body, no newlines). */
+export function certSha3FromPem(pemOrBase64: string): string {
+  const b64 = pemOrBase64.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
+  return createHash('sha3-256').update(b64, 'utf8').digest('hex');
+}
+
+export class Store {
+  private devices = new Map<string, Device>();
+  private data = new Map<string, DeviceData>();
+  private profiles: ProvisionProfile[] = [];
+  private rpc: RpcRecord[] = [];
+  private saveTimer: NodeJS.Timeout | null = null;
+  private readonly historyLimit: number;
+
+  constructor(readonly dataDir: string, opts: { historyLimit?: number } = {}) {
+    this.historyLimit = opts.historyLimit ?? HISTORY_LIMIT;
+    fs.mkdirSync(dataDir, { recursive: true });
+    this.load();
+  }
+
+  // ---- persistence ----
+
+  private load(): void {
+    const file = path.join(this.dataDir, FILE);
+    if (!fs.existsSync(file)) return;
+    const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as Persisted;
+    for (const d of doc.devices) this.devices.set(d.id, d);
+    for (const [id, dd] of Object.entries(doc.data)) this.data.set(id, dd);
+    this.profiles = doc.profiles ?? [];
+    this.rpc = doc.rpc ?? [];
+  }
+
+  /** Schedules a save shortly (coalesces bursts of writes). */
+  private dirty(): void {
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => { this.saveTimer = null; this.flush(); }, 25);
+    this.saveTimer.unref();
+  }
+
+  /** Writes the state now: temp file, fsync, rename over the old file, fsync the directory. */
+  flush(): void {
+    if (this.saveTimer) { clearTimeout(this.saveTimer); this.saveTimer = null; }
+    const doc: Persisted = {
+      version: 1,
+      devices: [...this.devices.values()],
+      data: Object.fromEntries(this.data),
+      profiles: this.profiles,
+      rpc: this.rpc,
+    };
+    const file = path.join(this.dataDir, FILE);
+    const tmp = `${file}.${process.pid}.tmp`;
+    const fd = fs.openSync(tmp, 'w', 0o600);
+    try {
+      fs.writeSync(fd, JSON.stringify(doc));
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+    try {
+      const dfd = fs.openSync(this.dataDir, 'r');
+      try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
+    } catch { /* directory fsync is not supported everywhere */ }
+  }
+
+  // ---- devices ----
+
+  createDevice(name: string, opts: { token?: string; certSha3?: string; provisioned?: boolean } = {}): Device {
+    if (!name) throw new StoreError(400, 'name is required');
+    if (this.findDevice(name)) throw new StoreError(409, `device ${name} already exists`);
+    const token = opts.token ?? randomToken();
+    if (this.byToken(token)) throw new StoreError(409, 'token already in use');
+    const dev: Device = { id: randomUUID(), name, token, createdAt: Date.now() };
+    if (opts.certSha3) dev.certSha3 = opts.certSha3.toLowerCase();
+    if (opts.provisioned) dev.provisioned = true;
+    this.devices.set(dev.id, dev);
+    this.data.set(dev.id, { latest: {}, history: [], client: {}, shared: {}, nextRpcId: 1, ota: {} });
+    this.dirty();
+    return dev;
+  }
+
+  listDevices(): Device[] { return [...this.devices.values()]; }
+
+  /** By name or id. */
+  findDevice(nameOrId: string): Device | undefined {
+    const byId = this.devices.get(nameOrId);
+    if (byId) return byId;
+    for (const d of this.devices.values()) if (d.name === nameOrId) return d;
+    return undefined;
+  }
+
+  byToken(token: string): Device | undefined {
+    for (const d of this.devices.values()) if (d.token === token) return d;
+    return undefined;
+  }
+
+  byCertSha3(sha3: string): Device | undefined {
+    const s = sha3.toLowerCase();
+    for (const d of this.devices.values()) if (d.certSha3 === s) return d;
+    return undefined;
+  }
+
+  updateDevice(dev: Device, patch: Partial<Pick<Device, 'power' | 'provisioned' | 'claim' | 'token' | 'certSha3'>>): Device {
+    Object.assign(dev, patch);
+    this.dirty();
+    return dev;
+  }
+
+  private dd(deviceId: string): DeviceData {
+    const d = this.data.get(deviceId);
+    if (!d) throw new StoreError(404, 'no such device');
+    return d;
+  }
+
+  // ---- telemetry ----
+
+  saveTelemetry(deviceId: string, entries: { ts: number; values: Record<string, JsonValue> }[]): void {
+    const d = this.dd(deviceId);
+    for (const e of entries) {
+      for (const [key, value] of Object.entries(e.values)) {
+        const cur = d.latest[key];
+        if (!cur || cur.ts <= e.ts) d.latest[key] = { ts: e.ts, value };
+        d.history.push({ ts: e.ts, key, value });
+      }
+    }
+    if (d.history.length > this.historyLimit) d.history.splice(0, d.history.length - this.historyLimit);
+    this.dirty();
+  }
+
+  latestTelemetry(deviceId: string): Record<string, TsPoint> { return { ...this.dd(deviceId).latest }; }
+
+  /** {key: [{ts, value}, ...]} newest first. */
+  telemetry(deviceId: string, keys?: string[]): Record<string, TsPoint[]> {
+    const d = this.dd(deviceId);
+    const out: Record<string, TsPoint[]> = {};
+    const want = keys && keys.length ? new Set(keys) : null;
+    for (const h of d.history) {
+      if (want && !want.has(h.key)) continue;
+      (out[h.key] ??= []).push({ ts: h.ts, value: h.value });
+    }
+    for (const k of Object.keys(out)) out[k].sort((a, b) => b.ts - a.ts);
+    return out;
+  }
+
+  // ---- attributes ----
+
+  setClientAttributes(deviceId: string, values: Record<string, JsonValue>): void {
+    const d = this.dd(deviceId);
+    const now = Date.now();
+    for (const [k, v] of Object.entries(values)) d.client[k] = { value: v, lastUpdateTs: now };
+    this.dirty();
+  }
+
+  setSharedAttributes(deviceId: string, values: Record<string, JsonValue>): void {
+    const d = this.dd(deviceId);
+    const now = Date.now();
+    for (const [k, v] of Object.entries(values)) d.shared[k] = { value: v, lastUpdateTs: now };
+    this.dirty();
+  }
+
+  /** Returns the keys that existed and were deleted. */
+  deleteSharedAttributes(deviceId: string, keys: string[]): string[] {
+    const d = this.dd(deviceId);
+    const deleted = keys.filter((k) => k in d.shared);
+    for (const k of deleted) delete d.shared[k];
+    if (deleted.length) this.dirty();
+    return deleted;
+  }
+
+  attributes(deviceId: string): { client: JsonObject; shared: JsonObject } {
+    const d = this.dd(deviceId);
+    const flat = (r: Record<string, AttrValue>): JsonObject =>
+      Object.fromEntries(Object.entries(r).map(([k, a]) => [k, a.value]));
+    return { client: flat(d.client), shared: flat(d.shared) };
+  }
+
+  // ---- provisioning ----
+
+  addProfile(p: ProvisionProfile): ProvisionProfile {
+    if (!p.key || !p.secret) throw new StoreError(400, 'key and secret are required');
+    if (p.strategy !== 'ALLOW_CREATE_NEW_DEVICES' && p.strategy !== 'CHECK_PRE_PROVISIONED_DEVICES') {
+      throw new StoreError(400, 'strategy must be ALLOW_CREATE_NEW_DEVICES or CHECK_PRE_PROVISIONED_DEVICES');
+    }
+    this.profiles = this.profiles.filter((x) => x.key !== p.key);
+    const prof = { key: p.key, secret: p.secret, strategy: p.strategy };
+    this.profiles.push(prof);
+    this.dirty();
+    return prof;
+  }
+
+  findProfile(key: string, secret: string): ProvisionProfile | undefined {
+    return this.profiles.find((p) => p.key === key && p.secret === secret);
+  }
+
+  listProfiles(): ProvisionProfile[] { return [...this.profiles]; }
+
+  // ---- RPC log ----
+
+  newRpc(deviceId: string, r: Omit<RpcRecord, 'id' | 'deviceId' | 'status' | 'createdTs'>): RpcRecord {
+    const d = this.dd(deviceId);
+    const rec: RpcRecord = { id: d.nextRpcId++, deviceId, status: 'QUEUED', createdTs: Date.now(), ...r };
+    this.rpc.push(rec);
+    if (this.rpc.length > RPC_LOG_LIMIT) this.rpc.splice(0, this.rpc.length - RPC_LOG_LIMIT);
+    this.dirty();
+    return rec;
+  }
+
+  updateRpc(rec: RpcRecord, patch: Partial<Pick<RpcRecord, 'status' | 'response'>>): void {
+    Object.assign(rec, patch);
+    this.dirty();
+  }
+
+  rpcLog(deviceId?: string): RpcRecord[] {
+    return this.rpc.filter((r) => !deviceId || r.deviceId === deviceId);
+  }
+
+  // ---- OTA ----
+
+  setOta(deviceId: string, pkg: OtaPackage): void {
+    this.dd(deviceId).ota[pkg.type] = pkg;
+    this.dirty();
+  }
+
+  ota(deviceId: string, type: 'fw' | 'sw'): OtaPackage | undefined { return this.dd(deviceId).ota[type]; }
+
+  close(): void { this.flush(); }
+}
+
+export class StoreError extends Error {
+  constructor(readonly status: number, message: string) { super(message); }
+}
