@@ -605,7 +605,7 @@ export class CoapClient {
       this.#byToken.set(key, ex);
       if (con) this.#byMid.set(mid, ex);
       this.stats.requests++;
-      this.#send(bytes);
+      // Timer first, then send: a transport that answers synchronously must find it armed.
       if (con) {
         // RFC 7252 §4.2: initial timeout random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR].
         ex.timeout = params.ackTimeout * (1 + this.#random.next() * (params.ackRandomFactor - 1));
@@ -613,6 +613,7 @@ export class CoapClient {
       } else {
         this.#arm(ex, params.responseTimeout, this.#onResponseTimeout);
       }
+      this.#send(bytes);
     });
   }
 
@@ -632,8 +633,8 @@ export class CoapClient {
       ex.retransmits++;
       ex.timeout *= 2;
       this.stats.retransmissions++;
-      this.#send(ex.bytes);
       this.#arm(ex, ex.timeout, this.#onAckTimeout);
+      this.#send(ex.bytes);
       return;
     }
     this.stats.timeouts++;
