@@ -37,6 +37,13 @@ function notification(token: Uint8Array, mid: number, seq: number, payload: stri
   return { type, code, messageId: mid, token, options: [{ number: OptionNumber.OBSERVE, value: encodeUint(seq) }], payload: encodeUtf8(payload) };
 }
 
+/** Records a rejection without letting it go unhandled; returns a getter (calls do not narrow). */
+function failure(p: Promise<unknown>): () => unknown {
+  const state: { error?: unknown } = {};
+  p.catch((e: unknown) => (state.error = e));
+  return () => state.error;
+}
+
 async function rejection(p: Promise<unknown>): Promise<unknown> {
   try {
     await p;
@@ -51,16 +58,15 @@ describe('coap client', () => {
     it('doubles the timeout from ACK_TIMEOUT and rejects at 62 s with jitter 0', async () => {
       const { clock, net, client } = setup();
       const p = client.request({ method: 'GET', path: '/time' });
-      let error: unknown;
-      p.catch((e) => (error = e));
+      const error = failure(p);
       assert.equal(net.sent.length, 1);
       await clock.advanceAsync(61_999, settle);
       assert.deepEqual(net.sent.map((s) => s.at), [0, 2000, 6000, 14000, 30000]);
       assert.ok(net.sent.every((s) => s.msg.messageId === net.sent[0]!.msg.messageId), 'same MID on retransmission');
-      assert.equal(error, undefined);
+      assert.equal(error(), undefined);
       await clock.advanceAsync(1, settle);
-      assert.ok(error instanceof CoapTimeoutError);
-      assert.equal((error as CoapTimeoutError).code, 'timeout');
+      assert.ok(error() instanceof CoapTimeoutError);
+      assert.equal((error() as CoapTimeoutError).code, 'timeout');
       assert.equal(clock.now(), 62_000);
       assert.equal(client.stats.retransmissions, 4);
       assert.equal(client.stats.timeouts, 1);
@@ -101,13 +107,12 @@ describe('coap client', () => {
     it('NB-IoT profile: first timeout 15 s, 2 retransmissions', async () => {
       const { clock, net, client } = setup({ transmission: NBIOT_TRANSMISSION });
       const p = client.request({ method: 'POST', path: '/api/v1/t/telemetry', payload: encodeUtf8('{}') });
-      let error: unknown;
-      p.catch((e) => (error = e));
+      const error = failure(p);
       await clock.advanceAsync(104_999, settle);
       assert.deepEqual(net.sent.map((s) => s.at), [0, 15000, 45000]);
-      assert.equal(error, undefined);
+      assert.equal(error(), undefined);
       await clock.advanceAsync(1, settle);
-      assert.ok(error instanceof CoapTimeoutError);
+      assert.ok(error() instanceof CoapTimeoutError);
       assert.equal(clock.pending, 0);
     });
 
@@ -182,14 +187,13 @@ describe('coap client', () => {
     it('empty ACK then no response: rejects after responseTimeout', async () => {
       const { clock, net, client } = setup();
       const p = client.request({ method: 'GET', path: 'slow' });
-      let error: unknown;
-      p.catch((e) => (error = e));
+      const error = failure(p);
       await clock.advanceAsync(1000, settle);
       net.inject({ type: CoapType.ACK, code: 0, messageId: net.last().messageId, token: E, options: [], payload: E });
       await clock.advanceAsync(29_999, settle);
-      assert.equal(error, undefined);
+      assert.equal(error(), undefined);
       await clock.advanceAsync(1, settle);
-      assert.ok(error instanceof CoapTimeoutError);
+      assert.ok(error() instanceof CoapTimeoutError);
       assert.equal(clock.now(), 31_000);
       assert.equal(clock.pending, 0);
     });
@@ -286,13 +290,12 @@ describe('coap client', () => {
       net.inject({ type: CoapType.NON, code: Code.CHANGED, messageId: 5, token: req.token, options: [], payload: E });
       assert.equal((await p).code, Code.CHANGED);
       const q = client.request({ method: 'POST', path: 't', confirmable: false });
-      let error: unknown;
-      q.catch((e) => (error = e));
+      const error = failure(q);
       await clock.advanceAsync(29_999, settle);
-      assert.equal(error, undefined);
+      assert.equal(error(), undefined);
       assert.equal(net.sent.length, 2);
       await clock.advanceAsync(1, settle);
-      assert.ok(error instanceof CoapTimeoutError);
+      assert.ok(error() instanceof CoapTimeoutError);
       assert.equal(clock.pending, 0);
     });
 
