@@ -1,0 +1,781 @@
+/*
+ * dtls_core.c: see dtls_core.h. Links the system mbedTLS (-lmbedtls -lmbedx509 -lmbedcrypto).
+ */
+#include "dtls_core.h"
+
+#include "mbedtls/version.h"
+#if MBEDTLS_VERSION_MAJOR >= 3
+#include "mbedtls/build_info.h"
+#define DTLS_PRIV(x) MBEDTLS_PRIVATE(x)
+#else
+#if !defined(MBEDTLS_CONFIG_FILE)
+#include "mbedtls/config.h"
+#else
+#include MBEDTLS_CONFIG_FILE
+#endif
+#define DTLS_PRIV(x) x
+#endif
+
+#include "mbedtls/ssl.h"
+#include "mbedtls/ssl_cookie.h"
+#include "mbedtls/ssl_ticket.h"
+#include "mbedtls/entropy.h"
+#include "mbedtls/ctr_drbg.h"
+#include "mbedtls/x509_crt.h"
+#include "mbedtls/pk.h"
+#include "mbedtls/error.h"
+#if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_PSA_CRYPTO_C)
+#include "psa/crypto.h"
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if !defined(MBEDTLS_SSL_PROTO_DTLS)
+#error "dtls_core needs MBEDTLS_SSL_PROTO_DTLS"
+#endif
+
+#define DTLS_DEFAULT_MTU 1024
+#define DTLS_MSG_SIZE 256
+#define DTLS_INBOX_SIZE 2048
+
+struct dtls_conf {
+  int refs;
+  int role;
+  int has_psk;
+  int has_ca;
+  int has_cert;
+  int auth_mode;
+  mbedtls_ssl_config ssl;
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context drbg;
+  mbedtls_x509_crt ca;
+  mbedtls_x509_crt cert;
+  mbedtls_pk_context key;
+#if defined(MBEDTLS_SSL_COOKIE_C)
+  mbedtls_ssl_cookie_ctx cookie;
+#endif
+#if defined(MBEDTLS_SSL_TICKET_C)
+  mbedtls_ssl_ticket_context ticket;
+#endif
+  int ciphersuites[8];
+};
+
+struct dtls_core {
+  dtls_conf *conf;
+  mbedtls_ssl_context ssl;
+  dtls_send_fn send;
+  void *send_user;
+  unsigned char *client_id;
+  size_t client_id_len;
+  /* one-datagram inbox */
+  unsigned char inbox[DTLS_INBOX_SIZE];
+  size_t inbox_len;
+  int inbox_full;
+  /* caller-driven timer */
+  uint32_t timer_fin_ms;
+  int timer_set;
+  int timer_expired;
+  uint32_t timer_gen;
+  /* status */
+  int state;
+  int error;
+  int mbed_error;
+  int alert;
+  int saw_certificate_state;
+  int resumed;
+  int connected_reported;
+  char message[DTLS_MSG_SIZE];
+};
+
+/* ---------- helpers ---------- */
+
+static void set_msg(char *dst, size_t size, const char *fmt, const char *a, const char *b) {
+  if (!dst || !size) return;
+  snprintf(dst, size, fmt, a ? a : "", b ? b : "");
+}
+
+static const char *error_names[] = {
+  "DTLS_OK", "DTLS_CONFIG", "DTLS_BAD_CA_FILE", "DTLS_BAD_CERT_FILE", "DTLS_BAD_KEY_FILE",
+  "DTLS_UNKNOWN_CA", "DTLS_HOSTNAME_MISMATCH", "DTLS_CERT_EXPIRED", "DTLS_CERT_NOT_YET_VALID",
+  "DTLS_CERT_INVALID", "DTLS_HANDSHAKE_TIMEOUT", "DTLS_FATAL_ALERT", "DTLS_CLOSE_NOTIFY",
+  "DTLS_NO_CLIENT_CERT", "DTLS_HANDSHAKE_FAILED", "DTLS_BAD_SESSION", "DTLS_STATE", "DTLS_TOO_LONG",
+  "DTLS_NO_MEMORY", "DTLS_INTERNAL"
+};
+
+const char *dtls_core_error_name(int code) {
+  if (code < 0 || code >= (int)(sizeof(error_names) / sizeof(error_names[0]))) return "DTLS_INTERNAL";
+  return error_names[code];
+}
+
+static const char *alert_name(int alert) {
+  switch (alert) {
+    case 0: return "close_notify";
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 22: return "record_overflow";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 43: return "unsupported_certificate";
+    case 44: return "certificate_revoked";
+    case 45: return "certificate_expired";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 49: return "access_denied";
+    case 50: return "decode_error";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 71: return "insufficient_security";
+    case 80: return "internal_error";
+    case 90: return "user_canceled";
+    case 110: return "unsupported_extension";
+    case 112: return "unrecognized_name";
+    case 115: return "unknown_psk_identity";
+    case 116: return "certificate_required";
+    default: return "unknown alert";
+  }
+}
+
+static int contains(const unsigned char *data, size_t len, const char *needle) {
+  size_t n = strlen(needle), i;
+  for (i = 0; i + n <= len; i++)
+    if (data[i] == (unsigned char)needle[0] && memcmp(data + i, needle, n) == 0) return 1;
+  return 0;
+}
+
+/* mbedtls_pk_parse_key / x509 parse need PEM NUL-terminated with the NUL counted. */
+static unsigned char *pem_copy(const unsigned char *data, size_t len, size_t *out_len) {
+  unsigned char *copy;
+  int pem = contains(data, len, "-----BEGIN");
+  if (!pem) { *out_len = len; return NULL; }
+  if (data[len - 1] == 0) { *out_len = len; return NULL; }
+  copy = (unsigned char *)malloc(len + 1);
+  if (!copy) return NULL;
+  memcpy(copy, data, len);
+  copy[len] = 0;
+  *out_len = len + 1;
+  return copy;
+}
+
+static int parse_crt(mbedtls_x509_crt *crt, const unsigned char *data, size_t len) {
+  size_t n;
+  unsigned char *copy = pem_copy(data, len, &n);
+  int ret = mbedtls_x509_crt_parse(crt, copy ? copy : data, n);
+  free(copy);
+  return ret;
+}
+
+static int parse_key(dtls_conf *c, const unsigned char *data, size_t len) {
+  size_t n;
+  unsigned char *copy = pem_copy(data, len, &n);
+  int ret;
+#if MBEDTLS_VERSION_MAJOR >= 3
+  ret = mbedtls_pk_parse_key(&c->key, copy ? copy : data, n, NULL, 0, mbedtls_ctr_drbg_random, &c->drbg);
+#else
+  ret = mbedtls_pk_parse_key(&c->key, copy ? copy : data, n, NULL, 0);
+#endif
+  if (copy) { memset(copy, 0, n); free(copy); }
+  return ret;
+}
+
+static void mbed_strerror(int ret, char *buf, size_t size) {
+#if defined(MBEDTLS_ERROR_C)
+  mbedtls_strerror(ret, buf, size);
+#else
+  snprintf(buf, size, "mbedTLS error -0x%04x", (unsigned)-ret);
+#endif
+}
+
+/* ---------- configuration ---------- */
+
+static void conf_free(dtls_conf *c) {
+  mbedtls_ssl_config_free(&c->ssl);
+#if defined(MBEDTLS_SSL_COOKIE_C)
+  mbedtls_ssl_cookie_free(&c->cookie);
+#endif
+#if defined(MBEDTLS_SSL_TICKET_C)
+  mbedtls_ssl_ticket_free(&c->ticket);
+#endif
+  mbedtls_x509_crt_free(&c->ca);
+  mbedtls_x509_crt_free(&c->cert);
+  mbedtls_pk_free(&c->key);
+  mbedtls_ctr_drbg_free(&c->drbg);
+  mbedtls_entropy_free(&c->entropy);
+  free(c);
+}
+
+dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size_t msg_size) {
+  dtls_conf *c;
+  int ret, n = 0;
+  char tmp[128];
+  static const char pers[] = "tb-dtls-core";
+  unsigned char pbuf[64];
+  size_t plen;
+
+  *err = DTLS_OK;
+  if (msg && msg_size) msg[0] = 0;
+#if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_PSA_CRYPTO_C)
+  psa_crypto_init();
+#endif
+  c = (dtls_conf *)calloc(1, sizeof(*c));
+  if (!c) { *err = DTLS_E_NO_MEMORY; set_msg(msg, msg_size, "out of memory", 0, 0); return NULL; }
+  c->refs = 1;
+  c->role = opt->role == DTLS_ROLE_SERVER ? DTLS_ROLE_SERVER : DTLS_ROLE_CLIENT;
+  mbedtls_ssl_config_init(&c->ssl);
+  mbedtls_entropy_init(&c->entropy);
+  mbedtls_ctr_drbg_init(&c->drbg);
+  mbedtls_x509_crt_init(&c->ca);
+  mbedtls_x509_crt_init(&c->cert);
+  mbedtls_pk_init(&c->key);
+#if defined(MBEDTLS_SSL_COOKIE_C)
+  mbedtls_ssl_cookie_init(&c->cookie);
+#endif
+#if defined(MBEDTLS_SSL_TICKET_C)
+  mbedtls_ssl_ticket_init(&c->ticket);
+#endif
+
+  plen = sizeof(pers) - 1;
+  memcpy(pbuf, pers, plen);
+  if (opt->seed && opt->seed_len) {
+    size_t k = opt->seed_len > sizeof(pbuf) - plen ? sizeof(pbuf) - plen : opt->seed_len;
+    memcpy(pbuf + plen, opt->seed, k);
+    plen += k;
+  }
+  ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, pbuf, plen);
+  if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "random generator seed failed", 0, 0); goto fail; }
+
+  ret = mbedtls_ssl_config_defaults(&c->ssl,
+                                    c->role == DTLS_ROLE_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+                                    MBEDTLS_SSL_TRANSPORT_DATAGRAM, MBEDTLS_SSL_PRESET_DEFAULT);
+  if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "ssl config defaults failed", 0, 0); goto fail; }
+  mbedtls_ssl_conf_rng(&c->ssl, mbedtls_ctr_drbg_random, &c->drbg);
+
+  /* DTLS 1.2 only */
+#if MBEDTLS_VERSION_MAJOR >= 3 && (MBEDTLS_VERSION_MINOR >= 2 || MBEDTLS_VERSION_MAJOR > 3)
+  mbedtls_ssl_conf_min_tls_version(&c->ssl, MBEDTLS_SSL_VERSION_TLS1_2);
+  mbedtls_ssl_conf_max_tls_version(&c->ssl, MBEDTLS_SSL_VERSION_TLS1_2);
+#else
+  mbedtls_ssl_conf_min_version(&c->ssl, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_max_version(&c->ssl, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
+
+  /* Certificates */
+  if (opt->ca && opt->ca_len) {
+    ret = parse_crt(&c->ca, opt->ca, opt->ca_len);
+    if (ret != 0) {
+      mbed_strerror(ret, tmp, sizeof(tmp));
+      *err = DTLS_E_BAD_CA_FILE;
+      set_msg(msg, msg_size, "bad CA file: %s%s", tmp, 0);
+      goto fail;
+    }
+    c->has_ca = 1;
+    mbedtls_ssl_conf_ca_chain(&c->ssl, &c->ca, NULL);
+  }
+  if ((opt->cert && opt->cert_len) || (opt->key && opt->key_len)) {
+    if (!(opt->cert && opt->cert_len)) {
+      *err = DTLS_E_BAD_CERT_FILE; set_msg(msg, msg_size, "bad certificate file: a key was given without a certificate", 0, 0); goto fail;
+    }
+    if (!(opt->key && opt->key_len)) {
+      *err = DTLS_E_BAD_KEY_FILE; set_msg(msg, msg_size, "bad key file: a certificate was given without its private key", 0, 0); goto fail;
+    }
+    ret = parse_crt(&c->cert, opt->cert, opt->cert_len);
+    if (ret != 0) {
+      mbed_strerror(ret, tmp, sizeof(tmp));
+      *err = DTLS_E_BAD_CERT_FILE;
+      set_msg(msg, msg_size, "bad certificate file: %s%s", tmp, 0);
+      goto fail;
+    }
+    ret = parse_key(c, opt->key, opt->key_len);
+    if (ret != 0) {
+      mbed_strerror(ret, tmp, sizeof(tmp));
+      *err = DTLS_E_BAD_KEY_FILE;
+      set_msg(msg, msg_size, "bad key file: %s%s", tmp, 0);
+      goto fail;
+    }
+    ret = mbedtls_ssl_conf_own_cert(&c->ssl, &c->cert, &c->key);
+    if (ret != 0) {
+      *err = DTLS_E_BAD_KEY_FILE;
+      set_msg(msg, msg_size, "bad key file: key does not match the certificate", 0, 0);
+      goto fail;
+    }
+#if MBEDTLS_VERSION_MAJOR >= 3
+    ret = mbedtls_pk_check_pair(&c->cert.pk, &c->key, mbedtls_ctr_drbg_random, &c->drbg);
+#else
+    ret = mbedtls_pk_check_pair(&c->cert.pk, &c->key);
+#endif
+    if (ret != 0) {
+      *err = DTLS_E_BAD_KEY_FILE;
+      set_msg(msg, msg_size, "bad key file: the private key does not match the certificate", 0, 0);
+      goto fail;
+    }
+    c->has_cert = 1;
+  }
+
+  /* PSK */
+  if (opt->psk && opt->psk_len) {
+#if defined(MBEDTLS_KEY_EXCHANGE_PSK_ENABLED)
+    const unsigned char *id = opt->psk_identity;
+    size_t id_len = opt->psk_identity_len;
+    if (!id || !id_len) { id = (const unsigned char *)"Client_identity"; id_len = 15; }
+    ret = mbedtls_ssl_conf_psk(&c->ssl, opt->psk, opt->psk_len, id, id_len);
+    if (ret != 0) { *err = DTLS_E_CONFIG; set_msg(msg, msg_size, "PSK rejected by mbedTLS (too long?)", 0, 0); goto fail; }
+    c->has_psk = 1;
+#else
+    *err = DTLS_E_CONFIG; set_msg(msg, msg_size, "PSK key exchange not compiled into mbedTLS", 0, 0); goto fail;
+#endif
+  }
+
+  /* Cipher suites: certificate suites when certificates are configured, PSK-CCM-8 when a PSK is. */
+  if (c->has_ca || c->has_cert || !c->has_psk) {
+    c->ciphersuites[n++] = MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8;
+    c->ciphersuites[n++] = MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CCM;
+    c->ciphersuites[n++] = MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256;
+    c->ciphersuites[n++] = MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256;
+  }
+  if (c->has_psk) c->ciphersuites[n++] = MBEDTLS_TLS_PSK_WITH_AES_128_CCM_8;
+  c->ciphersuites[n] = 0;
+  mbedtls_ssl_conf_ciphersuites(&c->ssl, c->ciphersuites);
+
+  /* Authentication mode */
+  c->auth_mode = opt->auth_mode;
+  if (c->role == DTLS_ROLE_CLIENT) {
+    if (c->auth_mode == DTLS_AUTH_DEFAULT) c->auth_mode = c->has_ca ? DTLS_AUTH_REQUIRED : DTLS_AUTH_NONE;
+    if (c->auth_mode != DTLS_AUTH_REQUIRED && !c->has_psk) {
+      *err = DTLS_E_CONFIG;
+      set_msg(msg, msg_size, "a client must verify the server: give a CA certificate (or use a PSK)", 0, 0);
+      goto fail;
+    }
+    if (c->auth_mode == DTLS_AUTH_REQUIRED && !c->has_ca) {
+      *err = DTLS_E_CONFIG; set_msg(msg, msg_size, "verifying the server needs a CA certificate", 0, 0); goto fail;
+    }
+    if (c->has_psk && !c->has_ca) c->auth_mode = DTLS_AUTH_NONE; /* PSK-only: nothing to verify */
+#if defined(MBEDTLS_SSL_MAX_FRAGMENT_LENGTH)
+    mbedtls_ssl_conf_max_frag_len(&c->ssl, MBEDTLS_SSL_MAX_FRAG_LEN_1024);
+#endif
+#if defined(MBEDTLS_SSL_SESSION_TICKETS)
+    mbedtls_ssl_conf_session_tickets(&c->ssl, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+#endif
+  } else {
+    if (c->auth_mode == DTLS_AUTH_DEFAULT) c->auth_mode = DTLS_AUTH_NONE;
+    if (c->auth_mode != DTLS_AUTH_NONE && !c->has_ca) {
+      *err = DTLS_E_CONFIG; set_msg(msg, msg_size, "client authentication needs a CA certificate", 0, 0); goto fail;
+    }
+    if (!c->has_cert && !c->has_psk) {
+      *err = DTLS_E_CONFIG; set_msg(msg, msg_size, "a server needs a certificate and key (or a PSK)", 0, 0); goto fail;
+    }
+#if defined(MBEDTLS_SSL_COOKIE_C)
+    ret = mbedtls_ssl_cookie_setup(&c->cookie, mbedtls_ctr_drbg_random, &c->drbg);
+    if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "cookie setup failed", 0, 0); goto fail; }
+    mbedtls_ssl_conf_dtls_cookies(&c->ssl, mbedtls_ssl_cookie_write, mbedtls_ssl_cookie_check, &c->cookie);
+#endif
+#if defined(MBEDTLS_SSL_TICKET_C) && defined(MBEDTLS_SSL_SESSION_TICKETS)
+    ret = mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &c->drbg, MBEDTLS_CIPHER_AES_128_GCM, 86400);
+    if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "session ticket setup failed", 0, 0); goto fail; }
+    mbedtls_ssl_conf_session_tickets_cb(&c->ssl, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse, &c->ticket);
+#endif
+  }
+  mbedtls_ssl_conf_authmode(&c->ssl, c->auth_mode == DTLS_AUTH_REQUIRED ? MBEDTLS_SSL_VERIFY_REQUIRED
+                                      : c->auth_mode == DTLS_AUTH_OPTIONAL ? MBEDTLS_SSL_VERIFY_OPTIONAL
+                                                                           : MBEDTLS_SSL_VERIFY_NONE);
+  mbedtls_ssl_conf_handshake_timeout(&c->ssl, opt->retransmit_min_ms ? opt->retransmit_min_ms : 2000,
+                                     opt->retransmit_max_ms ? opt->retransmit_max_ms : 60000);
+#if defined(MBEDTLS_SSL_DTLS_ANTI_REPLAY)
+  mbedtls_ssl_conf_dtls_anti_replay(&c->ssl, MBEDTLS_SSL_ANTI_REPLAY_ENABLED);
+#endif
+#if defined(MBEDTLS_SSL_DTLS_CONNECTION_ID)
+  mbedtls_ssl_conf_cid(&c->ssl, 4, MBEDTLS_SSL_UNEXPECTED_CID_IGNORE);
+#endif
+  return c;
+fail:
+  conf_free(c);
+  return NULL;
+}
+
+void dtls_conf_ref(dtls_conf *conf) { conf->refs++; }
+void dtls_conf_unref(dtls_conf *conf) {
+  if (conf && --conf->refs == 0) conf_free(conf);
+}
+int dtls_conf_role(const dtls_conf *conf) { return conf->role; }
+
+/* ---------- BIO and timer callbacks ---------- */
+
+static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
+  dtls_core *core = (dtls_core *)ctx;
+  if (!core->send) return (int)len;
+  if (core->send(core->send_user, buf, len) < 0) return MBEDTLS_ERR_SSL_WANT_WRITE;
+  return (int)len;
+}
+
+static int bio_recv_timeout(void *ctx, unsigned char *buf, size_t len, uint32_t timeout) {
+  dtls_core *core = (dtls_core *)ctx;
+  (void)timeout; /* the caller owns time */
+  if (!core->inbox_full) return MBEDTLS_ERR_SSL_WANT_READ;
+  if (len > core->inbox_len) len = core->inbox_len;
+  memcpy(buf, core->inbox, len);
+  core->inbox_full = 0;
+  return (int)len;
+}
+
+static void timer_set(void *ctx, uint32_t int_ms, uint32_t fin_ms) {
+  dtls_core *core = (dtls_core *)ctx;
+  (void)int_ms;
+  core->timer_fin_ms = fin_ms;
+  core->timer_set = fin_ms != 0;
+  core->timer_expired = 0;
+  core->timer_gen++;
+}
+
+static int timer_get(void *ctx) {
+  dtls_core *core = (dtls_core *)ctx;
+  if (!core->timer_set) return -1;
+  return core->timer_expired ? 2 : 0;
+}
+
+/* ---------- endpoint ---------- */
+
+static int setup_transport_id(dtls_core *core) {
+  if (core->conf->role != DTLS_ROLE_SERVER) return 0;
+  if (!core->client_id) return mbedtls_ssl_set_client_transport_id(&core->ssl, (const unsigned char *)"-", 1);
+  return mbedtls_ssl_set_client_transport_id(&core->ssl, core->client_id, core->client_id_len);
+}
+
+dtls_core *dtls_core_new(dtls_conf *conf, const char *hostname, const unsigned char *client_id, size_t client_id_len,
+                         const unsigned char *session, size_t session_len, unsigned mtu, dtls_send_fn send,
+                         void *send_user, int *err, char *msg, size_t msg_size) {
+  dtls_core *core;
+  int ret;
+  *err = DTLS_OK;
+  if (msg && msg_size) msg[0] = 0;
+  if (conf->role == DTLS_ROLE_CLIENT && conf->auth_mode != DTLS_AUTH_NONE && (!hostname || !hostname[0])) {
+    *err = DTLS_E_CONFIG;
+    set_msg(msg, msg_size, "hostname required: the client always checks the server certificate's name "
+                           "(use a DNS name such as localhost)", 0, 0);
+    return NULL;
+  }
+  core = (dtls_core *)calloc(1, sizeof(*core));
+  if (!core) { *err = DTLS_E_NO_MEMORY; set_msg(msg, msg_size, "out of memory", 0, 0); return NULL; }
+  core->conf = conf;
+  dtls_conf_ref(conf);
+  core->send = send;
+  core->send_user = send_user;
+  core->alert = -1;
+  mbedtls_ssl_init(&core->ssl);
+  ret = mbedtls_ssl_setup(&core->ssl, &conf->ssl);
+  if (ret != 0) { *err = DTLS_E_NO_MEMORY; set_msg(msg, msg_size, "ssl setup failed (out of memory?)", 0, 0); goto fail; }
+  mbedtls_ssl_set_bio(&core->ssl, core, bio_send, NULL, bio_recv_timeout);
+  mbedtls_ssl_set_timer_cb(&core->ssl, core, timer_set, timer_get);
+  mbedtls_ssl_set_mtu(&core->ssl, (uint16_t)(mtu ? mtu : DTLS_DEFAULT_MTU));
+  if (conf->role == DTLS_ROLE_CLIENT && hostname && hostname[0]) {
+    ret = mbedtls_ssl_set_hostname(&core->ssl, hostname);
+    if (ret != 0) { *err = DTLS_E_CONFIG; set_msg(msg, msg_size, "bad hostname", 0, 0); goto fail; }
+  }
+  if (conf->role == DTLS_ROLE_SERVER && client_id && client_id_len) {
+    core->client_id = (unsigned char *)malloc(client_id_len);
+    if (!core->client_id) { *err = DTLS_E_NO_MEMORY; set_msg(msg, msg_size, "out of memory", 0, 0); goto fail; }
+    memcpy(core->client_id, client_id, client_id_len);
+    core->client_id_len = client_id_len;
+  }
+  if (setup_transport_id(core) != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "transport id", 0, 0); goto fail; }
+  if (conf->role == DTLS_ROLE_CLIENT && session && session_len) {
+    mbedtls_ssl_session s;
+    mbedtls_ssl_session_init(&s);
+    ret = mbedtls_ssl_session_load(&s, session, session_len);
+    if (ret == 0) ret = mbedtls_ssl_set_session(&core->ssl, &s);
+    mbedtls_ssl_session_free(&s);
+    if (ret != 0) {
+      *err = DTLS_E_BAD_SESSION;
+      set_msg(msg, msg_size, "saved session could not be loaded (other mbedTLS version or corrupted)", 0, 0);
+      goto fail;
+    }
+  }
+#if defined(MBEDTLS_SSL_DTLS_CONNECTION_ID)
+  {
+    unsigned char cid[4];
+    mbedtls_ctr_drbg_random(&conf->drbg, cid, sizeof(cid));
+    mbedtls_ssl_set_cid(&core->ssl, MBEDTLS_SSL_CID_ENABLED, cid, sizeof(cid));
+  }
+#endif
+  core->state = DTLS_STATE_HANDSHAKING;
+  return core;
+fail:
+  mbedtls_ssl_free(&core->ssl);
+  dtls_conf_unref(conf);
+  free(core->client_id);
+  free(core);
+  return NULL;
+}
+
+void dtls_core_free(dtls_core *core) {
+  if (!core) return;
+  mbedtls_ssl_free(&core->ssl);
+  dtls_conf_unref(core->conf);
+  free(core->client_id);
+  memset(core->inbox, 0, sizeof(core->inbox));
+  free(core);
+}
+
+static int fail_with(dtls_core *core, int code, int mbed_ret, const char *fmt, const char *a, const char *b) {
+  core->state = DTLS_STATE_FAILED;
+  core->error = code;
+  core->mbed_error = mbed_ret;
+  set_msg(core->message, sizeof(core->message), fmt, a, b);
+  core->timer_set = 0;
+  core->timer_gen++;
+  return DTLS_STEP_ERROR;
+}
+
+static int map_verify_failure(dtls_core *core, int ret) {
+  uint32_t flags = mbedtls_ssl_get_verify_result(&core->ssl);
+  int server = core->conf->role == DTLS_ROLE_SERVER;
+  const char *who = server ? "client" : "server";
+  if (flags == (uint32_t)-1) flags = 0;
+  if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+    return fail_with(core, DTLS_E_UNKNOWN_CA, ret, "unknown CA: %s certificate not signed by the configured CA root", who, 0);
+  if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)
+    return fail_with(core, DTLS_E_HOSTNAME_MISMATCH, ret,
+                     "hostname mismatch: the server certificate is not for \"%s\" (mbedTLS 2.28 does not match "
+                     "IP-address SANs: use a DNS name such as localhost)",
+                     core->ssl.DTLS_PRIV(hostname) ? core->ssl.DTLS_PRIV(hostname) : "", 0);
+  if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+    return fail_with(core, DTLS_E_CERT_EXPIRED, ret, "certificate expired: the %s certificate is past its notAfter date", who, 0);
+  if (flags & MBEDTLS_X509_BADCERT_FUTURE)
+    return fail_with(core, DTLS_E_CERT_NOT_YET_VALID, ret,
+                     "certificate not yet valid: the %s certificate's notBefore is in the future (check the clock)", who, 0);
+  {
+    char info[160];
+    int n = mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
+    if (n > 0 && info[n - 1] == '\n') info[n - 1] = 0;
+    if (n <= 0) strcpy(info, "verification failed");
+    return fail_with(core, DTLS_E_CERT_INVALID, ret, "%s certificate rejected: %s", who, info);
+  }
+}
+
+static int map_error(dtls_core *core, int ret) {
+  char tmp[120];
+  switch (ret) {
+    case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
+      return map_verify_failure(core, ret);
+    case MBEDTLS_ERR_SSL_TIMEOUT:
+      return fail_with(core, DTLS_E_HANDSHAKE_TIMEOUT, ret,
+                       "handshake timeout: no answer from the peer after all retransmissions", 0, 0);
+    case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
+      fail_with(core, DTLS_E_CLOSE_NOTIFY, ret, "close_notify: the peer closed the session", 0, 0);
+      core->state = DTLS_STATE_CLOSED;
+      return DTLS_STEP_ERROR;
+    case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
+      int a = -1;
+      char num[16];
+      if (core->ssl.DTLS_PRIV(in_msg) != NULL) a = core->ssl.DTLS_PRIV(in_msg)[1];
+      core->alert = a;
+      snprintf(num, sizeof(num), "%d", a);
+      if (a == 0) {
+        fail_with(core, DTLS_E_CLOSE_NOTIFY, ret, "close_notify: the peer closed the session", 0, 0);
+        core->state = DTLS_STATE_CLOSED;
+        return DTLS_STEP_ERROR;
+      }
+      set_msg(tmp, sizeof(tmp), "%s (%s)", alert_name(a), num);
+      return fail_with(core, DTLS_E_FATAL_ALERT, ret, "fatal alert from peer: %s%s", tmp,
+                       a == 48 || a == 42 || a == 46 ? " - the peer rejected our certificate"
+                       : a == 40 && core->conf->role == DTLS_ROLE_CLIENT && !core->conf->has_cert
+                           ? " - the server may require a client certificate"
+                       : a == 115 ? " - the server does not know our PSK identity"
+                       : a == 20 || a == 51 ? " - wrong PSK or corrupted data" : "");
+    }
+#ifdef MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE
+    case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE:
+      /* mbedTLS 2.28 fails here without telling the client: send handshake_failure so it does not hang. */
+      mbedtls_ssl_send_alert_message(&core->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                     MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE);
+      return fail_with(core, DTLS_E_NO_CLIENT_CERT, ret, "no client certificate: this server requires one", 0, 0);
+#endif
+    case MBEDTLS_ERR_SSL_ALLOC_FAILED:
+      return fail_with(core, DTLS_E_NO_MEMORY, ret, "out of memory in the DTLS handshake", 0, 0);
+    default:
+      mbed_strerror(ret, tmp, sizeof(tmp));
+      if (core->conf->role == DTLS_ROLE_SERVER && core->conf->auth_mode == DTLS_AUTH_REQUIRED &&
+          mbedtls_ssl_get_verify_result(&core->ssl) != 0 && mbedtls_ssl_get_verify_result(&core->ssl) != (uint32_t)-1)
+        return map_verify_failure(core, ret);
+      return fail_with(core, DTLS_E_HANDSHAKE, ret, "handshake failed: %s%s", tmp, "");
+  }
+}
+
+static int dtls_state_of(const mbedtls_ssl_context *ssl) { return ssl->DTLS_PRIV(state); }
+
+static int run_handshake(dtls_core *core) {
+  int ret;
+  for (;;) {
+    if (dtls_state_of(&core->ssl) == MBEDTLS_SSL_HANDSHAKE_OVER) break;
+    ret = mbedtls_ssl_handshake_step(&core->ssl);
+    if (dtls_state_of(&core->ssl) == MBEDTLS_SSL_SERVER_CERTIFICATE) core->saw_certificate_state = 1;
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) return DTLS_STEP_WANT;
+    if (ret == MBEDTLS_ERR_SSL_HELLO_VERIFY_REQUIRED) {
+      /* Server sent a HelloVerifyRequest: forget this attempt; the client comes back with the cookie. */
+      mbedtls_ssl_session_reset(&core->ssl);
+      setup_transport_id(core);
+      core->saw_certificate_state = 0;
+      return DTLS_STEP_WANT;
+    }
+    if (ret != 0) return map_error(core, ret);
+  }
+  core->state = DTLS_STATE_CONNECTED;
+  core->resumed = !core->saw_certificate_state;
+  if (!core->connected_reported) {
+    core->connected_reported = 1;
+    return DTLS_STEP_CONNECTED;
+  }
+  return DTLS_STEP_DATA;
+}
+
+int dtls_core_step(dtls_core *core) {
+  if (core->state == DTLS_STATE_FAILED || core->state == DTLS_STATE_CLOSED) return DTLS_STEP_ERROR;
+  if (core->state == DTLS_STATE_HANDSHAKING) return run_handshake(core);
+  return DTLS_STEP_DATA;
+}
+
+int dtls_core_feed(dtls_core *core, const unsigned char *data, size_t len) {
+  if (core->state == DTLS_STATE_FAILED || core->state == DTLS_STATE_CLOSED) return DTLS_STEP_ERROR;
+  if (len > sizeof(core->inbox)) len = sizeof(core->inbox); /* larger than any record we accept */
+  memcpy(core->inbox, data, len);
+  core->inbox_len = len;
+  core->inbox_full = 1;
+  if (core->state == DTLS_STATE_HANDSHAKING) {
+    int r = run_handshake(core);
+    if (r == DTLS_STEP_CONNECTED && core->inbox_full) {
+      /* not consumed: keep it for dtls_core_read */
+    }
+    return r;
+  }
+  return DTLS_STEP_DATA;
+}
+
+int dtls_core_read(dtls_core *core, unsigned char *buf, size_t size) {
+  int ret;
+  if (core->state == DTLS_STATE_FAILED || core->state == DTLS_STATE_CLOSED) return -core->error;
+  if (core->state != DTLS_STATE_CONNECTED) return 0;
+  for (;;) {
+    ret = mbedtls_ssl_read(&core->ssl, buf, size);
+    if (ret > 0) return ret;
+    if (ret == 0) continue; /* empty record */
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) return 0;
+#ifdef MBEDTLS_ERR_SSL_CLIENT_RECONNECT
+    if (ret == MBEDTLS_ERR_SSL_CLIENT_RECONNECT) {
+      /* Same peer address started a new handshake (device rebooted): restart as a fresh session. */
+      mbedtls_ssl_session_reset(&core->ssl);
+      setup_transport_id(core);
+      core->state = DTLS_STATE_HANDSHAKING;
+      core->connected_reported = 0;
+      core->saw_certificate_state = 0;
+      run_handshake(core);
+      return 0;
+    }
+#endif
+    map_error(core, ret);
+    return -core->error;
+  }
+}
+
+int dtls_core_write(dtls_core *core, const unsigned char *data, size_t len) {
+  int ret, max;
+  if (core->state != DTLS_STATE_CONNECTED) return -DTLS_E_STATE;
+  max = mbedtls_ssl_get_max_out_record_payload(&core->ssl);
+  if (max > 0 && len > (size_t)max) return -DTLS_E_TOO_LONG;
+  ret = mbedtls_ssl_write(&core->ssl, data, len);
+  if (ret >= 0) return ret;
+  map_error(core, ret);
+  return -core->error;
+}
+
+void dtls_core_close(dtls_core *core) {
+  if (core->state == DTLS_STATE_CONNECTED) mbedtls_ssl_close_notify(&core->ssl);
+  if (core->state != DTLS_STATE_FAILED) core->state = DTLS_STATE_CLOSED;
+  core->timer_set = 0;
+  core->timer_gen++;
+}
+
+int32_t dtls_core_timer_ms(const dtls_core *core) {
+  if (!core->timer_set || core->state != DTLS_STATE_HANDSHAKING) return -1;
+  return (int32_t)core->timer_fin_ms;
+}
+
+uint32_t dtls_core_timer_generation(const dtls_core *core) { return core->timer_gen; }
+
+int dtls_core_timer_expired(dtls_core *core) {
+  if (core->state != DTLS_STATE_HANDSHAKING) return dtls_core_step(core);
+  if (!core->timer_set) return DTLS_STEP_WANT;
+  core->timer_expired = 1;
+  return run_handshake(core);
+}
+
+int dtls_core_state(const dtls_core *core) { return core->state; }
+int dtls_core_error(const dtls_core *core) { return core->error; }
+const char *dtls_core_message(const dtls_core *core) { return core->message; }
+int dtls_core_mbedtls_error(const dtls_core *core) { return core->mbed_error; }
+int dtls_core_alert(const dtls_core *core) { return core->alert; }
+int dtls_core_resumed(const dtls_core *core) { return core->state == DTLS_STATE_CONNECTED && core->resumed; }
+
+size_t dtls_core_save_session(dtls_core *core, unsigned char *buf, size_t size) {
+  mbedtls_ssl_session s;
+  size_t olen = 0;
+  int ret;
+  if (core->state != DTLS_STATE_CONNECTED) return 0;
+  mbedtls_ssl_session_init(&s);
+  ret = mbedtls_ssl_get_session(&core->ssl, &s);
+  if (ret == 0) {
+    ret = mbedtls_ssl_session_save(&s, buf, buf ? size : 0, &olen);
+    if (ret != 0 && ret != MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL) olen = 0;
+  }
+  mbedtls_ssl_session_free(&s);
+  return olen;
+}
+
+const unsigned char *dtls_core_peer_cert(const dtls_core *core, size_t *len) {
+  const mbedtls_x509_crt *crt;
+  *len = 0;
+#if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE)
+  if (core->state != DTLS_STATE_CONNECTED) return NULL;
+  crt = mbedtls_ssl_get_peer_cert(&core->ssl);
+  if (!crt || !crt->raw.p) return NULL;
+  *len = crt->raw.len;
+  return crt->raw.p;
+#else
+  (void)crt;
+  (void)core;
+  return NULL;
+#endif
+}
+
+const char *dtls_core_ciphersuite(const dtls_core *core) {
+  if (core->state != DTLS_STATE_CONNECTED) return "";
+  return mbedtls_ssl_get_ciphersuite(&core->ssl);
+}
+
+int dtls_core_max_payload(const dtls_core *core) {
+  int n = mbedtls_ssl_get_max_out_record_payload(&core->ssl);
+  return n;
+}
+
+int dtls_core_cid_available(void) {
+#if defined(MBEDTLS_SSL_DTLS_CONNECTION_ID)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+int dtls_core_cid_in_use(const dtls_core *core) {
+#if defined(MBEDTLS_SSL_DTLS_CONNECTION_ID)
+  int enabled = 0;
+  unsigned char peer[MBEDTLS_SSL_CID_OUT_LEN_MAX];
+  size_t peer_len = 0;
+  if (core->state != DTLS_STATE_CONNECTED) return 0;
+  if (mbedtls_ssl_get_peer_cid((mbedtls_ssl_context *)&core->ssl, &enabled, peer, &peer_len) != 0) return 0;
+  return enabled == MBEDTLS_SSL_CID_ENABLED;
+#else
+  (void)core;
+  return 0;
+#endif
+}
+
+const char *dtls_core_mbedtls_version(void) { return MBEDTLS_VERSION_STRING; }

@@ -1,0 +1,147 @@
+/*
+ * dtls_core: one DTLS 1.2 endpoint over mbedTLS, with no sockets and no clocks inside.
+ *
+ * - Datagrams go in with dtls_core_feed() (a one-datagram inbox read by mbedTLS's recv BIO) and
+ *   come out through the send callback set in dtls_core_new().
+ * - Timers are driven by the caller: after every call, dtls_core_timer_ms() tells how long until the
+ *   current retransmission timer expires (-1 = no timer). When it is due, call dtls_core_timer_expired().
+ * - Client and server roles. A server shares one dtls_conf (certificates, cookie key, session-ticket
+ *   key) between all its per-peer endpoints, so a session resumed from a new address still works.
+ *
+ * Compiles against mbedTLS 2.28 (Debian) and 3.x (ESP-IDF, nRF Connect SDK).
+ * Used by napi_binding.cc (Node) and xs_binding.c (Moddable XS).
+ */
+#ifndef DTLS_CORE_H
+#define DTLS_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dtls_conf dtls_conf;
+typedef struct dtls_core dtls_core;
+
+/* Stable error codes (names from dtls_core_error_name()). */
+enum {
+  DTLS_OK = 0,
+  DTLS_E_CONFIG = 1,              /* invalid configuration (e.g. verifying without a hostname) */
+  DTLS_E_BAD_CA_FILE = 2,
+  DTLS_E_BAD_CERT_FILE = 3,
+  DTLS_E_BAD_KEY_FILE = 4,
+  DTLS_E_UNKNOWN_CA = 5,
+  DTLS_E_HOSTNAME_MISMATCH = 6,
+  DTLS_E_CERT_EXPIRED = 7,
+  DTLS_E_CERT_NOT_YET_VALID = 8,
+  DTLS_E_CERT_INVALID = 9,        /* other verification failures (key usage, bad signature ...) */
+  DTLS_E_HANDSHAKE_TIMEOUT = 10,
+  DTLS_E_FATAL_ALERT = 11,        /* fatal alert received from the peer */
+  DTLS_E_CLOSE_NOTIFY = 12,       /* peer closed the session */
+  DTLS_E_NO_CLIENT_CERT = 13,     /* server: client sent no certificate but one is required */
+  DTLS_E_HANDSHAKE = 14,          /* other handshake failure */
+  DTLS_E_BAD_SESSION = 15,        /* saved session could not be loaded */
+  DTLS_E_STATE = 16,              /* call not valid in this state (write before handshake ...) */
+  DTLS_E_TOO_LONG = 17,           /* write larger than one record */
+  DTLS_E_NO_MEMORY = 18,
+  DTLS_E_INTERNAL = 19
+};
+
+enum { DTLS_ROLE_CLIENT = 0, DTLS_ROLE_SERVER = 1 };
+enum { DTLS_AUTH_DEFAULT = -1, DTLS_AUTH_NONE = 0, DTLS_AUTH_OPTIONAL = 1, DTLS_AUTH_REQUIRED = 2 };
+
+enum {
+  DTLS_STATE_HANDSHAKING = 0,
+  DTLS_STATE_CONNECTED = 1,
+  DTLS_STATE_CLOSED = 2,
+  DTLS_STATE_FAILED = 3
+};
+
+/* Results of dtls_core_step / dtls_core_feed */
+enum {
+  DTLS_STEP_WANT = 0,       /* waiting for a datagram or the timer */
+  DTLS_STEP_CONNECTED = 1,  /* handshake complete (reported once) */
+  DTLS_STEP_DATA = 2,       /* connected; plaintext may be waiting: call dtls_core_read */
+  DTLS_STEP_ERROR = -1      /* see dtls_core_error / dtls_core_message */
+};
+
+typedef struct {
+  int role;                          /* DTLS_ROLE_* */
+  const unsigned char *ca; size_t ca_len;        /* PEM (with or without NUL) or DER; chain allowed */
+  const unsigned char *cert; size_t cert_len;    /* own certificate (chain), PEM or DER */
+  const unsigned char *key; size_t key_len;      /* own private key, PEM or DER, EC or RSA */
+  const unsigned char *psk; size_t psk_len;
+  const unsigned char *psk_identity; size_t psk_identity_len;
+  int auth_mode;                     /* DTLS_AUTH_*; server default NONE (REQUIRED if ca given), client REQUIRED */
+  uint32_t retransmit_min_ms;        /* initial handshake retransmission timeout (0 = 2000) */
+  uint32_t retransmit_max_ms;        /* give up once the doubled timeout exceeds this (0 = 60000) */
+  const unsigned char *seed; size_t seed_len;    /* extra DRBG personalization (cookie secret) */
+} dtls_conf_options;
+
+typedef int (*dtls_send_fn)(void *user, const unsigned char *data, size_t len);
+
+/* Configuration (shared by endpoints). On failure returns NULL and fills *err and msg. */
+dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size_t msg_size);
+void dtls_conf_ref(dtls_conf *conf);
+void dtls_conf_unref(dtls_conf *conf);
+int dtls_conf_role(const dtls_conf *conf);
+
+/*
+ * A new endpoint. hostname: required for a client that verifies certificates (ALWAYS checked).
+ * client_id / client_id_len: server role, the peer's transport address (for cookies).
+ * session / session_len: client role, a saved session to resume (dtls_core_save_session).
+ * mtu: 0 = 1024.
+ */
+dtls_core *dtls_core_new(dtls_conf *conf, const char *hostname,
+                         const unsigned char *client_id, size_t client_id_len,
+                         const unsigned char *session, size_t session_len, unsigned mtu,
+                         dtls_send_fn send, void *send_user, int *err, char *msg, size_t msg_size);
+void dtls_core_free(dtls_core *core);
+
+/* Starts or continues the handshake (client: sends ClientHello the first time). */
+int dtls_core_step(dtls_core *core);
+/* Hands in one received datagram and processes it (handshake or records). */
+int dtls_core_feed(dtls_core *core, const unsigned char *data, size_t len);
+/* Next decrypted datagram: returns its length (>0), 0 when none, <0 on error. */
+int dtls_core_read(dtls_core *core, unsigned char *buf, size_t size);
+/* Encrypts and sends one record. Returns len or <0 (DTLS error code negated). */
+int dtls_core_write(dtls_core *core, const unsigned char *data, size_t len);
+/* Sends close_notify. */
+void dtls_core_close(dtls_core *core);
+
+/* Milliseconds until the retransmission timer is due, measured from the last call that set it; -1 = none. */
+int32_t dtls_core_timer_ms(const dtls_core *core);
+/* Increments whenever the timer is set or cancelled (lets the caller see a re-armed timer). */
+uint32_t dtls_core_timer_generation(const dtls_core *core);
+/* The caller's timer fired: retransmits (or fails with HANDSHAKE_TIMEOUT). Returns like dtls_core_step. */
+int dtls_core_timer_expired(dtls_core *core);
+
+int dtls_core_state(const dtls_core *core);
+int dtls_core_error(const dtls_core *core);
+const char *dtls_core_message(const dtls_core *core);
+const char *dtls_core_error_name(int code);
+/* mbedTLS error code of the last failure (0 if none), alert number received (-1 if none). */
+int dtls_core_mbedtls_error(const dtls_core *core);
+int dtls_core_alert(const dtls_core *core);
+
+/* 1 if the completed handshake was abbreviated (session resumed). */
+int dtls_core_resumed(const dtls_core *core);
+/* Serialized session for resumption. Returns the size needed; copies if size is large enough. */
+size_t dtls_core_save_session(dtls_core *core, unsigned char *buf, size_t size);
+/* Peer leaf certificate (DER), NULL if none. */
+const unsigned char *dtls_core_peer_cert(const dtls_core *core, size_t *len);
+const char *dtls_core_ciphersuite(const dtls_core *core);
+/* Largest plaintext one write() carries. */
+int dtls_core_max_payload(const dtls_core *core);
+
+/* 1 if this mbedTLS build has DTLS Connection ID (MBEDTLS_SSL_DTLS_CONNECTION_ID). */
+int dtls_core_cid_available(void);
+/* 1 if CID was negotiated on this session. */
+int dtls_core_cid_in_use(const dtls_core *core);
+const char *dtls_core_mbedtls_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,346 @@
+/*
+ * Node side of the DTLS binding: loads build/Release/dtls.node (built by `npm install` / `npm rebuild`
+ * from binding.gyp) and provides DtlsServer, a dgram.Socket look-alike that terminates DTLS for many
+ * peers on one UDP port (one server endpoint per peer address), for the local ThingsBoard endpoint.
+ */
+import dgram from 'node:dgram';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type {
+  DtlsAuthMode,
+  DtlsEngine,
+  DtlsEngineFactory,
+  DtlsEngineOptions,
+  DtlsError,
+} from '../../src/dtls/engine';
+
+export interface NativeDtlsContext {
+  readonly role: 'client' | 'server';
+}
+
+export interface NativeDtlsEndpoint extends DtlsEngine {
+  onSend: ((record: Buffer) => void) | null;
+  handshake(): number;
+  read(): Buffer | null;
+  saveSession(): Buffer | null;
+  peerCertificate(): Buffer | null;
+  readonly error: DtlsError | null;
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
+  readonly cidInUse: boolean;
+  readonly ciphersuite: string;
+}
+
+export interface NativeEndpointOptions extends Partial<DtlsEngineOptions> {
+  /** Shares certificates, cookie and session-ticket keys between endpoints (server: required for resumption). */
+  context?: NativeDtlsContext;
+  /** Server: the peer's transport address (cookie binding), e.g. "127.0.0.1:5000". */
+  clientId?: Uint8Array | string;
+}
+
+export interface DtlsAddon {
+  DtlsContext: new (options: DtlsEngineOptions) => NativeDtlsContext;
+  DtlsEndpoint: new (options: NativeEndpointOptions) => NativeDtlsEndpoint;
+  cidAvailable: boolean;
+  mbedtlsVersion: string;
+}
+
+export interface DtlsEngineModule extends DtlsAddon {
+  /** DtlsEngineFactory for src/dtls DtlsDatagram. */
+  create: DtlsEngineFactory;
+  path: string;
+}
+
+let cached: DtlsEngineModule | undefined;
+
+/** Loads the N-API addon. Throws a clear error when it has not been built. */
+export function loadDtlsEngine(): DtlsEngineModule {
+  if (cached) return cached;
+  const candidates = [
+    resolve(__dirname, '../../build/Release/dtls.node'),
+    resolve(__dirname, '../../build/Debug/dtls.node'),
+    join(process.cwd(), 'build/Release/dtls.node'),
+  ];
+  const path = candidates.find((p) => existsSync(p));
+  if (!path) {
+    throw new Error(
+      'DTLS addon not built: build/Release/dtls.node is missing. Install libmbedtls-dev (apt) and run ' +
+        '`npm install` or `npm rebuild` at the repository root (binding.gyp).',
+    );
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const addon = require(path) as DtlsAddon;
+  cached = {
+    ...addon,
+    DtlsContext: addon.DtlsContext,
+    DtlsEndpoint: addon.DtlsEndpoint,
+    path,
+    create: (options) => new addon.DtlsEndpoint(options) as DtlsEngine,
+  };
+  return cached;
+}
+
+export interface DtlsServerOptions {
+  cert?: Uint8Array | string;
+  key?: Uint8Array | string;
+  /** CA for client certificates (needed with authMode optional/required). */
+  ca?: Uint8Array | string;
+  authMode?: DtlsAuthMode;
+  psk?: Uint8Array | string;
+  pskIdentity?: string;
+  mtu?: number;
+  retransmitMs?: number;
+  retransmitMaxMs?: number;
+  /** Forget peers idle this long (ms, default 10 min; handshaking peers: 30 s). */
+  idleMs?: number;
+  /** At most this many peers (default 1000); new handshakes beyond are ignored. */
+  maxPeers?: number;
+}
+
+export interface DtlsPeerInfo {
+  address: string;
+  port: number;
+  resumed: boolean;
+  ciphersuite: string;
+  /** DER of the client's certificate (mutual DTLS), or null. */
+  peerCertificate: Buffer | null;
+}
+
+interface Peer {
+  key: string;
+  rinfo: dgram.RemoteInfo;
+  ep: NativeDtlsEndpoint;
+  timer: NodeJS.Timeout | null;
+  timerGen: number;
+  lastSeen: number;
+  peerCert: Buffer | null;
+}
+
+/**
+ * DTLS server on one UDP socket. Events:
+ *   'listening'
+ *   'message' (plaintext: Buffer, rinfo)          decrypted application datagram
+ *   'session' (info: DtlsPeerInfo)                handshake completed with a peer
+ *   'handshakeError' (err: DtlsError, rinfo)      a peer's handshake failed
+ *   'error' (err)                                  socket error
+ *   'close'
+ * It is a dgram.Socket subclass (its own handle never binds; the real socket is private) so that
+ * libraries testing `instanceof dgram.Socket` (the `coap` server's response cache) treat it as one.
+ */
+export class DtlsServer extends dgram.Socket {
+  readonly peers = new Map<string, Peer>();
+  /** Counters for tests: application datagrams delivered and handshakes completed. */
+  readonly stats = { messages: 0, handshakes: 0, resumed: 0, failures: 0, datagramsIn: 0, bytesIn: 0, bytesOut: 0 };
+  #raw: dgram.Socket;
+  #ctx: NativeDtlsContext;
+  #addon: DtlsEngineModule;
+  #opt: DtlsServerOptions;
+  #sweep: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  constructor(options: DtlsServerOptions) {
+    super({ type: 'udp4' });
+    this.#opt = options;
+    this.#addon = loadDtlsEngine();
+    this.#ctx = new this.#addon.DtlsContext({
+      role: 'server',
+      cert: options.cert,
+      key: options.key,
+      ca: options.ca,
+      authMode: options.authMode,
+      psk: options.psk,
+      pskIdentity: options.pskIdentity,
+      retransmitMs: options.retransmitMs,
+      retransmitMaxMs: options.retransmitMaxMs,
+    });
+    this.#raw = dgram.createSocket('udp4');
+    this.#raw.on('message', (msg, rinfo) => this.#onRaw(msg, rinfo));
+    this.#raw.on('error', (err) => this.emit('error', err));
+  }
+
+  /** Binds the UDP socket (default 127.0.0.1, port 0 = any). Resolves with the bound address. */
+  listen(port = 0, host = '127.0.0.1'): Promise<AddressInfo> {
+    return new Promise((resolvePromise, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.#raw.once('error', onError);
+      this.#raw.bind(port, host, () => {
+        this.#raw.off('error', onError);
+        this.#sweep = setInterval(() => this.#expire(), 5000);
+        this.#sweep.unref();
+        this.emit('listening');
+        resolvePromise(this.#raw.address());
+      });
+    });
+  }
+
+  override address(): AddressInfo {
+    return this.#raw.address();
+  }
+
+  /** The client certificate (DER) of the session with address:port, or null. */
+  peerCertificate(address: string, port: number): Buffer | null {
+    return this.peers.get(`${address}:${port}`)?.peerCert ?? null;
+  }
+
+  /**
+   * Sends plaintext to a connected peer: either `send(buf, peer)` with peer {address, port}, or the
+   * dgram.Socket form `send(buf, offset, length, port, address, cb)`.
+   */
+  // @ts-expect-error: narrower than dgram.Socket's overloads, same runtime shape
+  override send(
+    buf: Uint8Array,
+    a?: number | { address: string; port: number },
+    b?: number,
+    c?: number,
+    d?: string,
+    cb?: (err: Error | null, bytes?: number) => void,
+  ): void {
+    let data: Uint8Array;
+    let port: number;
+    let address: string;
+    if (typeof a === 'object' && a !== null) {
+      data = buf;
+      port = a.port;
+      address = a.address;
+      if (typeof b === 'function') cb = b as unknown as typeof cb;
+    } else {
+      const offset = a ?? 0;
+      const length = b ?? buf.length - offset;
+      data = buf.subarray(offset, offset + length);
+      port = c!;
+      address = d!;
+    }
+    const peer = this.peers.get(`${address}:${port}`);
+    let err: Error | null = null;
+    if (!peer || peer.ep.state !== 'connected') {
+      err = new Error(`no DTLS session with ${address}:${port}`);
+      (err as DtlsError).code = 'DTLS_STATE';
+    } else {
+      try {
+        peer.ep.write(data);
+      } catch (e) {
+        err = e as Error;
+      }
+    }
+    if (cb) queueMicrotask(() => cb!(err, err ? 0 : data.length));
+    else if (err) this.emit('error', err);
+  }
+
+  override close(callback?: () => void): this {
+    if (this.#closed) {
+      callback?.();
+      return this;
+    }
+    this.#closed = true;
+    if (this.#sweep) clearInterval(this.#sweep);
+    for (const peer of this.peers.values()) this.#drop(peer, true);
+    this.#raw.close(() => {
+      // Close the (never bound) base handle too; dgram.Socket.close emits 'close' and calls back.
+      dgram.Socket.prototype.close.call(this, callback);
+    });
+    return this;
+  }
+
+  // dgram.Socket methods that would touch the unbound base handle.
+  override ref(): this {
+    this.#raw.ref();
+    return this;
+  }
+  override unref(): this {
+    this.#raw.unref();
+    return this;
+  }
+
+  #onRaw(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.stats.datagramsIn++;
+    this.stats.bytesIn += msg.length;
+    const key = `${rinfo.address}:${rinfo.port}`;
+    let peer = this.peers.get(key);
+    if (!peer) {
+      if (this.peers.size >= (this.#opt.maxPeers ?? 1000)) return;
+      const ep = new this.#addon.DtlsEndpoint({ context: this.#ctx, clientId: key, mtu: this.#opt.mtu });
+      const p: Peer = { key, rinfo, ep, timer: null, timerGen: -1, lastSeen: Date.now(), peerCert: null };
+      ep.onSend = (record) => {
+        this.stats.bytesOut += record.length;
+        this.#raw.send(record, p.rinfo.port, p.rinfo.address);
+      };
+      this.peers.set(key, p);
+      peer = p;
+    }
+    peer.lastSeen = Date.now();
+    const p = peer;
+    this.#call(p, () => p.ep.feed(msg));
+    if (!this.peers.has(key)) return;
+    for (;;) {
+      const m = p.ep.read();
+      if (!m) break;
+      this.stats.messages++;
+      this.emit('message', m, { address: rinfo.address, family: rinfo.family, port: rinfo.port, size: m.length });
+    }
+  }
+
+  #call(peer: Peer, fn: () => number): void {
+    let r: number;
+    try {
+      r = fn();
+    } catch (e) {
+      this.stats.failures++;
+      const err = e as DtlsError;
+      this.#drop(peer, false);
+      this.emit('handshakeError', err, peer.rinfo);
+      return;
+    }
+    if (r === 1) {
+      this.stats.handshakes++;
+      if (peer.ep.resumed) this.stats.resumed++;
+      peer.peerCert = peer.ep.peerCertificate();
+      const info: DtlsPeerInfo = {
+        address: peer.rinfo.address,
+        port: peer.rinfo.port,
+        resumed: peer.ep.resumed,
+        ciphersuite: peer.ep.ciphersuite,
+        peerCertificate: peer.peerCert,
+      };
+      this.emit('session', info);
+    }
+    const gen = peer.ep.timerGeneration;
+    if (gen !== peer.timerGen) {
+      peer.timerGen = gen;
+      if (peer.timer) clearTimeout(peer.timer);
+      peer.timer = null;
+      const ms = peer.ep.timerMs();
+      if (ms >= 0) {
+        peer.timer = setTimeout(() => {
+          peer.timer = null;
+          peer.timerGen = -1;
+          if (this.peers.get(peer.key) === peer) this.#call(peer, () => peer.ep.timerExpired());
+        }, ms);
+        peer.timer.unref();
+      }
+    }
+  }
+
+  #drop(peer: Peer, notify: boolean): void {
+    if (peer.timer) clearTimeout(peer.timer);
+    peer.timer = null;
+    if (notify) {
+      try {
+        peer.ep.close();
+      } catch {
+        /* ignore */
+      }
+    }
+    peer.ep.destroy();
+    if (this.peers.get(peer.key) === peer) this.peers.delete(peer.key);
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    const idle = this.#opt.idleMs ?? 600_000;
+    for (const peer of [...this.peers.values()]) {
+      const limit = peer.ep.state === 'connected' ? idle : Math.min(idle, 30_000);
+      if (now - peer.lastSeen > limit) this.#drop(peer, false);
+    }
+  }
+}

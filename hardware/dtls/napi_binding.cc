@@ -1,0 +1,408 @@
+// N-API binding over dtls_core (see dtls_core.h). JavaScript owns the sockets and the timers.
+//
+//   const { DtlsEndpoint, DtlsContext, cidAvailable, mbedtlsVersion } = require('build/Release/dtls.node');
+//   const ep = new DtlsEndpoint({ role: 'client', ca, hostname: 'localhost' });
+//   ep.onSend = (record) => socket.send(record);
+//   ep.step();                        // sends ClientHello
+//   socket.on('message', (d) => { ep.feed(d); let m; while ((m = ep.read())) use(m); });
+//
+// feed/step/timerExpired return 0 (waiting), 1 (handshake just completed) or 2 (connected) and throw an
+// Error with .code (DTLS_UNKNOWN_CA, ...), .message, .mbedtlsError, .alert on failure.
+#include <napi.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "dtls_core.h"
+}
+
+namespace {
+
+Napi::Error MakeError(Napi::Env env, int code, const char *message, int mbed = 0, int alert = -1) {
+  Napi::Error e = Napi::Error::New(env, message && message[0] ? message : dtls_core_error_name(code));
+  e.Set("code", Napi::String::New(env, dtls_core_error_name(code)));
+  if (mbed) e.Set("mbedtlsError", Napi::Number::New(env, mbed));
+  if (alert >= 0) e.Set("alert", Napi::Number::New(env, alert));
+  return e;
+}
+
+// Reads a Buffer/Uint8Array/ArrayBuffer/string option into bytes. Returns false if absent.
+bool GetBytes(const Napi::Object &opts, const char *name, std::vector<unsigned char> &out) {
+  if (!opts.Has(name)) return false;
+  Napi::Value v = opts.Get(name);
+  if (v.IsUndefined() || v.IsNull()) return false;
+  if (v.IsString()) {
+    std::string s = v.As<Napi::String>().Utf8Value();
+    out.assign(s.begin(), s.end());
+    return true;
+  }
+  if (v.IsTypedArray()) {
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    Napi::ArrayBuffer ab = ta.ArrayBuffer();
+    const unsigned char *p = static_cast<const unsigned char *>(ab.Data()) + ta.ByteOffset();
+    out.assign(p, p + ta.ByteLength());
+    return true;
+  }
+  if (v.IsArrayBuffer()) {
+    Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
+    const unsigned char *p = static_cast<const unsigned char *>(ab.Data());
+    out.assign(p, p + ab.ByteLength());
+    return true;
+  }
+  return false;
+}
+
+std::string GetString(const Napi::Object &opts, const char *name, const std::string &def = "") {
+  if (!opts.Has(name)) return def;
+  Napi::Value v = opts.Get(name);
+  if (!v.IsString()) return def;
+  return v.As<Napi::String>().Utf8Value();
+}
+
+uint32_t GetUint(const Napi::Object &opts, const char *name, uint32_t def) {
+  if (!opts.Has(name)) return def;
+  Napi::Value v = opts.Get(name);
+  if (!v.IsNumber()) return def;
+  return v.As<Napi::Number>().Uint32Value();
+}
+
+class DtlsContext : public Napi::ObjectWrap<DtlsContext> {
+ public:
+  static Napi::FunctionReference *ctor;
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "DtlsContext", {InstanceAccessor<&DtlsContext::Role>("role")});
+    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+
+  // Parses options; returns nullptr with a pending exception on error.
+  static dtls_conf *Create(Napi::Env env, const Napi::Object &o) {
+    std::vector<unsigned char> ca, cert, key, psk, pskId, seed;
+    dtls_conf_options opt{};
+    std::string role = GetString(o, "role", "client");
+    if (role != "client" && role != "server") {
+      MakeError(env, DTLS_E_CONFIG, "role must be 'client' or 'server'").ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    opt.role = role == "server" ? DTLS_ROLE_SERVER : DTLS_ROLE_CLIENT;
+    if (GetBytes(o, "ca", ca)) { opt.ca = ca.data(); opt.ca_len = ca.size(); }
+    if (GetBytes(o, "cert", cert)) { opt.cert = cert.data(); opt.cert_len = cert.size(); }
+    if (GetBytes(o, "key", key)) { opt.key = key.data(); opt.key_len = key.size(); }
+    if (GetBytes(o, "psk", psk)) { opt.psk = psk.data(); opt.psk_len = psk.size(); }
+    if (GetBytes(o, "pskIdentity", pskId)) { opt.psk_identity = pskId.data(); opt.psk_identity_len = pskId.size(); }
+    if (GetBytes(o, "cookieSecret", seed)) { opt.seed = seed.data(); opt.seed_len = seed.size(); }
+    std::string auth = GetString(o, "authMode", "");
+    opt.auth_mode = auth == "none" ? DTLS_AUTH_NONE
+                    : auth == "optional" ? DTLS_AUTH_OPTIONAL
+                    : auth == "required" ? DTLS_AUTH_REQUIRED
+                                         : DTLS_AUTH_DEFAULT;
+    if (!auth.empty() && opt.auth_mode == DTLS_AUTH_DEFAULT) {
+      MakeError(env, DTLS_E_CONFIG, "authMode must be 'none', 'optional' or 'required'").ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    opt.retransmit_min_ms = GetUint(o, "retransmitMs", 0);
+    opt.retransmit_max_ms = GetUint(o, "retransmitMaxMs", 0);
+    int err = 0;
+    char msg[256];
+    dtls_conf *c = dtls_conf_new(&opt, &err, msg, sizeof(msg));
+    if (!key.empty()) std::fill(key.begin(), key.end(), 0);
+    if (!psk.empty()) std::fill(psk.begin(), psk.end(), 0);
+    if (!c) MakeError(env, err, msg).ThrowAsJavaScriptException();
+    return c;
+  }
+
+  explicit DtlsContext(const Napi::CallbackInfo &info) : Napi::ObjectWrap<DtlsContext>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      Napi::TypeError::New(env, "DtlsContext(options)").ThrowAsJavaScriptException();
+      return;
+    }
+    conf_ = Create(env, info[0].As<Napi::Object>());
+  }
+  ~DtlsContext() override {
+    if (conf_) dtls_conf_unref(conf_);
+  }
+  Napi::Value Role(const Napi::CallbackInfo &info) {
+    return Napi::String::New(info.Env(), conf_ && dtls_conf_role(conf_) == DTLS_ROLE_SERVER ? "server" : "client");
+  }
+  dtls_conf *conf_ = nullptr;
+};
+Napi::FunctionReference *DtlsContext::ctor = nullptr;
+
+class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "DtlsEndpoint",
+                       {
+                           InstanceMethod<&DtlsEndpoint::Step>("step"),
+                           InstanceMethod<&DtlsEndpoint::Step>("handshake"),
+                           InstanceMethod<&DtlsEndpoint::Feed>("feed"),
+                           InstanceMethod<&DtlsEndpoint::Read>("read"),
+                           InstanceMethod<&DtlsEndpoint::Write>("write"),
+                           InstanceMethod<&DtlsEndpoint::TimerMs>("timerMs"),
+                           InstanceMethod<&DtlsEndpoint::TimerExpired>("timerExpired"),
+                           InstanceMethod<&DtlsEndpoint::SaveSession>("saveSession"),
+                           InstanceMethod<&DtlsEndpoint::PeerCertificate>("peerCertificate"),
+                           InstanceMethod<&DtlsEndpoint::Close>("close"),
+                           InstanceMethod<&DtlsEndpoint::Destroy>("destroy"),
+                           InstanceAccessor<&DtlsEndpoint::State>("state"),
+                           InstanceAccessor<&DtlsEndpoint::TimerGeneration>("timerGeneration"),
+                           InstanceAccessor<&DtlsEndpoint::Resumed>("resumed"),
+                           InstanceAccessor<&DtlsEndpoint::CidInUse>("cidInUse"),
+                           InstanceAccessor<&DtlsEndpoint::CidAvailable>("cidAvailable"),
+                           InstanceAccessor<&DtlsEndpoint::Ciphersuite>("ciphersuite"),
+                           InstanceAccessor<&DtlsEndpoint::MaxPayload>("maxPayload"),
+                           InstanceAccessor<&DtlsEndpoint::LastError>("error"),
+                           InstanceAccessor<&DtlsEndpoint::BytesOut>("bytesSent"),
+                           InstanceAccessor<&DtlsEndpoint::BytesIn>("bytesReceived"),
+                       });
+  }
+
+  explicit DtlsEndpoint(const Napi::CallbackInfo &info) : Napi::ObjectWrap<DtlsEndpoint>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      Napi::TypeError::New(env, "DtlsEndpoint(options)").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    dtls_conf *conf = nullptr;
+    bool own = false;
+    if (o.Has("context") && o.Get("context").IsObject()) {
+      Napi::Object c = o.Get("context").As<Napi::Object>();
+      if (!c.InstanceOf(DtlsContext::ctor->Value())) {
+        Napi::TypeError::New(env, "options.context must be a DtlsContext").ThrowAsJavaScriptException();
+        return;
+      }
+      conf = DtlsContext::Unwrap(c)->conf_;
+      if (!conf) {
+        MakeError(env, DTLS_E_CONFIG, "context is not usable").ThrowAsJavaScriptException();
+        return;
+      }
+    } else {
+      conf = DtlsContext::Create(env, o);
+      if (!conf) return;
+      own = true;
+    }
+    std::string hostname = GetString(o, "hostname", "");
+    std::vector<unsigned char> clientId, session;
+    GetBytes(o, "clientId", clientId);
+    GetBytes(o, "session", session);
+    unsigned mtu = GetUint(o, "mtu", 0);
+    int err = 0;
+    char msg[256];
+    core_ = dtls_core_new(conf, hostname.empty() ? nullptr : hostname.c_str(), clientId.data(), clientId.size(),
+                          session.data(), session.size(), mtu, &DtlsEndpoint::OnSendC, this, &err, msg, sizeof(msg));
+    if (own) dtls_conf_unref(conf);  // the core holds its own reference
+    if (!core_) MakeError(env, err, msg).ThrowAsJavaScriptException();
+  }
+
+  ~DtlsEndpoint() override { dtls_core_free(core_); }
+
+ private:
+  static int OnSendC(void *user, const unsigned char *data, size_t len) {
+    DtlsEndpoint *self = static_cast<DtlsEndpoint *>(user);
+    self->outbox_.emplace_back(data, data + len);
+    self->bytes_out_ += len;
+    return 0;
+  }
+
+  bool Check(Napi::Env env) {
+    if (!core_) {
+      MakeError(env, DTLS_E_STATE, "endpoint destroyed").ThrowAsJavaScriptException();
+      return false;
+    }
+    return true;
+  }
+
+  // Delivers queued records to this.onSend. Returns false if onSend threw.
+  bool Flush(Napi::Env env) {
+    if (outbox_.empty()) return true;
+    std::vector<std::vector<unsigned char>> out;
+    out.swap(outbox_);
+    Napi::Value cb = Value().Get("onSend");
+    if (!cb.IsFunction()) return true;  // nobody listening: records are dropped (like a lost datagram)
+    for (auto &d : out) {
+      Napi::Buffer<unsigned char> b = Napi::Buffer<unsigned char>::Copy(env, d.data(), d.size());
+      cb.As<Napi::Function>().Call(Value(), {b});
+      if (env.IsExceptionPending()) return false;
+    }
+    return true;
+  }
+
+  Napi::Value Result(Napi::Env env, int r) {
+    if (!Flush(env)) return env.Undefined();
+    if (r == DTLS_STEP_ERROR) {
+      MakeError(env, dtls_core_error(core_), dtls_core_message(core_), dtls_core_mbedtls_error(core_),
+                dtls_core_alert(core_))
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, r);
+  }
+
+  Napi::Value Step(const Napi::CallbackInfo &info) {
+    if (!Check(info.Env())) return info.Env().Undefined();
+    return Result(info.Env(), dtls_core_step(core_));
+  }
+
+  Napi::Value Feed(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!Check(env)) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsTypedArray()) {
+      Napi::TypeError::New(env, "feed(datagram: Uint8Array)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+    const unsigned char *p = static_cast<const unsigned char *>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    bytes_in_ += ta.ByteLength();
+    int r = dtls_core_feed(core_, p, ta.ByteLength());
+    if (r == DTLS_STEP_CONNECTED || r == DTLS_STEP_DATA) Drain();
+    return Result(env, r == DTLS_STEP_DATA && dtls_core_state(core_) == DTLS_STATE_FAILED ? DTLS_STEP_ERROR : r);
+  }
+
+  // Decrypts whatever the inbox holds into the plaintext queue.
+  void Drain() {
+    std::vector<unsigned char> buf(16384 + 64);
+    for (;;) {
+      int n = dtls_core_read(core_, buf.data(), buf.size());
+      if (n <= 0) break;
+      plain_.emplace_back(buf.data(), buf.data() + n);
+    }
+  }
+
+  Napi::Value Read(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!Check(env)) return env.Undefined();
+    if (plain_.empty()) return env.Null();
+    std::vector<unsigned char> d = std::move(plain_.front());
+    plain_.erase(plain_.begin());
+    return Napi::Buffer<unsigned char>::Copy(env, d.data(), d.size());
+  }
+
+  Napi::Value Write(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!Check(env)) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsTypedArray()) {
+      Napi::TypeError::New(env, "write(plaintext: Uint8Array)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+    const unsigned char *p = static_cast<const unsigned char *>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    int n = dtls_core_write(core_, p, ta.ByteLength());
+    if (!Flush(env)) return env.Undefined();
+    if (n < 0) {
+      int code = -n;
+      const char *msg = code == DTLS_E_STATE    ? "write before the handshake completed (or after close)"
+                        : code == DTLS_E_TOO_LONG ? "datagram larger than one DTLS record (see maxPayload)"
+                                                  : dtls_core_message(core_);
+      MakeError(env, code, msg, dtls_core_mbedtls_error(core_), dtls_core_alert(core_)).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, n);
+  }
+
+  Napi::Value TimerMs(const Napi::CallbackInfo &info) {
+    if (!core_) return Napi::Number::New(info.Env(), -1);
+    return Napi::Number::New(info.Env(), dtls_core_timer_ms(core_));
+  }
+  Napi::Value TimerGeneration(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), core_ ? dtls_core_timer_generation(core_) : 0);
+  }
+  Napi::Value TimerExpired(const Napi::CallbackInfo &info) {
+    if (!Check(info.Env())) return info.Env().Undefined();
+    return Result(info.Env(), dtls_core_timer_expired(core_));
+  }
+
+  Napi::Value SaveSession(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!core_) return env.Null();
+    size_t n = dtls_core_save_session(core_, nullptr, 0);
+    if (n == 0) return env.Null();
+    Napi::Buffer<unsigned char> b = Napi::Buffer<unsigned char>::New(env, n);
+    size_t m = dtls_core_save_session(core_, b.Data(), n);
+    if (m != n) return env.Null();
+    return b;
+  }
+
+  Napi::Value PeerCertificate(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!core_) return env.Null();
+    size_t len = 0;
+    const unsigned char *p = dtls_core_peer_cert(core_, &len);
+    if (!p) return env.Null();
+    return Napi::Buffer<unsigned char>::Copy(env, p, len);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    if (core_) {
+      dtls_core_close(core_);
+      Flush(info.Env());
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Destroy(const Napi::CallbackInfo &info) {
+    dtls_core_free(core_);
+    core_ = nullptr;
+    outbox_.clear();
+    plain_.clear();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value State(const Napi::CallbackInfo &info) {
+    const char *s = "closed";
+    if (core_) {
+      switch (dtls_core_state(core_)) {
+        case DTLS_STATE_HANDSHAKING: s = "handshaking"; break;
+        case DTLS_STATE_CONNECTED: s = "connected"; break;
+        case DTLS_STATE_FAILED: s = "failed"; break;
+        default: s = "closed";
+      }
+    }
+    return Napi::String::New(info.Env(), s);
+  }
+  Napi::Value Resumed(const Napi::CallbackInfo &info) {
+    return Napi::Boolean::New(info.Env(), core_ && dtls_core_resumed(core_));
+  }
+  Napi::Value CidInUse(const Napi::CallbackInfo &info) {
+    return Napi::Boolean::New(info.Env(), core_ && dtls_core_cid_in_use(core_));
+  }
+  Napi::Value CidAvailable(const Napi::CallbackInfo &info) {
+    return Napi::Boolean::New(info.Env(), dtls_core_cid_available() != 0);
+  }
+  Napi::Value Ciphersuite(const Napi::CallbackInfo &info) {
+    return Napi::String::New(info.Env(), core_ ? dtls_core_ciphersuite(core_) : "");
+  }
+  Napi::Value MaxPayload(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), core_ ? dtls_core_max_payload(core_) : 0);
+  }
+  Napi::Value LastError(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!core_ || dtls_core_error(core_) == DTLS_OK) return env.Null();
+    return MakeError(env, dtls_core_error(core_), dtls_core_message(core_), dtls_core_mbedtls_error(core_),
+                     dtls_core_alert(core_))
+        .Value();
+  }
+  Napi::Value BytesOut(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), (double)bytes_out_); }
+  Napi::Value BytesIn(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), (double)bytes_in_); }
+
+  dtls_core *core_ = nullptr;
+  std::vector<std::vector<unsigned char>> outbox_;
+  std::vector<std::vector<unsigned char>> plain_;
+  size_t bytes_out_ = 0;
+  size_t bytes_in_ = 0;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("DtlsContext", DtlsContext::Init(env));
+  exports.Set("DtlsEndpoint", DtlsEndpoint::Init(env));
+  exports.Set("cidAvailable", Napi::Boolean::New(env, dtls_core_cid_available() != 0));
+  exports.Set("mbedtlsVersion", Napi::String::New(env, dtls_core_mbedtls_version()));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(dtls, Init)

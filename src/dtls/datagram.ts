@@ -1,0 +1,319 @@
+/*
+ * DtlsDatagram: a Datagram (src/platform/types.ts) that encrypts with DTLS 1.2 over a plain Datagram.
+ *
+ * - starts the handshake at once (or resumes a saved session), drives the engine's retransmission
+ *   timer on the platform Clock;
+ * - queues application datagrams (bounded) until the handshake completes;
+ * - reports failures through onError with the engine's stable code (DTLS_UNKNOWN_CA, ...);
+ * - on a fatal alert, close_notify or handshake timeout, starts a new handshake when there is
+ *   something to send (configurable); never retries authentication failures on its own;
+ * - session() returns the serialized session to keep across sleep; pass it back as `session`.
+ *
+ * Device code: no Node APIs here.
+ */
+import type { Clock, Datagram, TimerHandle } from '../platform/types';
+import {
+  DTLS_CONNECTED,
+  toDtlsError,
+  type DtlsEngine,
+  type DtlsEngineFactory,
+  type DtlsEngineOptions,
+  type DtlsError,
+} from './engine';
+
+/** Default initial retransmission timeout for the client. RFC 6347 says 1 s; cellular links need more. */
+export const DEFAULT_RETRANSMIT_MS = 2000;
+export const DEFAULT_RETRANSMIT_MAX_MS = 60000;
+/** Record header (13) + CCM-8 explicit nonce (8) + tag (8). GCM/CCM-16 use 8 more. */
+export const DTLS_OVERHEAD = 37;
+
+/** Failures that a new handshake can fix. Certificate and configuration problems cannot. */
+const RETRYABLE = new Set(['DTLS_FATAL_ALERT', 'DTLS_CLOSE_NOTIFY', 'DTLS_HANDSHAKE_TIMEOUT', 'DTLS_HANDSHAKE_FAILED']);
+
+export interface DtlsDatagramOptions {
+  /** The plain datagram to the server (owned: closed by close()). */
+  transport: Datagram;
+  clock: Clock;
+  /** Creates a native engine (loadDtlsEngine().create on Node, the xsmc class on XS). */
+  createEngine: DtlsEngineFactory;
+  /** Engine options (ca, cert, key, psk, hostname ...); role is always client here. */
+  engine: Omit<DtlsEngineOptions, 'role' | 'session'>;
+  /** A saved session (session()) to resume. */
+  session?: Uint8Array;
+  /** Initial handshake retransmission timeout, ms (default 2000, doubling). ThingsBoard's server uses 9 s. */
+  retransmitMs?: number;
+  /** Give up the handshake once the doubled timeout exceeds this, ms (default 60000). */
+  retransmitMaxMs?: number;
+  /** Datagrams held while handshaking (default 16); the oldest is dropped on overflow. */
+  maxQueue?: number;
+  /** Start a new handshake after a fatal alert, close_notify or timeout (default true). */
+  rehandshake?: boolean;
+  /** Consecutive failed handshakes before giving up until the next send() (default 3). */
+  maxRehandshakes?: number;
+  /** Delay before a new handshake, ms (default 1000, times the attempt number). */
+  rehandshakeDelayMs?: number;
+  /** Called when a handshake completes (resumed: abbreviated handshake). */
+  onConnected?: (info: { resumed: boolean; ciphersuite?: string }) => void;
+}
+
+export type DtlsDatagramState = 'handshaking' | 'connected' | 'failed' | 'closed';
+
+export class DtlsDatagram implements Datagram {
+  onReceive?: (data: Uint8Array) => void;
+  onError?: (error: Error) => void;
+
+  #opt: DtlsDatagramOptions;
+  #transport: Datagram;
+  #clock: Clock;
+  #engine: DtlsEngine | null = null;
+  #state: DtlsDatagramState = 'handshaking';
+  #queue: Uint8Array[] = [];
+  #timer: TimerHandle | null = null;
+  #timerGen = -1;
+  #retryTimer: TimerHandle | null = null;
+  #session: Uint8Array | undefined;
+  #attempts = 0;
+  #handshakes = 0;
+  #lastError: DtlsError | null = null;
+  #peerCert: Uint8Array | null = null;
+  #resumed = false;
+
+  constructor(options: DtlsDatagramOptions) {
+    this.#opt = options;
+    this.#transport = options.transport;
+    this.#clock = options.clock;
+    this.#session = options.session;
+    this.#transport.onReceive = (d) => this.#onDatagram(d);
+    this.#transport.onError = (e) => this.onError?.(e);
+    this.#startHandshake();
+  }
+
+  get state(): DtlsDatagramState {
+    return this.#state;
+  }
+  /** True if the current session was resumed (abbreviated handshake). */
+  get resumed(): boolean {
+    return this.#resumed;
+  }
+  /** Number of handshakes started. */
+  get handshakes(): number {
+    return this.#handshakes;
+  }
+  get lastError(): DtlsError | null {
+    return this.#lastError;
+  }
+  /** The server's certificate (DER) once connected. */
+  get peerCertificate(): Uint8Array | null {
+    return this.#peerCert;
+  }
+  get cidAvailable(): boolean {
+    return this.#engine?.cidAvailable ?? false;
+  }
+  get mtu(): number {
+    if (this.#engine && this.#state === 'connected' && this.#engine.maxPayload > 0) return this.#engine.maxPayload;
+    return Math.min(this.#transport.mtu ?? 1024, this.#opt.engine.mtu ?? 1024) - DTLS_OVERHEAD;
+  }
+
+  /** The session to save before sleep (null before the first handshake completes). */
+  session(): Uint8Array | null {
+    if (this.#engine && this.#state === 'connected') {
+      const s = this.#engine.saveSession();
+      if (s) this.#session = new Uint8Array(s);
+    }
+    return this.#session ?? null;
+  }
+
+  send(data: Uint8Array): void {
+    if (this.#state === 'closed') return;
+    if (this.#state === 'connected' && this.#engine) {
+      this.#write(data);
+      return;
+    }
+    this.#enqueue(data);
+    if (this.#state === 'failed' && this.#retryTimer === null) {
+      const code = this.#lastError?.code ?? '';
+      // Sending again is the caller's way of saying "try again": allowed for transient failures.
+      if (this.#opt.rehandshake !== false && RETRYABLE.has(code)) {
+        this.#attempts = 0;
+        this.#startHandshake();
+      }
+    }
+  }
+
+  /** Drops the current session and handshakes again (e.g. the CoAP layer saw the peer stop answering). */
+  reconnect(resume = true): void {
+    if (this.#state === 'closed') return;
+    if (!resume) this.#session = undefined;
+    else this.session();
+    this.#attempts = 0;
+    this.#startHandshake();
+  }
+
+  close(): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#clearTimers();
+    if (this.#engine) {
+      try {
+        this.#engine.close();
+      } catch {
+        /* already failed */
+      }
+      this.#engine.destroy();
+      this.#engine = null;
+    }
+    this.#queue = [];
+    this.#transport.close();
+  }
+
+  #enqueue(data: Uint8Array): void {
+    const max = this.#opt.maxQueue ?? 16;
+    if (this.#queue.length >= max) this.#queue.shift();
+    this.#queue.push(new Uint8Array(data));
+  }
+
+  #write(data: Uint8Array): void {
+    try {
+      this.#engine!.write(data);
+    } catch (e) {
+      const err = toDtlsError(e);
+      if (err.code === 'DTLS_TOO_LONG' || err.code === 'DTLS_STATE') this.onError?.(err);
+      else this.#fail(err);
+    }
+  }
+
+  #startHandshake(): void {
+    this.#clearTimers();
+    if (this.#engine) {
+      this.#engine.destroy();
+      this.#engine = null;
+    }
+    this.#state = 'handshaking';
+    this.#resumed = false;
+    this.#handshakes++;
+    const o = this.#opt;
+    let engine: DtlsEngine;
+    try {
+      engine = o.createEngine({
+        ...o.engine,
+        role: 'client',
+        retransmitMs: o.retransmitMs ?? o.engine.retransmitMs ?? DEFAULT_RETRANSMIT_MS,
+        retransmitMaxMs: o.retransmitMaxMs ?? o.engine.retransmitMaxMs ?? DEFAULT_RETRANSMIT_MAX_MS,
+        ...(this.#session ? { session: this.#session } : {}),
+      });
+    } catch (e) {
+      const err = toDtlsError(e);
+      if (err.code === 'DTLS_BAD_SESSION' && this.#session) {
+        // A session from another firmware/mbedTLS version: fall back to a full handshake.
+        this.#session = undefined;
+        this.#startHandshake();
+        return;
+      }
+      this.#fail(err, false);
+      return;
+    }
+    this.#engine = engine;
+    engine.onSend = (record) => this.#transport.send(record);
+    this.#call(() => engine.step());
+  }
+
+  #onDatagram(data: Uint8Array): void {
+    const engine = this.#engine;
+    if (!engine || this.#state === 'closed' || this.#state === 'failed') return;
+    this.#call(() => engine.feed(data));
+    if (this.#engine !== engine) return;
+    for (;;) {
+      const m = engine.read();
+      if (!m) break;
+      this.onReceive?.(m);
+      if (this.#engine !== engine || this.#state !== 'connected') break;
+    }
+  }
+
+  /** Runs one engine call, then handles completion, failure and the timer. */
+  #call(fn: () => number): void {
+    const engine = this.#engine;
+    if (!engine) return;
+    let r: number;
+    try {
+      r = fn();
+    } catch (e) {
+      this.#fail(toDtlsError(e));
+      return;
+    }
+    if (this.#engine !== engine) return;
+    if (r === DTLS_CONNECTED) this.#connected(engine);
+    this.#syncTimer(engine);
+  }
+
+  #connected(engine: DtlsEngine): void {
+    this.#state = 'connected';
+    this.#attempts = 0;
+    this.#lastError = null;
+    this.#resumed = engine.resumed;
+    this.#peerCert = engine.peerCertificate();
+    const s = engine.saveSession();
+    if (s) this.#session = new Uint8Array(s);
+    this.#opt.onConnected?.({ resumed: engine.resumed, ciphersuite: engine.ciphersuite });
+    const queued = this.#queue;
+    this.#queue = [];
+    for (const d of queued) {
+      if (this.#engine !== engine || this.#state !== 'connected') break;
+      this.#write(d);
+    }
+  }
+
+  #syncTimer(engine: DtlsEngine): void {
+    const gen = engine.timerGeneration;
+    if (gen === this.#timerGen) return;
+    this.#timerGen = gen;
+    if (this.#timer !== null) {
+      this.#clock.clearTimer(this.#timer);
+      this.#timer = null;
+    }
+    const ms = engine.timerMs();
+    if (ms < 0) return;
+    this.#timer = this.#clock.setTimer(() => {
+      this.#timer = null;
+      if (this.#engine !== engine) return;
+      this.#timerGen = -1; // re-read whatever the engine sets next
+      this.#call(() => engine.timerExpired());
+    }, ms);
+  }
+
+  #clearTimers(): void {
+    if (this.#timer !== null) this.#clock.clearTimer(this.#timer);
+    if (this.#retryTimer !== null) this.#clock.clearTimer(this.#retryTimer);
+    this.#timer = null;
+    this.#retryTimer = null;
+    this.#timerGen = -1;
+  }
+
+  #fail(err: DtlsError, retry = true): void {
+    this.#clearTimers();
+    this.#state = 'failed';
+    this.#lastError = err;
+    // A session ended by a fatal alert must not be resumed (RFC 5246 7.2.2).
+    if (err.code === 'DTLS_FATAL_ALERT') this.#session = undefined;
+    if (this.#engine) {
+      this.#engine.destroy();
+      this.#engine = null;
+    }
+    if (err.code === 'DTLS_UNKNOWN_CA' || err.code === 'DTLS_HOSTNAME_MISMATCH' || err.code.startsWith('DTLS_CERT')) {
+      this.#queue = []; // nothing queued may go to an unauthenticated server
+    }
+    this.onError?.(err);
+    if (this.#state !== 'failed') return; // onError closed or reconnected us
+    const o = this.#opt;
+    if (!retry || o.rehandshake === false || !RETRYABLE.has(err.code)) return;
+    if (this.#attempts >= (o.maxRehandshakes ?? 3)) return;
+    this.#attempts++;
+    const delay = (o.rehandshakeDelayMs ?? 1000) * this.#attempts;
+    this.#retryTimer = this.#clock.setTimer(() => {
+      this.#retryTimer = null;
+      if (this.#state === 'failed') this.#startHandshake();
+    }, delay);
+  }
+}
+
+

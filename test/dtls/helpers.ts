@@ -1,0 +1,208 @@
+/* Shared helpers for the DTLS tests: PKI, addon, a wall-time Clock, a UDP proxy, libcoap peers. */
+import dgram from 'node:dgram';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { makeTestPki, type TestPki } from '../../tools/provision/certs';
+import { loadDtlsEngine, type DtlsEngineModule } from '../../hardware/dtls/index';
+import { UdpDatagram } from '../../tools/sim/udp';
+import { DtlsDatagram, type DtlsDatagramOptions } from '../../src/dtls';
+import type { Clock } from '../../src/platform/types';
+
+let pki: TestPki | undefined;
+export function testPki(): TestPki {
+  pki ??= makeTestPki();
+  return pki;
+}
+
+/** Loads the addon; a missing build is a test FAILURE with instructions, never a skip. */
+export function addon(): DtlsEngineModule {
+  return loadDtlsEngine();
+}
+
+/** Wall-time clock (the DTLS tests run over real sockets). */
+export const wallClock: Clock = {
+  now: () => performance.now(),
+  epochMs: () => Date.now(),
+  setTimer: (cb, ms) => setTimeout(cb, ms),
+  clearTimer: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export function requireBinary(name: string): string {
+  const r = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
+  const path = r.stdout.trim();
+  if (r.status !== 0 || !path) {
+    throw new Error(`${name} not found: install it (apt-get install libcoap3-bin) to run the interop tests`);
+  }
+  return path;
+}
+
+export function waitFor<T>(what: string, ms: number, setup: (resolve: (v: T) => void, reject: (e: Error) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    setup(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+export interface Client {
+  udp: UdpDatagram;
+  dtls: DtlsDatagram;
+  received: Uint8Array[];
+  errors: Error[];
+  /** Bytes on the wire (both directions) when the handshake completed. */
+  handshakeBytes: number;
+  connected: Promise<{ resumed: boolean }>;
+  failed: Promise<Error>;
+}
+
+export function openClient(
+  port: number,
+  engine: DtlsDatagramOptions['engine'],
+  extra: Partial<DtlsDatagramOptions> = {},
+  host = '127.0.0.1',
+): Client {
+  const udp = new UdpDatagram(host, port);
+  let onConn!: (v: { resumed: boolean }) => void;
+  let onFail!: (e: Error) => void;
+  const connected = new Promise<{ resumed: boolean }>((r) => (onConn = r));
+  const failed = new Promise<Error>((r) => (onFail = r));
+  const c: Client = { udp, dtls: undefined as unknown as DtlsDatagram, received: [], errors: [], handshakeBytes: 0, connected, failed };
+  c.dtls = new DtlsDatagram({
+    transport: udp,
+    clock: wallClock,
+    createEngine: addon().create,
+    engine,
+    rehandshake: false,
+    ...extra,
+    onConnected: (info) => {
+      c.handshakeBytes = udp.stats.bytesSent + udp.stats.bytesReceived;
+      onConn(info);
+    },
+  });
+  c.dtls.onReceive = (d) => c.received.push(d);
+  c.dtls.onError = (e) => {
+    c.errors.push(e);
+    onFail(e);
+  };
+  return c;
+}
+
+export function nextMessage(c: Client, ms = 5000): Promise<Uint8Array> {
+  const start = c.received.length;
+  return waitFor('a decrypted datagram', ms, (resolve) => {
+    const poll = setInterval(() => {
+      if (c.received.length > start) {
+        clearInterval(poll);
+        resolve(c.received[start]);
+      }
+    }, 5);
+  });
+}
+
+/** A free UDP port p on 127.0.0.1 with p+1 free too (libcoap's DTLS port). */
+export async function freePortPair(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const p = 20000 + 2 * Math.floor(Math.random() * 15000);
+    const ok = await Promise.all([p, p + 1].map((port) => new Promise<boolean>((resolve) => {
+      const s = dgram.createSocket('udp4');
+      s.once('error', () => resolve(false));
+      s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    })));
+    if (ok.every(Boolean)) return p;
+  }
+  throw new Error('no free UDP port pair');
+}
+
+export interface Peer {
+  proc: ChildProcess;
+  dtlsPort: number;
+  output: () => string;
+  stop(): Promise<void>;
+}
+
+/** Starts coap-server-openssl on 127.0.0.1 (DTLS port = -p + 1). */
+export async function startCoapServer(args: string[]): Promise<Peer> {
+  const bin = requireBinary('coap-server-openssl');
+  const port = await freePortPair();
+  const proc = spawn(bin, ['-A', '127.0.0.1', '-p', String(port), ...args], { cwd: testPki().dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  // Wait until the DTLS port is taken (the server bound it).
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`coap-server-openssl exited: ${out}`);
+    const bound = await new Promise<boolean>((resolve) => {
+      const s = dgram.createSocket('udp4');
+      s.once('error', () => resolve(true));
+      s.bind(port + 1, '127.0.0.1', () => s.close(() => resolve(false)));
+    });
+    if (bound) break;
+    if (Date.now() > deadline) throw new Error(`coap-server-openssl did not bind: ${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    proc,
+    dtlsPort: port + 1,
+    output: () => out,
+    stop: async () => {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** CoAP GET /time, CON, no token (hand-encoded). */
+export function coapGetTime(mid: number): Uint8Array {
+  return Uint8Array.from([0x40, 0x01, (mid >> 8) & 0xff, mid & 0xff, 0xb4, ...Buffer.from('time')]);
+}
+
+/**
+ * UDP proxy between one client and a server: counts, drops, injects and rewrites datagrams.
+ */
+export class UdpProxy {
+  readonly front = dgram.createSocket('udp4');
+  readonly back = dgram.createSocket('udp4');
+  client?: dgram.RemoteInfo;
+  /** Return false to drop. Index is 1-based per direction. */
+  filterToServer: (d: Buffer, index: number) => boolean = () => true;
+  filterToClient: (d: Buffer, index: number) => boolean = () => true;
+  toServer = 0;
+  toClient = 0;
+  constructor(readonly serverPort: number) {
+    this.front.on('message', (d, r) => {
+      this.client = r;
+      this.toServer++;
+      if (this.filterToServer(d, this.toServer)) this.back.send(d, serverPort, '127.0.0.1');
+    });
+    this.back.on('message', (d) => {
+      this.toClient++;
+      if (this.client && this.filterToClient(d, this.toClient)) this.front.send(d, this.client.port, this.client.address);
+    });
+  }
+  async start(): Promise<number> {
+    await new Promise<void>((r) => this.front.bind(0, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => this.back.bind(0, '127.0.0.1', () => r()));
+    return this.front.address().port;
+  }
+  injectToServer(d: Uint8Array): void {
+    this.back.send(d, this.serverPort, '127.0.0.1');
+  }
+  injectToClient(d: Uint8Array): void {
+    if (this.client) this.front.send(d, this.client.port, this.client.address);
+  }
+  close(): void {
+    this.front.close();
+    this.back.close();
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
