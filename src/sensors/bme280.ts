@@ -185,19 +185,23 @@ export class Bme280 {
     this.#delay = delay ?? noDelay;
     this.#io = new io({ ...Defaults, ...bus });
 
-    const id = this.#readByte(Bme280Register.CHIP_ID);
-    if (id !== CHIP_ID_BME280) {
-      const guess = KnownChipIds[id];
-      throw new Error(`BME280 not found: chip id 0x${hex2(id)}${guess ? ` (${guess}?)` : ''}`);
+    try {
+      const id = this.#readByte(Bme280Register.CHIP_ID);
+      if (id !== CHIP_ID_BME280) {
+        const guess = KnownChipIds[id];
+        throw new Error(`BME280 not found: chip id 0x${hex2(id)}${guess ? ` (${guess}?)` : ''}`);
+      }
+      this.reset();
+      // Calibration buffers are needed once, so they are not kept.
+      const low = new Uint8Array(26);
+      const high = new Uint8Array(7);
+      this.#readRegisters(Bme280Register.CALIB_00, low);
+      this.#readRegisters(Bme280Register.CALIB_26, high);
+      this.#calibration = parseBme280Calibration(low, high);
+    } catch (e) {
+      this.#io.close(); // release the bus on a failed construction, as Moddable's drivers do
+      throw e;
     }
-    this.reset();
-
-    const low = new Uint8Array(26);
-    const high = new Uint8Array(7);
-    this.#readRegisters(Bme280Register.CALIB_00, low);
-    this.#readRegisters(Bme280Register.CALIB_26, high);
-    this.#calibration = parseBme280Calibration(low, high);
-
     this.configure(options);
   }
 

@@ -110,7 +110,12 @@ export class Sht3x {
     this.#delay = delay ?? noDelay;
     this.#io = new io({ ...Defaults, ...bus });
     // An absent part fails here with the bus's own error: construction is not a recoverable fault.
-    this.reset();
+    try {
+      this.reset();
+    } catch (e) {
+      this.#io.close();
+      throw e;
+    }
     this.configure(options);
   }
 
