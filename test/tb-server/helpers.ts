@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
+import * as dgram from 'node:dgram';
 import { startTbServer } from '../../tools/tb-server/server';
 import type { TbServer, TbServerOptions } from '../../tools/tb-server/server';
 
@@ -41,7 +42,10 @@ function toResult(res: coap.IncomingMessage, payload?: Buffer): CoapResult {
 }
 
 export class Client {
-  readonly agent = new coap.Agent({ type: 'udp4' });
+  // Own socket: node-coap's Agent closes a socket it created as soon as no request is in flight,
+  // which races with the next request (ERR_SOCKET_DGRAM_NOT_RUNNING).
+  readonly socket = dgram.createSocket('udp4');
+  readonly agent = new coap.Agent({ socket: this.socket });
   constructor(readonly port: number) {}
 
   request(o: ReqOpts): Promise<CoapResult> {
@@ -82,14 +86,8 @@ export class Client {
   }
 
   close(): Promise<void> {
-    // node-coap's Agent never calls close()'s callback once it has already closed its idle socket,
-    // but it does emit 'close'; bound the wait either way.
-    return new Promise((r) => {
-      const t = setTimeout(r, 1000);
-      const done = (): void => { clearTimeout(t); r(); };
-      this.agent.once('close', done);
-      this.agent.close(done);
-    });
+    this.agent.close();
+    return new Promise((r) => this.socket.close(() => r()));
   }
 }
 

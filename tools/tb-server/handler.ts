@@ -134,7 +134,11 @@ export class TbCoapService {
       const now = Date.now();
       if (this.seen.size > 10000) for (const [k, t] of this.seen) if (now - t > EXCHANGE_LIFETIME_MS) this.seen.delete(k);
       const t = this.seen.get(key);
-      if (t !== undefined && now - t < EXCHANGE_LIFETIME_MS) return;
+      if (t !== undefined && now - t < EXCHANGE_LIFETIME_MS) {
+        // Duplicate: acknowledge it at once (the response, if any, is retransmitted on its own).
+        new Ctx(this, req, res, peer, con).acceptNow();
+        return;
+      }
       this.seen.set(key, now);
     }
     const ctx = new Ctx(this, req, res, peer, con);
