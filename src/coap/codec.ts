@@ -272,21 +272,24 @@ export function buildUriOptions(path: string, query?: readonly string[]): CoapOp
   return options;
 }
 
-export function getOption(options: readonly CoapOption[] | CoapMessage, number: number): CoapOption | undefined {
-  const list = Array.isArray(options) ? options : (options as CoapMessage).options;
+/** An option list, or anything carrying one (CoapMessage, CoapResponse). */
+export type OptionSource = readonly CoapOption[] | { readonly options: readonly CoapOption[] };
+
+export function getOption(options: OptionSource, number: number): CoapOption | undefined {
+  const list: readonly CoapOption[] = Array.isArray(options) ? options : (options as { readonly options: readonly CoapOption[] }).options;
   for (let i = 0; i < list.length; i++) if (list[i]!.number === number) return list[i];
   return undefined;
 }
 
-export function getOptions(options: readonly CoapOption[] | CoapMessage, number: number): CoapOption[] {
-  const list = Array.isArray(options) ? options : (options as CoapMessage).options;
+export function getOptions(options: OptionSource, number: number): CoapOption[] {
+  const list: readonly CoapOption[] = Array.isArray(options) ? options : (options as { readonly options: readonly CoapOption[] }).options;
   const out: CoapOption[] = [];
   for (let i = 0; i < list.length; i++) if (list[i]!.number === number) out.push(list[i]!);
   return out;
 }
 
 /** The uint value of the first option `number`, or undefined. */
-export function getUintOption(options: readonly CoapOption[] | CoapMessage, number: number): number | undefined {
+export function getUintOption(options: OptionSource, number: number): number | undefined {
   const o = getOption(options, number);
   return o ? decodeUint(o.value) : undefined;
 }
@@ -321,7 +324,7 @@ export function decodeBlock(value: Uint8Array): BlockValue {
   return { num: v >>> 4, more: (v & 8) !== 0, szx };
 }
 
-export function getBlock(options: readonly CoapOption[] | CoapMessage, number: number): BlockValue | undefined {
+export function getBlock(options: OptionSource, number: number): BlockValue | undefined {
   const o = getOption(options, number);
   return o ? decodeBlock(o.value) : undefined;
 }
@@ -334,7 +337,7 @@ export function decodeObserve(value: Uint8Array): number {
   return decodeUint(value);
 }
 
-export function getObserve(options: readonly CoapOption[] | CoapMessage): number | undefined {
+export function getObserve(options: OptionSource): number | undefined {
   const o = getOption(options, OptionNumber.OBSERVE);
   return o ? decodeObserve(o.value) : undefined;
 }
