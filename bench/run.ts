@@ -1,0 +1,21 @@
+/*
+ * Runs every benchmark in turn: `npm run bench` (npx tsx bench/run.ts).
+ * Add a bench by importing its run() and appending it to the list.
+ */
+import { run as coapCodec } from './coap-codec';
+
+const benches: [name: string, run: () => Promise<void>][] = [
+  ['coap-codec', coapCodec],
+];
+
+async function main(): Promise<void> {
+  for (const [name, run] of benches) {
+    console.log(`\n== ${name} ==`);
+    await run();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exitCode = 1;
+});
