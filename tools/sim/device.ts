@@ -7,7 +7,7 @@ import { DeviceApp } from '../../src/device/app';
 import type { Clock, Log, LogLevel, Platform } from '../../src/platform/types';
 import { ScaledClock } from './clock';
 import { cryptoRandom } from './random';
-import { syntheticClimate } from './sources';
+import { createSimBoard } from './board';
 import { describeDatagram } from './trace';
 import { UdpDatagram } from './udp';
 
@@ -47,13 +47,9 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
     const trace = options.trace;
     udp.tap = (dir, data) => trace(`${dir === 'out' ? '->' : '<-'} ${describeDatagram(data)}`);
   }
-  const platform: Platform = {
-    clock,
-    random: cryptoRandom,
-    log: options.log ?? consoleLog('info', clock),
-    net: { open: () => udp },
-  };
-  const sources = options.sources ? options.sources(clock) : [syntheticClimate(clock)];
+  const log = options.log ?? consoleLog('info', clock);
+  const platform: Platform = { clock, random: cryptoRandom, log, net: { open: () => udp } };
+  const sources = options.sources ? options.sources(clock) : [createSimBoard(clock, log).source];
   const app = new DeviceApp(platform, options, sources, udp);
   return { app, udp, clock, platform };
 }
