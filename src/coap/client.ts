@@ -603,7 +603,8 @@ export class CoapClient {
         reject,
       };
       this.#byToken.set(key, ex);
-      if (con) this.#byMid.set(mid, ex);
+      this.#byMid.set(mid, ex); // NON too: the peer may reject it with RST
+
       this.stats.requests++;
       // Timer first, then send: a transport that answers synchronously must find it armed.
       if (con) {
@@ -703,7 +704,7 @@ export class CoapClient {
     const mid = msg.messageId;
     if (msg.type === CoapType.ACK) {
       const ex = this.#byMid.get(mid);
-      if (!ex) return; // duplicate or late ACK
+      if (!ex || !ex.con) return; // duplicate or late ACK (NON is never ACKed)
       if (msg.code === 0) {
         if (ex.acked) return;
         ex.acked = true;

@@ -251,6 +251,15 @@ describe('coap client', () => {
       assert.equal(clock.pending, 0);
     });
 
+    it('RST to our NON request rejects it too', async () => {
+      const { clock, net, client } = setup();
+      const p = client.request({ method: 'GET', path: 'x', confirmable: false });
+      net.injectRaw(emptyMessage(CoapType.ACK, net.last().messageId)); // nonsense for NON: ignored
+      net.injectRaw(emptyMessage(CoapType.RST, net.last().messageId));
+      assert.ok((await rejection(p)) instanceof CoapResetError);
+      assert.equal(clock.pending, 0);
+    });
+
     it('unknown-token CON gets RST, unknown-token NON is ignored, a ping gets RST', () => {
       const { net, client } = setup();
       net.inject({ type: CoapType.CON, code: Code.CONTENT, messageId: 0x2222, token: Uint8Array.of(9, 9), options: [], payload: E });
