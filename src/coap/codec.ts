@@ -43,7 +43,7 @@ function sortedOptions(options: CoapOption[]): CoapOption[] {
 export function encodedSize(msg: CoapMessage): number {
   let size = 4 + msg.token.length;
   const options = msg.options;
-  // The sum of extension sizes does not depend on order only through deltas, so sort first.
+  // Delta extension sizes depend on the order, so measure the sorted list.
   const sorted = sortedOptions(options);
   let prev = 0;
   for (let i = 0; i < sorted.length; i++) {
