@@ -594,7 +594,8 @@ export class TbCoapService {
     ctx.tokenSeg = 1;
     if (req.method !== 'GET') return ctx.reply('4.05');
     ctx.cf = null;
-    ctx.acceptNow(); // OtaPackageTransportResource calls exchange.accept() first
+    // OtaPackageTransportResource calls exchange.accept() first: empty ACK, then a separate response.
+    if (this.opts.conResponses === 'thingsboard') ctx.acceptNow();
     const dev = segs[1] !== undefined ? this.store.byToken(segs[1]) : undefined;
     if (!dev) return ctx.reply('4.01');
     ctx.device = dev;
