@@ -84,6 +84,7 @@ struct dtls_core {
   int mbed_error;
   int alert;
   int saw_certificate_state;
+  int saw_server_hello;       /* the peer answered with a ServerHello (client) */
   int resumed;
   int connected_reported;
   char message[DTLS_MSG_SIZE];
@@ -558,6 +559,11 @@ static int map_error(dtls_core *core, int ret) {
     case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
       return map_verify_failure(core, ret);
     case MBEDTLS_ERR_SSL_TIMEOUT:
+      if (core->saw_server_hello)
+        return fail_with(core, DTLS_E_HANDSHAKE_TIMEOUT, ret,
+                         "handshake timeout: the server answered but never accepted our last flight%s%s",
+                         core->conf->has_psk ? " (wrong PSK? DTLS servers silently drop records they cannot decrypt)"
+                                             : " (does it reject our client certificate or key?)", 0);
       return fail_with(core, DTLS_E_HANDSHAKE_TIMEOUT, ret,
                        "handshake timeout: no answer from the peer after all retransmissions", 0, 0);
     case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
@@ -609,6 +615,9 @@ static int run_handshake(dtls_core *core) {
     if (dtls_state_of(&core->ssl) == MBEDTLS_SSL_HANDSHAKE_OVER) break;
     ret = mbedtls_ssl_handshake_step(&core->ssl);
     if (dtls_state_of(&core->ssl) == MBEDTLS_SSL_SERVER_CERTIFICATE) core->saw_certificate_state = 1;
+    if (core->conf->role == DTLS_ROLE_CLIENT && dtls_state_of(&core->ssl) > MBEDTLS_SSL_SERVER_HELLO &&
+        dtls_state_of(&core->ssl) != MBEDTLS_SSL_HANDSHAKE_OVER)
+      core->saw_server_hello = 1;
     if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) return DTLS_STEP_WANT;
     if (ret == MBEDTLS_ERR_SSL_HELLO_VERIFY_REQUIRED) {
       /* Server sent a HelloVerifyRequest: forget this attempt; the client comes back with the cookie. */

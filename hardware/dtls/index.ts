@@ -20,7 +20,7 @@ export interface NativeDtlsContext {
 }
 
 export interface NativeDtlsEndpoint extends DtlsEngine {
-  onSend: ((record: Buffer) => void) | null;
+  /** Alias of step(). */
   handshake(): number;
   read(): Buffer | null;
   saveSession(): Buffer | null;
@@ -140,6 +140,7 @@ export class DtlsServer extends dgram.Socket {
   #closed = false;
 
   constructor(options: DtlsServerOptions) {
+    // @ts-expect-error: @types/node hides dgram.Socket's constructor (type | options, listener)
     super({ type: 'udp4' });
     this.#opt = options;
     this.#addon = loadDtlsEngine();
@@ -181,6 +182,14 @@ export class DtlsServer extends dgram.Socket {
   /** The client certificate (DER) of the session with address:port, or null. */
   peerCertificate(address: string, port: number): Buffer | null {
     return this.peers.get(`${address}:${port}`)?.peerCert ?? null;
+  }
+
+  /** Ends the session with address:port (sends close_notify); the peer must handshake again. */
+  closePeer(address: string, port: number): boolean {
+    const peer = this.peers.get(`${address}:${port}`);
+    if (!peer) return false;
+    this.#drop(peer, true);
+    return true;
   }
 
   /**

@@ -259,7 +259,9 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
     bytes_in_ += ta.ByteLength();
     int r = dtls_core_feed(core_, p, ta.ByteLength());
     if (r == DTLS_STEP_CONNECTED || r == DTLS_STEP_DATA) Drain();
-    return Result(env, r == DTLS_STEP_DATA && dtls_core_state(core_) == DTLS_STATE_FAILED ? DTLS_STEP_ERROR : r);
+    // A fatal alert or close_notify seen while decrypting is reported like a handshake failure.
+    bool failed = dtls_core_state(core_) == DTLS_STATE_FAILED || dtls_core_state(core_) == DTLS_STATE_CLOSED;
+    return Result(env, failed && dtls_core_error(core_) != DTLS_OK ? DTLS_STEP_ERROR : r);
   }
 
   // Decrypts whatever the inbox holds into the plaintext queue.

@@ -1,0 +1,99 @@
+/* Our client against libcoap's coap-server-openssl (the server the ThingsBoard docs' clients talk to). */
+import assert from 'node:assert/strict';
+import type { DtlsError } from '../../src/dtls';
+import { coapGetTime, nextMessage, openClient, requireBinary, startCoapServer, testPki, type Client, type Peer } from './helpers';
+
+describe('dtls: ours -> coap-server-openssl (libcoap)', function () {
+  this.timeout(20000);
+  const pki = testPki();
+  let peer: Peer | undefined;
+  const clients: Client[] = [];
+
+  before(() => {
+    requireBinary('coap-server-openssl'); // fails (not skips) with an install hint
+  });
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.dtls.close();
+    await peer?.stop();
+    peer = undefined;
+  });
+
+  function client(engine: Parameters<typeof openClient>[1], extra = {}): Client {
+    const c = openClient(peer!.dtlsPort, engine, extra);
+    clients.push(c);
+    return c;
+  }
+
+  async function getTime(c: Client, mid: number): Promise<void> {
+    c.dtls.send(coapGetTime(mid));
+    const reply = await nextMessage(c, 8000);
+    assert.equal(reply[0] >> 6, 1, 'CoAP version 1');
+    assert.equal(reply[1], 0x45, `expected 2.05 Content, got ${reply[1] >> 5}.${String(reply[1] & 31).padStart(2, '0')}`);
+    assert.equal((reply[2] << 8) | reply[3], mid);
+  }
+
+  it('one-way certificate: verifies the CA and hostname, GET /time -> 2.05', async () => {
+    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key']);
+    const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost' });
+    await getTime(c, 0x1234);
+    console.log(`      one-way vs libcoap: ${c.handshakeBytes} bytes (${c.dtls.resumed ? 'resumed' : 'full'})`);
+  });
+
+  it('one-way certificate: resumes the saved session with libcoap/OpenSSL', async () => {
+    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key']);
+    const first = client({ ca: pki.read('ca.pem'), hostname: 'localhost' });
+    await getTime(first, 1);
+    const saved = first.dtls.session();
+    first.dtls.close();
+    const second = client({ ca: pki.read('ca.pem'), hostname: 'localhost' }, { session: saved! });
+    const info = await second.connected;
+    assert.equal(info.resumed, true);
+    assert.ok(second.handshakeBytes < first.handshakeBytes);
+    await getTime(second, 2);
+    console.log(`      libcoap: full ${first.handshakeBytes} B, resumed ${second.handshakeBytes} B`);
+  });
+
+  it('PSK: -k secretPSK with an identity -> 2.05', async () => {
+    peer = await startCoapServer(['-k', 'secretPSK']);
+    const c = client({ psk: 'secretPSK', pskIdentity: 'Client_identity' });
+    await getTime(c, 7);
+    console.log(`      PSK vs libcoap: ${c.handshakeBytes} bytes`);
+  });
+
+  it('PSK: a wrong key fails (timeout; the message suggests a wrong PSK)', async () => {
+    peer = await startCoapServer(['-k', 'secretPSK']);
+    const c = client({ psk: 'wrongPSK', pskIdentity: 'Client_identity' }, { retransmitMs: 100, retransmitMaxMs: 400 });
+    c.dtls.send(coapGetTime(8));
+    const err = (await c.failed) as DtlsError;
+    // OpenSSL drops the Finished it cannot decrypt instead of alerting: we time out, and say why.
+    assert.equal(err.code, 'DTLS_HANDSHAKE_TIMEOUT', err.message);
+    assert.match(err.message, /wrong PSK/);
+    assert.equal(c.received.length, 0);
+  });
+
+  it('mutual: server with -R ca.pem accepts our device certificate -> 2.05', async () => {
+    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key', '-R', 'ca.pem']);
+    const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost', cert: pki.read('device.pem'), key: pki.read('device.key') });
+    await getTime(c, 9);
+    console.log(`      mutual vs libcoap: ${c.handshakeBytes} bytes`);
+  });
+
+  it('mutual: server with -R ca.pem refuses a client without a certificate', async () => {
+    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key', '-R', 'ca.pem']);
+    const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost' }, { retransmitMs: 200, retransmitMaxMs: 1600 });
+    c.dtls.send(coapGetTime(10));
+    const err = (await c.failed) as DtlsError;
+    assert.equal(err.code, 'DTLS_FATAL_ALERT', err.message);
+    assert.equal(c.received.length, 0);
+  });
+
+  it('unknown CA against libcoap: the client refuses before sending data', async () => {
+    peer = await startCoapServer(['-c', 'rogue-server.pem', '-j', 'rogue-server.key']);
+    const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost' });
+    c.dtls.send(coapGetTime(11));
+    const err = (await c.failed) as DtlsError;
+    assert.equal(err.code, 'DTLS_UNKNOWN_CA');
+    assert.equal(c.received.length, 0);
+  });
+});
