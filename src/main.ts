@@ -1,0 +1,71 @@
+/*
+ * Device entry point on Moddable XS (built by mcconfig from manifest.json). Reads the build's
+ * config (server, token, board wiring), opens the sensors through embedded:io, and starts the
+ * firmware app. The host simulator (tools/sim) wires the same app to host implementations.
+ */
+import config from 'mc/config';
+import Timer from 'timer';
+import I2C from 'embedded:io/i2c';
+import Analog from 'embedded:io/analog';
+import { moddablePlatform } from './platform/moddable/index';
+import { DeviceApp } from './device/app';
+import type { TelemetrySource } from './device/app';
+import { boardSensors } from './device/sources';
+import type { SampledSensor } from './device/sources';
+import { Sht3x } from './sensors/sht3x';
+import { Bme280 } from './sensors/bme280';
+import { Battery } from './sensors/battery';
+import type { I2CIoConstructor, AnalogIoConstructor } from './platform/types';
+
+interface BoardConfig {
+  server: { host: string; port: number };
+  token: string;
+  reportingInterval: number;
+  transmission: 'rfc7252' | 'nbiot';
+  firmware: { title: string; version: string };
+  i2c?: { data: number; clock: number; hz: number };
+  sht3x?: { address: number };
+  bme280?: { address: number };
+  battery?: { pin: number; divider: number; vref: number };
+}
+
+const cfg = config as unknown as BoardConfig;
+const { log } = moddablePlatform;
+const delay = (ms: number) => (Timer as unknown as { delay(ms: number): void }).delay(ms);
+
+/** A part that fails to open (absent, wrong chip id) is left out, with the reason logged. */
+function open<T>(name: string, make: () => T): T | undefined {
+  try {
+    return make();
+  } catch (e) {
+    log.warn(`${name} not available: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+const onError = (e: Error) => log.warn(`sensor: ${e.message}`);
+const parts: { sht3x?: SampledSensor; bme280?: SampledSensor; battery?: SampledSensor } = {};
+if (cfg.i2c) {
+  const bus = { io: I2C as unknown as I2CIoConstructor, ...cfg.i2c, delay };
+  if (cfg.sht3x) parts.sht3x = open('SHT3x', () => new Sht3x({ sensor: { ...bus, ...cfg.sht3x }, onError }));
+  if (cfg.bme280) parts.bme280 = open('BME280', () => new Bme280({ sensor: { ...bus, ...cfg.bme280 }, onError }));
+}
+if (cfg.battery) {
+  const b = cfg.battery;
+  parts.battery = open('battery', () => new Battery({ sensor: { io: Analog as unknown as AnalogIoConstructor, pin: b.pin }, divider: b.divider, vref: b.vref, onError }));
+}
+const sources: TelemetrySource[] = [boardSensors(parts)];
+
+if (!cfg.token) log.error('no access token configured (config.token): provision the device first');
+const app = new DeviceApp(
+  moddablePlatform,
+  {
+    server: cfg.server,
+    credentials: { kind: 'token', token: cfg.token },
+    reportingIntervalMs: cfg.reportingInterval * 1000,
+    transmission: cfg.transmission,
+    firmware: cfg.firmware,
+  },
+  sources,
+);
+app.start().catch((e: Error) => log.error(`start failed: ${e.message}`));
