@@ -77,6 +77,7 @@ describe('e2e: simulated device <-> local ThingsBoard endpoint (real UDP)', func
       const t = server.store.latestTelemetry(dev.id);
       return t.temperature && t.pressure ? t : undefined;
     });
+    for (const key of ['temperature', 'humidity', 'pressure', 'batteryVoltage']) assert.ok(latest[key], `${key} reported`);
     assert.equal(typeof latest.temperature!.value, 'number');
     assert.ok(Math.abs((latest.temperature!.value as number) - 22) < 5, 'temperature near the simulated environment');
     assert.ok(Math.abs((latest.pressure!.value as number) - 1013.25) < 10, 'pressure in hPa');
