@@ -381,7 +381,7 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
                                       : c->auth_mode == DTLS_AUTH_OPTIONAL ? MBEDTLS_SSL_VERIFY_OPTIONAL
                                                                            : MBEDTLS_SSL_VERIFY_NONE);
   mbedtls_ssl_conf_handshake_timeout(&c->ssl, opt->retransmit_min_ms ? opt->retransmit_min_ms : 2000,
-                                     opt->retransmit_max_ms ? opt->retransmit_max_ms : 60000);
+                                     opt->retransmit_max_ms ? opt->retransmit_max_ms : 32000);
 #if defined(MBEDTLS_SSL_DTLS_ANTI_REPLAY)
   mbedtls_ssl_conf_dtls_anti_replay(&c->ssl, MBEDTLS_SSL_ANTI_REPLAY_ENABLED);
 #endif

@@ -75,7 +75,7 @@ typedef struct {
   const unsigned char *psk_identity; size_t psk_identity_len;
   int auth_mode;                     /* DTLS_AUTH_*; server default NONE (REQUIRED if ca given), client REQUIRED */
   uint32_t retransmit_min_ms;        /* initial handshake retransmission timeout (0 = 2000) */
-  uint32_t retransmit_max_ms;        /* give up once the doubled timeout exceeds this (0 = 60000) */
+  uint32_t retransmit_max_ms;        /* timeouts double up to this; one more wait at it, then fail (0 = 32000) */
   const unsigned char *seed; size_t seed_len;    /* extra DRBG personalization (cookie secret) */
 } dtls_conf_options;
 

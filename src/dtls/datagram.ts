@@ -23,7 +23,7 @@ import {
 
 /** Default initial retransmission timeout for the client. RFC 6347 says 1 s; cellular links need more. */
 export const DEFAULT_RETRANSMIT_MS = 2000;
-export const DEFAULT_RETRANSMIT_MAX_MS = 60000;
+export const DEFAULT_RETRANSMIT_MAX_MS = 32000;
 /** Record header (13) + CCM-8 explicit nonce (8) + tag (8). GCM/CCM-16 use 8 more. */
 export const DTLS_OVERHEAD = 37;
 
@@ -42,7 +42,7 @@ export interface DtlsDatagramOptions {
   session?: Uint8Array;
   /** Initial handshake retransmission timeout, ms (default 2000, doubling). ThingsBoard's server uses 9 s. */
   retransmitMs?: number;
-  /** Give up the handshake once the doubled timeout exceeds this, ms (default 60000). */
+  /** Retransmission stops once the timeout has reached this, ms (default 32000: sends at 0, 2, 6, 14, 30 s; fails at 62 s). */
   retransmitMaxMs?: number;
   /** Datagrams held while handshaking (default 16); the oldest is dropped on overflow. */
   maxQueue?: number;

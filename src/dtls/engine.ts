@@ -63,7 +63,7 @@ export interface DtlsEngineOptions {
   session?: Uint8Array;
   /** Initial handshake retransmission timeout, ms (engine default 2000); doubles on each retry. */
   retransmitMs?: number;
-  /** The handshake fails once the doubled timeout would exceed this, ms (default 60000). */
+  /** Timeouts double up to this; after one wait at this value the handshake fails, ms (default 32000). */
   retransmitMaxMs?: number;
   cookieSecret?: Uint8Array | string;
 }
