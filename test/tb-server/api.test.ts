@@ -216,7 +216,7 @@ describe('tb-server /api/v1 request/response', () => {
   });
 
   describe('OTA /fw', () => {
-    const image = Buffer.alloc(3000).map((_, i) => i % 251);
+    const image = Buffer.from(Buffer.alloc(3000).map((_, i) => i % 251));
     before(async () => {
       const r = await http(tb, 'POST', '/api/devices/dev-a/ota', { title: 'fw', version: '2.0', data: image.toString('base64') });
       assert.equal(r.status, 200);

@@ -77,7 +77,7 @@ describe('tb-server with libcoap coap-client-notls', () => {
   });
 
   it('OTA chunk with size/chunk (TB timing: empty ACK, then separate CON response)', async () => {
-    const image = Buffer.alloc(5000).map((_, i) => (i * 7) % 256);
+    const image = Buffer.from(Buffer.alloc(5000).map((_, i) => (i * 7) % 256));
     await http(tb, 'POST', '/api/devices/lc/ota', { title: 'app', version: '1.1', data: image.toString('base64') });
     const out = path.join(tb.dataDir, 'chunk.bin');
     await coapClient(['-m', 'get', '-o', out, `${base}/fw/${TOKEN}?title=app&version=1.1&size=256&chunk=3`]);
@@ -88,7 +88,7 @@ describe('tb-server with libcoap coap-client-notls', () => {
     const pb = await startTemp({ conResponses: 'piggyback' });
     try {
       const d = pb.store.createDevice('lc2', { token: 'LC2_TOKEN' });
-      const image = Buffer.alloc(5000).map((_, i) => (i * 13) % 256);
+      const image = Buffer.from(Buffer.alloc(5000).map((_, i) => (i * 13) % 256));
       pb.store.setOta(d.id, { type: 'fw', title: 'app', version: '2', data: image.toString('base64'), checksumAlgorithm: 'SHA256', checksum: '' });
       const out = path.join(pb.dataDir, 'fw.bin');
       await coapClient(['-m', 'get', '-o', out, `coap://127.0.0.1:${pb.coapPort}/fw/LC2_TOKEN?title=app&version=2`], 10000);

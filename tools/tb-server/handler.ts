@@ -117,6 +117,8 @@ export class TbCoapService {
   private states = new Map<string, ClientState>();
   private pending = new Map<string, Map<number, PendingRpc>>();
   private seen = new Map<string, number>();
+  /** Responses not answered yet: node-coap's deferred-ACK timers must not fire after close. */
+  readonly open = new Set<CoapRes>();
   private closed = false;
 
   constructor(readonly store: Store, readonly opts: HandlerOptions) {}
@@ -183,16 +185,17 @@ export class TbCoapService {
     let feature: Feature | undefined;
     let id: string | undefined;
     let token: string | undefined;
-    if (device) {
-      feature = asFeature(segs[2]);
-      id = segs[3];
-    } else if (segs.length >= 4) {
+    if (segs.length >= 4 && asFeature(segs[3])) {
+      // /api/v1/$TOKEN/<feature>[/<id>] (the token is ignored when a certificate already identified the device)
       token = segs[2];
       feature = asFeature(segs[3]);
       id = segs[4];
-      if (!feature && segs.includes('provision')) feature = 'provision';
-    } else if (segs.length === 3) {
+    } else if (segs.length >= 3 && asFeature(segs[2])) {
+      // /api/v1/<feature>[/<id>]: X.509 (DTLS) form, or provision
       feature = asFeature(segs[2]);
+      id = segs[3];
+    } else if (segs.includes('provision')) {
+      feature = 'provision';
     }
     if (!feature) return ctx.reply('4.00');
     if (feature === 'provision') {
@@ -424,6 +427,7 @@ export class TbCoapService {
     const { res, req } = ctx;
     const dev = ctx.device!;
     if (typeof res.write !== 'function') return ctx.reply('5.00');
+    this.open.delete(res); // an observe stream has no deferred-ACK timer
     const token = req._packet.token ? req._packet.token.toString('hex') : '';
     // Re-registration (same peer, same feature): the newer relation replaces the older one.
     for (const o of [...this.observations]) {
@@ -638,6 +642,10 @@ export class TbCoapService {
     }
     this.pending.clear();
     for (const o of [...this.observations]) this.dropObservation(o, false);
+    for (const res of this.open) {
+      if (res._ackTimer) { clearTimeout(res._ackTimer); res._ackTimer = null; }
+    }
+    this.open.clear();
   }
 }
 
@@ -655,6 +663,7 @@ class Ctx {
   constructor(readonly svc: TbCoapService, readonly req: CoapReq, readonly res: CoapRes, readonly peer: string, readonly con: boolean) {
     const rcf = req.headers['Content-Format'];
     this.cf = typeof rcf === 'number' ? rcf : CF_JSON;
+    svc.open.add(res);
   }
 
   safePath(): string {
@@ -679,6 +688,7 @@ class Ctx {
   acceptNow(): void {
     const res = this.res;
     if (!this.con || !res._ackTimer || !res._send || !res._packet) return;
+    this.svc.open.delete(res);
     clearTimeout(res._ackTimer);
     res._ackTimer = null;
     res._send(res, { messageId: this.req._packet.messageId, code: '0.00', options: [], confirmable: false, ack: true, reset: false });
@@ -702,6 +712,7 @@ class Ctx {
   reply(code: string, payload?: string | Buffer): void {
     if (this.done) return;
     this.done = true;
+    this.svc.open.delete(this.res);
     this.tbTiming();
     this.res.statusCode = code;
     if (payload !== undefined && this.cf !== null) this.res.setOption('Content-Format', this.cf);
@@ -713,6 +724,8 @@ class Ctx {
   noResponse(): void {
     if (this.done) return;
     this.done = true;
+    // forget it once node-coap's deferred empty ACK has gone out
+    setTimeout(() => this.svc.open.delete(this.res), this.svc.opts.piggybackTimeoutMs + 100).unref();
     this.logged('(no response)');
   }
 }
