@@ -123,6 +123,7 @@ interface Peer {
  *   'message' (plaintext: Buffer, rinfo)          decrypted application datagram
  *   'session' (info: DtlsPeerInfo)                handshake completed with a peer
  *   'handshakeError' (err: DtlsError, rinfo)      a peer's handshake failed
+ *   'sendError' (err, {address, port})            send() without callback to a peer with no session
  *   'error' (err)                                  socket error
  *   'close'
  * It is a dgram.Socket subclass (its own handle never binds; the real socket is private) so that
@@ -193,37 +194,40 @@ export class DtlsServer extends dgram.Socket {
   }
 
   /**
-   * Sends plaintext to a connected peer: either `send(buf, peer)` with peer {address, port}, or the
-   * dgram.Socket form `send(buf, offset, length, port, address, cb)`.
+   * Sends plaintext to a connected peer. Accepts `send(buf, peer)` with peer {address, port} and the
+   * dgram.Socket forms `send(buf, offset, length, port, address?, cb?)` and `send(buf, port, address?, cb?)`.
+   * A send to a peer without a session calls cb(err) or emits 'sendError' (never 'error', which
+   * would take down a CoAP server that does not listen for it).
    */
-  // @ts-expect-error: narrower than dgram.Socket's overloads, same runtime shape
-  override send(
-    buf: Uint8Array,
-    a?: number | { address: string; port: number },
-    b?: number,
-    c?: number,
-    d?: string,
-    cb?: (err: Error | null, bytes?: number) => void,
-  ): void {
-    let data: Uint8Array;
+  override send(buf: Uint8Array, ...args: unknown[]): void {
+    let data: Uint8Array = buf;
     let port: number;
-    let address: string;
-    if (typeof a === 'object' && a !== null) {
-      data = buf;
-      port = a.port;
-      address = a.address;
-      if (typeof b === 'function') cb = b as unknown as typeof cb;
-    } else {
-      const offset = a ?? 0;
-      const length = b ?? buf.length - offset;
+    let address: string | undefined;
+    let cb: ((err: Error | null, bytes?: number) => void) | undefined;
+    const fn = args.find((x) => typeof x === 'function') as typeof cb;
+    cb = fn;
+    if (typeof args[0] === 'object' && args[0] !== null) {
+      const peer = args[0] as { address: string; port: number };
+      port = peer.port;
+      address = peer.address;
+    } else if (typeof args[0] === 'number' && typeof args[1] === 'number') {
+      const offset = args[0];
+      const length = args[1];
       data = buf.subarray(offset, offset + length);
-      port = c!;
-      address = d!;
+      port = args[2] as number;
+      address = typeof args[3] === 'string' ? args[3] : undefined;
+    } else {
+      port = args[0] as number;
+      address = typeof args[1] === 'string' ? args[1] : undefined;
     }
-    const peer = this.peers.get(`${address}:${port}`);
+    let peer = address !== undefined ? this.peers.get(`${address}:${port}`) : undefined;
+    if (!peer && address === undefined) {
+      // dgram defaults to localhost when the address is omitted (the coap server does that for errors)
+      peer = [...this.peers.values()].find((p) => p.rinfo.port === port);
+    }
     let err: Error | null = null;
     if (!peer || peer.ep.state !== 'connected') {
-      err = new Error(`no DTLS session with ${address}:${port}`);
+      err = new Error(`no DTLS session with ${address ?? '?'}:${port}`);
       (err as DtlsError).code = 'DTLS_STATE';
     } else {
       try {
@@ -232,8 +236,10 @@ export class DtlsServer extends dgram.Socket {
         err = e as Error;
       }
     }
-    if (cb) queueMicrotask(() => cb!(err, err ? 0 : data.length));
-    else if (err) this.emit('error', err);
+    if (cb) {
+      const done = cb;
+      queueMicrotask(() => done(err, err ? 0 : data.length));
+    } else if (err) this.emit('sendError', err, { address, port });
   }
 
   override close(callback?: () => void): this {

@@ -1,6 +1,8 @@
 /* Our client (src/dtls DtlsDatagram over the N-API engine) against our DtlsServer, over loopback UDP. */
 import assert from 'node:assert/strict';
+import * as coap from 'coap';
 import { DtlsServer, type DtlsPeerInfo } from '../../hardware/dtls/index';
+import { coapGetTime } from './helpers';
 import { addon, openClient, nextMessage, testPki, waitFor, type Client } from './helpers';
 
 describe('dtls: ours <-> ours (N-API engine, DtlsServer)', function () {
@@ -129,6 +131,29 @@ describe('dtls: ours <-> ours (N-API engine, DtlsServer)', function () {
     c.dtls.send(new TextEncoder().encode('psk'));
     assert.equal(Buffer.from(await nextMessage(c)).toString(), 'echo:psk');
     console.log(`      PSK handshake: ${c.handshakeBytes} bytes`);
+  });
+
+  it('the coap package server runs over DtlsServer (instanceof dgram.Socket: duplicate CONs get the cached reply)', async () => {
+    const s = new DtlsServer({ cert: pki.read('server.pem'), key: pki.read('server.key') });
+    servers.push(s);
+    const { port } = await s.listen(0, '127.0.0.1');
+    let handled = 0;
+    const app = coap.createServer((req: { url: string }, res: { end(b: string): void }) => {
+      handled++;
+      res.end(`t=${req.url}`);
+    });
+    app.listen(s);
+    const c = client(port, { ca: pki.read('ca.pem'), hostname: 'localhost' });
+    c.dtls.send(coapGetTime(0x4242));
+    const reply = await nextMessage(c);
+    assert.equal(reply[1], 0x45);
+    assert.equal((reply[2] << 8) | reply[3], 0x4242);
+    assert.match(Buffer.from(reply).toString(), /t=\/time/);
+    c.dtls.send(coapGetTime(0x4242)); // retransmitted CON
+    const again = await nextMessage(c);
+    assert.deepEqual(again, reply);
+    assert.equal(handled, 1, 'answered from the response cache');
+    app.close();
   });
 
   it('configuration errors have stable codes', () => {
