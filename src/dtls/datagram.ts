@@ -243,6 +243,7 @@ export class DtlsDatagram implements Datagram {
     }
     if (this.#engine !== engine) return;
     if (r === DTLS_CONNECTED) this.#connected(engine);
+    if (this.#engine !== engine) return; // failed or closed while flushing the queue
     this.#syncTimer(engine);
   }
 
