@@ -366,12 +366,12 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
     if (!c->has_cert && !c->has_psk) {
       *err = DTLS_E_CONFIG; set_msg(msg, msg_size, "a server needs a certificate and key (or a PSK)", 0, 0); goto fail;
     }
-#if defined(MBEDTLS_SSL_COOKIE_C)
+#if defined(MBEDTLS_SSL_COOKIE_C) && defined(MBEDTLS_SSL_DTLS_HELLO_VERIFY) && defined(MBEDTLS_SSL_SRV_C)
     ret = mbedtls_ssl_cookie_setup(&c->cookie, mbedtls_ctr_drbg_random, &c->drbg);
     if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "cookie setup failed", 0, 0); goto fail; }
     mbedtls_ssl_conf_dtls_cookies(&c->ssl, mbedtls_ssl_cookie_write, mbedtls_ssl_cookie_check, &c->cookie);
 #endif
-#if defined(MBEDTLS_SSL_TICKET_C) && defined(MBEDTLS_SSL_SESSION_TICKETS)
+#if defined(MBEDTLS_SSL_TICKET_C) && defined(MBEDTLS_SSL_SESSION_TICKETS) && defined(MBEDTLS_SSL_SRV_C)
     ret = mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &c->drbg, MBEDTLS_CIPHER_AES_128_GCM, 86400);
     if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "session ticket setup failed", 0, 0); goto fail; }
     mbedtls_ssl_conf_session_tickets_cb(&c->ssl, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse, &c->ticket);
@@ -438,8 +438,12 @@ static int timer_get(void *ctx) {
 
 static int setup_transport_id(dtls_core *core) {
   if (core->conf->role != DTLS_ROLE_SERVER) return 0;
+#if defined(MBEDTLS_SSL_DTLS_HELLO_VERIFY) && defined(MBEDTLS_SSL_SRV_C)
   if (!core->client_id) return mbedtls_ssl_set_client_transport_id(&core->ssl, (const unsigned char *)"-", 1);
   return mbedtls_ssl_set_client_transport_id(&core->ssl, core->client_id, core->client_id_len);
+#else
+  return 0;
+#endif
 }
 
 dtls_core *dtls_core_new(dtls_conf *conf, const char *hostname, const unsigned char *client_id, size_t client_id_len,
