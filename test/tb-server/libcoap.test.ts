@@ -98,6 +98,12 @@ describe('tb-server with libcoap coap-client-notls', () => {
     }
   });
 
+  it('a large telemetry POST arrives through Block1 (-b 256)', async () => {
+    const big = 'x'.repeat(3000);
+    await coapClient(['-b', '256', '-m', 'post', '-t', 'json', '-e', JSON.stringify({ big }), `${base}/api/v1/${TOKEN}/telemetry`]);
+    assert.equal(tb.store.latestTelemetry(tb.store.findDevice('lc')!.id).big.value, big);
+  });
+
   it('provision', async () => {
     await http(tb, 'POST', '/api/provision-profiles', { key: 'lk', secret: 'ls', strategy: 'ALLOW_CREATE_NEW_DEVICES' });
     const r = await coapClient(['-m', 'post', '-t', 'json', '-e', '{"deviceName":"lc-prov","provisionDeviceKey":"lk","provisionDeviceSecret":"ls"}', `${base}/api/v1/provision`]);

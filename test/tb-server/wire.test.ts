@@ -135,6 +135,38 @@ describe('tb-server message layer (raw UDP)', () => {
     assert.equal((await raw.next()).code, '2.01');
   });
 
+  it('Block1 with a new token per block: 2.31 Continue, then the whole body is processed once; out of order is 4.08', async () => {
+    const body = Buffer.from(JSON.stringify({ blk: 'y'.repeat(100) }));
+    const opts = (num: number, more: boolean): { name: 'Uri-Path' | 'Block1'; value: Buffer }[] =>
+      [...uri('/api/v1/WIRE_TOKEN/telemetry'), { name: 'Block1', value: Buffer.from([(num << 4) | (more ? 8 : 0) | 2]) }]; // SZX 2 = 64 bytes
+    raw.send({ messageId: 1100, token: Buffer.from('b0'), code: '0.02', confirmable: true, options: opts(0, true), payload: body.subarray(0, 64) });
+    let r = await raw.next();
+    assert.equal(r.code, '2.31');
+    assert.equal(r.ack, true);
+    raw.send({ messageId: 1101, token: Buffer.from('b1'), code: '0.02', confirmable: true, options: opts(1, false), payload: body.subarray(64) });
+    r = await raw.next();
+    assert.equal(r.code, '2.01');
+    assert.deepEqual(r.token, Buffer.from('b1'));
+    raw.ack(r);
+    assert.equal(tb.store.latestTelemetry(tb.store.findDevice('w')!.id).blk.value, 'y'.repeat(100));
+    raw.send({ messageId: 1102, token: Buffer.from('b2'), code: '0.02', confirmable: true, options: opts(3, false), payload: body.subarray(0, 10) });
+    assert.equal((await raw.next()).code, '4.08');
+  });
+
+  it('a duplicate of a piggybacked request gets the same ACK again', async () => {
+    const p = { messageId: 1200, token: Buffer.from('d1'), code: '0.02', confirmable: true, options: uri('/api/v1/WIRE_TOKEN/telemetry'), payload: Buffer.from('{"x":1') };
+    raw.send(p); // invalid JSON -> 4.00 (TB timing: separate CON) ...
+    const first = await raw.next();
+    raw.ack(first);
+    const blk = { messageId: 1201, token: Buffer.from('d2'), code: '0.02', confirmable: true, options: [...uri('/api/v1/WIRE_TOKEN/telemetry'), { name: 'Block1' as const, value: Buffer.from([0x0a]) }], payload: Buffer.alloc(64, 32) };
+    raw.send(blk);
+    const a1 = await raw.next();
+    raw.send(blk);
+    const a2 = await raw.next();
+    assert.equal(a1.code, '2.31');
+    assert.deepEqual(a2, a1);
+  });
+
   it('CON observe: piggybacked first response with Observe 0, CON notifications; RST cancels', async () => {
     raw.send({ messageId: 1004, token: Buffer.from('o1'), code: '0.01', confirmable: true,
       options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uri('/api/v1/WIRE_TOKEN/attributes')] });

@@ -58,7 +58,6 @@ export interface HandlerOptions {
 export const DEFAULT_PSM_ACTIVITY_TIMER = 10000;
 export const DEFAULT_PAGING_TRANSMISSION_WINDOW = 10000;
 const CF_JSON = 50;
-const EXCHANGE_LIFETIME_MS = 247_000;
 
 export const defaultClientRpc: ClientRpcHandler = ({ method }): JsonValue =>
   method === 'getTime' ? { time: Date.now() } : { error: 'no rule chain' };
@@ -116,7 +115,6 @@ export class TbCoapService {
   private observations = new Set<Observation>();
   private states = new Map<string, ClientState>();
   private pending = new Map<string, Map<number, PendingRpc>>();
-  private seen = new Map<string, number>();
   /** Responses not answered yet: node-coap's deferred-ACK timers must not fire after close. */
   readonly open = new Set<CoapRes>();
   private closed = false;
@@ -129,20 +127,7 @@ export class TbCoapService {
     if (this.closed) return;
     const peer = `${req.rsinfo.address}:${req.rsinfo.port}`;
     const con = req._packet.confirmable === true;
-    // Deduplicate retransmitted CON requests (Californium MARK_AND_SWEEP keyed by peer + MID). node-coap
-    // only does this when the response was piggybacked, not for separate CON responses.
-    if (con && req._packet.messageId !== undefined) {
-      const key = `${peer}/${req._packet.messageId}/${this.tokenHex(req)}`;
-      const now = Date.now();
-      if (this.seen.size > 10000) for (const [k, t] of this.seen) if (now - t > EXCHANGE_LIFETIME_MS) this.seen.delete(k);
-      const t = this.seen.get(key);
-      if (t !== undefined && now - t < EXCHANGE_LIFETIME_MS) {
-        // Duplicate: acknowledge it at once (the response, if any, is retransmitted on its own).
-        new Ctx(this, req, res, peer, con).acceptNow();
-        return;
-      }
-      this.seen.set(key, now);
-    }
+    // Duplicate CON requests never get here: MessageLayer (message-layer.ts) deduplicates them.
     const ctx = new Ctx(this, req, res, peer, con);
     try {
       this.route(ctx, auth);
@@ -151,8 +136,6 @@ export class TbCoapService {
       ctx.reply('5.00');
     }
   }
-
-  private tokenHex(req: CoapReq): string { return req._packet.token ? req._packet.token.toString('hex') : ''; }
 
   private route(ctx: Ctx, auth: Auth): void {
     const [pathPart, queryPart = ''] = ctx.req.url.split('?', 2);

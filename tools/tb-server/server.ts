@@ -11,8 +11,9 @@
 
 import * as coap from 'coap';
 import type { EventEmitter } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
+import * as dgram from 'node:dgram';
+import { MessageLayer } from './message-layer';
 import { Store } from './store';
 import { TbCoapService, defaultClientRpc } from './handler';
 import type { Auth, ClientRpcHandler, CoapReq, CoapRes } from './handler';
@@ -76,13 +77,14 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
     return s;
   };
 
-  const udp = makeServer(() => ({ kind: 'token' }));
+  const udpSocket = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4' });
   await new Promise<void>((resolve, reject) => {
-    udp.once('error', reject);
-    udp.listen(options.coapPort ?? 5683, host, (err?: Error) => (err ? reject(err) : resolve()));
+    udpSocket.once('error', reject);
+    udpSocket.bind(options.coapPort ?? 5683, host, () => { udpSocket.off('error', reject); resolve(); });
   });
-  const sock = (udp as unknown as { _sock: { address(): AddressInfo } })._sock;
-  const coapPort = sock.address().port;
+  const coapPort = udpSocket.address().port;
+  const udp = makeServer(() => ({ kind: 'token' }));
+  udp.listen(new MessageLayer(udpSocket) as unknown as EventEmitter);
 
   const http = await startAdminHttp({ host, port: options.httpPort ?? 8080, store, service, log });
 
@@ -98,7 +100,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
     handle,
     attachCoapSocket(socket, authFor = () => ({ kind: 'token' })) {
       const s = makeServer(authFor);
-      s.listen(socket as unknown as EventEmitter);
+      s.listen(new MessageLayer(socket) as unknown as EventEmitter);
       return async () => {
         await new Promise<void>((r) => s.close(() => r()));
         servers.splice(servers.indexOf(s), 1);
@@ -110,6 +112,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
       service.close();
       await http.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      await new Promise<void>((r) => udpSocket.close(() => r()));
       store.close();
     },
   };
