@@ -99,6 +99,9 @@ describe('tb-server /api/v1 request/response', () => {
 
     it('GET with keys returns only found sections; nothing found is 4.04; no keys returns all', async () => {
       assert.equal((await http(tb, 'POST', '/api/devices/dev-a/attributes/shared', { interval: 30, mode: 'eco' })).status, 200);
+      await http(tb, 'POST', '/api/devices/dev-a/attributes/shared', { fwv: '1.0' });
+      assert.deepEqual((await c.request({ pathname: attr, query: 'sharedKeys=fwv' })).json, { shared: { fwv: '1.0' } }, 'admin values are not type-cast');
+      await http(tb, 'DELETE', '/api/devices/dev-a/attributes/shared?keys=fwv');
       let r = await c.request({ pathname: attr, query: 'clientKeys=fw&sharedKeys=interval,missing' });
       assert.equal(r.code, '2.05');
       assert.deepEqual(r.json, { client: { fw: 'v1.0' }, shared: { interval: 30 } });
@@ -261,6 +264,18 @@ describe('tb-server /api/v1 request/response', () => {
       await http(slow, 'POST', '/api/devices/s/attributes/shared', { a: 1 });
       const a = await sc.request({ pathname: '/api/v1/SLOW_TOKEN/attributes' });
       assert.deepEqual(a.json, { shared: { a: 1 } });
+    });
+
+    it('a client-RPC handler slower than COAP_TIMEOUT gets no response', async () => {
+      const t = await startTemp({ coapTimeoutMs: 300, clientRpc: () => new Promise((r) => setTimeout(() => r({ late: true }), 600)) });
+      const tc = new Client(t.coapPort);
+      try {
+        t.store.createDevice('t', { token: 'RPC_TO_TOKEN' });
+        assert.equal(await tc.maybe({ method: 'POST', pathname: '/api/v1/RPC_TO_TOKEN/rpc', payload: '{"method":"x"}' }, 1000), null);
+      } finally {
+        await tc.close();
+        await t.close();
+      }
     });
 
     it('past COAP_TIMEOUT there is no response at all', async () => {

@@ -185,6 +185,26 @@ describe('tb-server Observe: shared attributes, server-side RPC, PSM', () => {
       }
     });
 
+    it('an RPC observe registration that wakes the device delivers a pending RPC exactly once', async () => {
+      tb.store.createDevice('psm-3', { token: 'PSM_3' });
+      await http(tb, 'PUT', '/api/devices/psm-3/power', { powerMode: 'PSM', psmActivityTimer: 200 });
+      await c.request({ method: 'POST', pathname: '/api/v1/PSM_3/telemetry', payload: '{"a":1}' });
+      await waitFor(() => tb.service.isAsleep(tb.store.findDevice('psm-3')!), 1500, 'device asleep');
+      const call = http(tb, 'POST', '/api/devices/psm-3/rpc', { method: 'once', timeoutMs: 3000 });
+      await sleep(100);
+      const o = await c.observe('/api/v1/PSM_3/rpc');
+      try {
+        assert.equal((await o.next()).code, '2.03');
+        const n = (await o.next()).json as { id: number; method: string };
+        assert.equal(n.method, 'once');
+        await o.none(150);
+        await c.request({ method: 'POST', pathname: `/api/v1/PSM_3/rpc/${n.id}`, payload: '{}' });
+        assert.equal((await call).status, 200);
+      } finally {
+        o.close();
+      }
+    });
+
     it('DRX devices always receive downlink', async () => {
       tb.store.createDevice('drx-1', { token: 'DRX_1' });
       await http(tb, 'PUT', '/api/devices/drx-1/power', { powerMode: 'DRX' });

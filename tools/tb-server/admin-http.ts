@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import type { Device, JsonObject, JsonValue, PowerMode, Store } from './store';
 import { StoreError, certSha3FromPem } from './store';
-import { RpcTimeoutError, TbCoapService, isObject, typeValues } from './handler';
+import { RpcTimeoutError, TbCoapService, isObject } from './handler';
 
 class HttpError extends Error {
   constructor(readonly status: number, message: string) { super(message); }
@@ -72,7 +72,8 @@ export async function startAdminHttp(o: { host: string; port: number; store: Sto
       if (sub === 'attributes/shared' && m === 'POST') {
         const b = await readBody(req);
         if (!isObject(b)) throw new HttpError(400, 'expected a JSON object');
-        const values = typeValues(b);
+        // stored as given (the REST API does not cast numeric-looking strings); nulls skipped
+        const values = Object.fromEntries(Object.entries(b).filter(([, v]) => v !== null));
         store.setSharedAttributes(d.id, values);
         service.events.emit('attributes', { device: d.name, deviceId: d.id, scope: 'shared', values });
         service.sharedAttributesChanged(d, values, []);

@@ -62,6 +62,8 @@ const CF_JSON = 50;
 export const defaultClientRpc: ClientRpcHandler = ({ method }): JsonValue =>
   method === 'getTime' ? { time: Date.now() } : { error: 'no rule chain' };
 
+const TIMED_OUT = Symbol('timed out');
+
 type Feature = 'attributes' | 'telemetry' | 'rpc' | 'claim' | 'provision';
 const FEATURES: Feature[] = ['attributes', 'telemetry', 'rpc', 'claim', 'provision'];
 
@@ -85,6 +87,7 @@ interface ClientState {
   queuedUpdated: JsonObject;
   queuedDeleted: Set<string>;
   hasQueued: boolean;
+  rpcPushedSinceWake: boolean;
 }
 
 interface PendingRpc {
@@ -342,12 +345,21 @@ export class TbCoapService {
     const method = json.method;
     const params = json.params ?? null;
     this.later(ctx, this.opts.responseDelayMs, async () => {
-      let result: JsonValue;
+      let result: JsonValue | typeof TIMED_OUT;
+      let timer: NodeJS.Timeout | undefined;
+      const budget = this.opts.coapTimeoutMs - Math.max(0, this.opts.responseDelayMs);
       try {
-        result = await this.opts.clientRpc({ device: dev, method, params });
+        result = await Promise.race([
+          Promise.resolve(this.opts.clientRpc({ device: dev, method, params })),
+          new Promise<typeof TIMED_OUT>((r) => { timer = setTimeout(() => r(TIMED_OUT), budget); timer.unref(); }),
+        ]);
       } catch (e) {
         result = { error: (e as Error).message };
+      } finally {
+        if (timer) clearTimeout(timer);
       }
+      // COAP_TIMEOUT: the sync session expires silently
+      if (result === TIMED_OUT) return ctx.noResponse();
       ctx.reply('2.05', JSON.stringify(result));
     });
   }
@@ -388,6 +400,7 @@ export class TbCoapService {
   }
 
   private pushRpc(deviceId: string, rec: RpcRecord): void {
+    if (![...this.observations].some((o) => o.deviceId === deviceId && o.feature === 'rpc' && !o.closed)) return;
     if (!this.downlinkAllowed(deviceId)) return; // stays pending until expiry or wake-up
     let sent = false;
     for (const o of this.observations) {
@@ -437,6 +450,7 @@ export class TbCoapService {
       res.setOption('Content-Format', obs.contentFormat);
       ctx.logged('2.03', 0);
       this.sendPendingRpcs(dev.id);
+      this.state(dev.id).rpcPushedSinceWake = true;
     }
   }
 
@@ -489,7 +503,7 @@ export class TbCoapService {
   private state(deviceId: string): ClientState {
     let st = this.states.get(deviceId);
     if (!st) {
-      st = { lastUplink: 0, asleep: false, sleepTimer: null, firstEdrxDownlink: true, queuedUpdated: {}, queuedDeleted: new Set(), hasQueued: false };
+      st = { lastUplink: 0, asleep: false, sleepTimer: null, firstEdrxDownlink: true, queuedUpdated: {}, queuedDeleted: new Set(), hasQueued: false, rpcPushedSinceWake: false };
       this.states.set(deviceId, st);
     }
     return st;
@@ -520,6 +534,7 @@ export class TbCoapService {
       st.sleepTimer.unref();
     }
     if (wasAsleep) {
+      st.rpcPushedSinceWake = false;
       // sendMsgsAfterSleeping; deferred so the waking request is processed (and observations registered) first
       setImmediate(() => this.afterWake(dev.id));
     }
@@ -528,8 +543,8 @@ export class TbCoapService {
   private afterWake(deviceId: string): void {
     if (this.closed) return;
     const st = this.state(deviceId);
-    const hasRpcObs = [...this.observations].some((o) => o.deviceId === deviceId && o.feature === 'rpc');
-    if (hasRpcObs) this.sendPendingRpcs(deviceId);
+    // (skipped when the waking request was the RPC observe registration, which already pushed them)
+    if (!st.rpcPushedSinceWake) this.sendPendingRpcs(deviceId);
     if (st.hasQueued) {
       const obs = [...this.observations].filter((o) => o.deviceId === deviceId && o.feature === 'attributes');
       if (obs.length) {
