@@ -228,7 +228,13 @@ export class CoapClient {
   #dedupNext = 0;
 
   readonly #onReceive = (data: Uint8Array): void => this.#receive(data);
-  readonly #onError = (error: Error): void => this.#log.warn(`coap: transport error: ${error.message}`);
+  readonly #onError = (error: Error): void => {
+    this.#log.warn(`coap: transport error: ${error.message}`);
+    this.onTransportError?.(error);
+  };
+
+  /** Called with each transport failure (socket error, DTLS alert or certificate failure). */
+  onTransportError?: (error: Error) => void;
 
   constructor(transport: Datagram, options: CoapClientOptions) {
     this.#clock = options.clock;
@@ -274,6 +280,15 @@ export class CoapClient {
     const t = this.#transport;
     if (t.onReceive === this.#onReceive) t.onReceive = undefined;
     if (t.onError === this.#onError) t.onError = undefined;
+  }
+
+  /**
+   * Rejects every pending request with `error` (e.g. the DTLS layer refused the server's
+   * certificate: nothing will be answered), registrations included. The client stays usable.
+   */
+  failPending(error: Error): void {
+    for (const ex of [...this.#byToken.values()]) this.#finish(ex, null, error);
+    for (const ex of [...this.#byMid.values()]) this.#finish(ex, null, error);
   }
 
   get closed(): boolean {

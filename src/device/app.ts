@@ -15,6 +15,40 @@ import type { Credentials, TbSubscription } from '../thingsboard/client';
 import { ThingsBoardClient } from '../thingsboard/client';
 import { TbError } from '../thingsboard/errors';
 import type { RpcRequest, TbObject, TbValue } from '../thingsboard/payload';
+import { DtlsDatagram } from '../dtls/datagram';
+import type { DtlsError } from '../dtls/engine';
+
+/**
+ * CoAP over DTLS 1.2 (coaps://, port 5684). One-way: `ca` + `hostname`, and the access token in the
+ * URL. Mutual X.509: add `cert` + `key`; the device then sends no token (credentials kind 'x509').
+ */
+export interface DtlsConfig {
+  ca: Uint8Array | string;
+  /** Name checked against the server certificate; always verified. */
+  hostname: string;
+  cert?: Uint8Array | string;
+  key?: Uint8Array | string;
+  /** A session saved before sleep (DeviceApp.dtlsSession()) to resume with an abbreviated handshake. */
+  session?: Uint8Array;
+  /** Initial handshake retransmission timeout, ms. */
+  retransmitMs?: number;
+  /** Resume by session ticket (default false: ThingsBoard's server resumes by session ID only). */
+  tickets?: boolean;
+}
+
+/** DTLS failures that mean "this server (or our certificate) is not to be trusted": fail closed. */
+const DTLS_AUTH_FAILURES = new Set([
+  'DTLS_UNKNOWN_CA',
+  'DTLS_HOSTNAME_MISMATCH',
+  'DTLS_CERT_EXPIRED',
+  'DTLS_CERT_NOT_YET_VALID',
+  'DTLS_CERT_INVALID',
+  'DTLS_NO_CLIENT_CERT',
+  'DTLS_BAD_CA_FILE',
+  'DTLS_BAD_CERT_FILE',
+  'DTLS_BAD_KEY_FILE',
+  'DTLS_CONFIG',
+]);
 
 /** Something that yields telemetry values for one cycle (a sensor mapped to ThingsBoard keys). */
 export interface TelemetrySource {
@@ -26,6 +60,8 @@ export interface TelemetrySource {
 export interface DeviceConfig {
   server: { host: string; port: number };
   credentials: Credentials;
+  /** Set for coaps://: the DTLS layer between CoAP and UDP. */
+  dtls?: DtlsConfig;
   /** Initial reporting interval; shared attribute `reportingInterval` (seconds) overrides it. */
   reportingIntervalMs?: number;
   transmission?: 'rfc7252' | 'nbiot' | Partial<TransmissionParams>;
@@ -69,6 +105,7 @@ export class DeviceApp {
   #config: DeviceConfig;
   #sources: TelemetrySource[];
   #transport: Datagram;
+  #dtls: DtlsDatagram | undefined;
   #intervalMs: number;
   #timer: TimerHandle | undefined;
   #startedAt = 0;
@@ -91,7 +128,27 @@ export class DeviceApp {
     this.#queueSize = config.queueSize ?? 64;
     this.#batchSize = config.batchSize ?? 10;
     this.#replayPaceMs = config.replayPaceMs ?? 1000;
-    this.#transport = transport ?? platform.net.open(config.server.host, config.server.port);
+    let udp = transport ?? platform.net.open(config.server.host, config.server.port);
+    if (config.dtls) {
+      if (!platform.dtls) throw new Error('coaps:// configured but this platform has no DTLS engine');
+      const d = config.dtls;
+      this.#dtls = new DtlsDatagram({
+        transport: udp,
+        clock: platform.clock,
+        createEngine: platform.dtls,
+        engine: {
+          ca: d.ca,
+          hostname: d.hostname,
+          ...(d.cert ? { cert: d.cert } : {}),
+          ...(d.key ? { key: d.key } : {}),
+          ...(d.tickets !== undefined ? { tickets: d.tickets } : {}),
+        },
+        ...(d.session ? { session: d.session } : {}),
+        ...(d.retransmitMs ? { retransmitMs: d.retransmitMs } : {}),
+      });
+      udp = this.#dtls;
+    }
+    this.#transport = udp;
     const t = config.transmission;
     const transmission = t === 'nbiot' ? NBIOT_TRANSMISSION : t === 'rfc7252' || t === undefined ? RFC7252_TRANSMISSION : { ...RFC7252_TRANSMISSION, ...t };
     this.coap = new CoapClient(this.#transport, {
@@ -101,6 +158,26 @@ export class DeviceApp {
       transmission,
     });
     this.tb = new ThingsBoardClient(this.coap, { credentials: config.credentials, clock: platform.clock, log: platform.log });
+    this.coap.onTransportError = (e) => this.#onTransportError(e as DtlsError);
+  }
+
+  /** The DTLS session to keep across sleep (pass back as dtls.session), or null. */
+  dtlsSession(): Uint8Array | null {
+    return this.#dtls?.session() ?? null;
+  }
+
+  /** The DTLS layer, when coaps:// is configured. */
+  get dtls(): DtlsDatagram | undefined {
+    return this.#dtls;
+  }
+
+  #onTransportError(error: DtlsError): void {
+    if (!this.#dtls || typeof error.code !== 'string' || !DTLS_AUTH_FAILURES.has(error.code)) return;
+    // Fail closed: no token and no data goes to a server we could not verify.
+    const reason = new TbError('security', `DTLS ${error.code}: ${error.message}`);
+    this.tb.halt(reason);
+    this.coap.failPending(reason);
+    this.onEvent?.({ type: 'stopped', reason: reason.message });
   }
 
   get intervalMs(): number {

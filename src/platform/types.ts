@@ -7,6 +7,8 @@
  * wall time.
  */
 
+import type { DtlsEngineFactory } from '../dtls/engine';
+
 /** Opaque timer handle returned by Clock.setTimer. */
 export type TimerHandle = unknown;
 
@@ -108,4 +110,6 @@ export interface Platform {
   net: DatagramFactory;
   random: Random;
   log: Log;
+  /** The native DTLS engine (mbedTLS through N-API on the host, xsmc on the device), for coaps://. */
+  dtls?: DtlsEngineFactory;
 }

@@ -86,6 +86,12 @@ export class ThingsBoardClient {
     return this.#retryAfter > this.#clock.now() ? this.#retryAfter : 0;
   }
 
+  /** Stops all sending (like a 4.01) for a reason found below CoAP, e.g. a DTLS certificate failure. */
+  halt(reason: TbError): void {
+    if (!this.#stoppedReason) this.#log.error(`${reason.message}; sending stopped`);
+    this.#stoppedReason = reason;
+  }
+
   /** Replaces the credentials (after provisioning or an operator fix) and lifts a 4.01 stop. */
   resume(credentials?: Credentials): void {
     if (credentials) this.#credentials = credentials;
@@ -246,6 +252,8 @@ export class ThingsBoardClient {
     } catch (e) {
       const err = e as Error & { code?: string };
       if (err.code === 'timeout') throw new TbError('timeout', `${feature}: no response from server`);
+      const stopped = this.stopped;
+      if (stopped) throw new TbError('stopped', `${feature} not sent: ${stopped.message}`);
       throw e;
     }
     return this.#check(feature, res);

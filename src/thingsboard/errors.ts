@@ -12,7 +12,8 @@ export type TbErrorCode =
   | 'server-error' // 5.xx: transport/rate-limit failure. Back off, then retry.
   | 'timeout' // no response at all (ThingsBoard sends none when its core times out)
   | 'protocol' // an unexpected code or an undecodable body
-  | 'stopped'; // the client refused to send because an earlier 4.01 stopped it
+  | 'security' // DTLS refused the server (unknown CA, hostname, expiry) or our certificate: fail closed
+  | 'stopped'; // the client refused to send because an earlier 4.01 or security failure stopped it
 
 export class TbError extends Error {
   readonly code: TbErrorCode;

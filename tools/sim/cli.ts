@@ -1,13 +1,19 @@
 /*
  * npm run sim -- --server coap://HOST:5683 --token TOKEN [--interval S] [--speed N]
  *                [--duration S] [--nbiot] [--quiet] [--log debug|info|warn|error]
+ * CoAP over DTLS (see docs/dtls.md):
+ *   one-way, token:  --server coaps://HOST:5684 --ca ca.pem --token TOKEN [--hostname NAME]
+ *   mutual X.509:    --server coaps://HOST:5684 --ca ca.pem --cert device.pem --key device.key
  * Runs one simulated device against any ThingsBoard (or the local endpoint) and shows live
  * what it sends and receives. The token is never printed.
  */
 import { parseArgs, num } from './args';
 import { consoleLog, createSimDevice } from './device';
 import { ScaledClock } from './clock';
+import { readFileSync } from 'node:fs';
 import type { LogLevel } from '../../src/platform/types';
+import type { Credentials } from '../../src/thingsboard/client';
+import type { DtlsConfig } from '../../src/device/app';
 
 export function parseServer(url: string): { host: string; port: number; secure: boolean } {
   const m = /^(coaps?):\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(url);
@@ -16,22 +22,48 @@ export function parseServer(url: string): { host: string; port: number; secure: 
   return { host: m[2]!.replace(/^\[|\]$/g, ''), port: m[3] ? Number(m[3]) : secure ? 5684 : 5683, secure };
 }
 
-const USAGE = 'usage: npm run sim -- --server coap://HOST:5683 --token TOKEN [--interval S] [--speed N] [--duration S] [--nbiot] [--quiet] [--log LEVEL]';
+const USAGE = [
+  'usage: npm run sim -- --server coap://HOST:5683 --token TOKEN [--interval S] [--speed N] [--duration S] [--nbiot] [--quiet] [--log LEVEL]',
+  '       npm run sim -- --server coaps://HOST:5684 --ca CA.pem (--token TOKEN | --cert DEVICE.pem --key DEVICE.key) [--hostname NAME]',
+].join('\n');
+
+/** Credentials and DTLS settings from the command line; exported for tests. */
+export function securityFromArgs(args: Record<string, unknown>, server: { host: string; secure: boolean }): { credentials: Credentials; dtls?: DtlsConfig } {
+  const str = (k: string) => (typeof args[k] === 'string' ? (args[k] as string) : undefined);
+  const token = str('token');
+  if (!server.secure) {
+    if (!token) throw new Error('--token is required for coap://');
+    return { credentials: { kind: 'token', token } };
+  }
+  const ca = str('ca');
+  if (!ca) throw new Error('coaps:// needs --ca with the CA root that signed the server certificate (there is no "accept any certificate" mode)');
+  const cert = str('cert');
+  const key = str('key');
+  if (!!cert !== !!key) throw new Error('--cert and --key go together (mutual X.509)');
+  const dtls: DtlsConfig = { ca: readFileSync(ca), hostname: str('hostname') ?? server.host };
+  if (cert && key) {
+    dtls.cert = readFileSync(cert);
+    dtls.key = readFileSync(key);
+    return { credentials: { kind: 'x509' }, dtls };
+  }
+  if (!token) throw new Error('one-way coaps:// needs --token (or --cert/--key for X.509)');
+  return { credentials: { kind: 'token', token }, dtls };
+}
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  if (args.help || typeof args.server !== 'string' || typeof args.token !== 'string') {
+  if (args.help || typeof args.server !== 'string') {
     console.error(USAGE);
     process.exit(args.help ? 0 : 2);
   }
   const server = parseServer(args.server);
-  if (server.secure) throw new Error('coaps:// needs the DTLS options: see docs/dtls.md');
+  const security = securityFromArgs(args, server);
   const speed = num(args.speed, 1);
   const clock = new ScaledClock(speed);
   const log = consoleLog((typeof args.log === 'string' ? args.log : 'info') as LogLevel, clock);
   const device = createSimDevice({
     server,
-    credentials: { kind: 'token', token: args.token },
+    ...security,
     reportingIntervalMs: num(args.interval, 10) * 1000,
     transmission: args.nbiot ? 'nbiot' : 'rfc7252',
     firmware: { title: 'tb-coap-firmware', version: '0.1.0' },

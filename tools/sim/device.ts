@@ -10,6 +10,7 @@ import { cryptoRandom } from './random';
 import { createSimBoard } from './board';
 import { describeDatagram } from './trace';
 import { UdpDatagram } from './udp';
+import { loadDtlsEngine } from '../../hardware/dtls/index';
 
 export interface SimDeviceOptions extends DeviceConfig {
   /** Virtual time speed-up over wall time (ScaledClock); ignored when `clock` is given. */
@@ -49,6 +50,7 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
   }
   const log = options.log ?? consoleLog('info', clock);
   const platform: Platform = { clock, random: cryptoRandom, log, net: { open: () => udp } };
+  if (options.dtls) platform.dtls = loadDtlsEngine().create;
   const sources = options.sources ? options.sources(clock) : [createSimBoard(clock, log).source];
   const app = new DeviceApp(platform, options, sources, udp);
   return { app, udp, clock, platform };
