@@ -18,6 +18,8 @@ import { Store } from './store';
 import { TbCoapService, defaultClientRpc } from './handler';
 import type { Auth, ClientRpcHandler, CoapReq, CoapRes } from './handler';
 import { startAdminHttp } from './admin-http';
+import { certSha3FromPem } from './store';
+import { DtlsServer } from '../../hardware/dtls/index';
 
 export interface TbServerOptions {
   host?: string;
@@ -31,6 +33,13 @@ export interface TbServerOptions {
   conResponses?: 'thingsboard' | 'piggyback';
   clientRpc?: ClientRpcHandler;
   log?: (line: string) => void;
+  /**
+   * CoAPs (DTLS 1.2 over the mbedTLS addon), as ThingsBoard serves it on 5684: server certificate
+   * and key; client certificates are WANTED (optional), never required. With `ca`, a client
+   * certificate is requested and its leaf mapped to an X.509 device (SHA3-256 of its base64 DER);
+   * like ThingsBoard, an unregistered certificate still completes the handshake and then gets 4.01.
+   */
+  dtls?: { port?: number; cert: string | Uint8Array; key: string | Uint8Array; ca?: string | Uint8Array };
 }
 
 /** Socket-like transport a DTLS layer can feed (the subset of dgram.Socket node-coap uses). */
@@ -40,6 +49,9 @@ export interface CoapSocketLike extends EventEmitter {
 
 export interface TbServer {
   coapPort: number;
+  /** DTLS port when `dtls` was given. */
+  coapsPort?: number;
+  dtlsServer?: DtlsServer;
   httpPort: number;
   store: Store;
   events: EventEmitter;
@@ -86,13 +98,31 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
   const udp = makeServer(() => ({ kind: 'token' }));
   udp.listen(new MessageLayer(udpSocket) as unknown as EventEmitter);
 
+  let dtlsServer: DtlsServer | undefined;
+  let coapsPort: number | undefined;
+  if (options.dtls) {
+    const d = options.dtls;
+    dtlsServer = new DtlsServer({ cert: d.cert, key: d.key, ...(d.ca ? { ca: d.ca, authMode: 'optional' as const } : {}) });
+    const addr = await dtlsServer.listen(d.port ?? 5684, host);
+    coapsPort = addr.port;
+    const server = dtlsServer;
+    server.on('handshakeError', (err: Error & { code?: string }, rinfo: { address: string; port: number }) =>
+      log(`dtls: handshake with ${rinfo.address}:${rinfo.port} failed: ${err.code ?? ''} ${err.message}`));
+    const dtls = makeServer((rinfo) => {
+      const cert = server.peerCertificate(rinfo.address, rinfo.port);
+      return cert ? { kind: 'x509', certSha3: certSha3FromPem(Buffer.from(cert).toString('base64')) } : { kind: 'token' };
+    });
+    dtls.listen(new MessageLayer(server as unknown as CoapSocketLike) as unknown as EventEmitter);
+  }
+
   const http = await startAdminHttp({ host, port: options.httpPort ?? 8080, store, service, log });
 
-  log(`tb-server: CoAP on udp://${host}:${coapPort}, admin HTTP on http://${host}:${http.port}, data in ${store.dataDir}`);
+  log(`tb-server: CoAP on udp://${host}:${coapPort}${coapsPort ? `, CoAPs on udp://${host}:${coapsPort}` : ''}, admin HTTP on http://${host}:${http.port}, data in ${store.dataDir}`);
 
   let closed = false;
   return {
     coapPort,
+    ...(coapsPort ? { coapsPort, dtlsServer } : {}),
     httpPort: http.port,
     store,
     events: service.events,
@@ -113,6 +143,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
       await http.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       await new Promise<void>((r) => udpSocket.close(() => r()));
+      if (dtlsServer) await new Promise<void>((r) => dtlsServer!.close(() => r()));
       store.close();
     },
   };

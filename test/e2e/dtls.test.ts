@@ -1,0 +1,228 @@
+/*
+ * CoAP over DTLS 1.2 end to end, over real loopback UDP: the firmware app (src/device over
+ * src/dtls over the mbedTLS addon) and the ThingsBoard guide's coap-client-openssl against the
+ * local endpoint's CoAPs listener (tools/tb-server over hardware/dtls DtlsServer).
+ */
+import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TbServer } from '../../tools/tb-server/server';
+import { startTbServer } from '../../tools/tb-server/server';
+import { ScaledClock } from '../../tools/sim/clock';
+import { createSimDevice } from '../../tools/sim/device';
+import type { SimDevice, SimDeviceOptions } from '../../tools/sim/device';
+import { makeTestPki } from '../../tools/provision/certs';
+import type { TestPki } from '../../tools/provision/certs';
+import type { Log } from '../../src/platform/types';
+
+const COAP_CLIENT = '/usr/bin/coap-client-openssl';
+
+async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 8000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function memoryLog(): Log & { lines: string[] } {
+  const lines: string[] = [];
+  const push = (l: string) => (m: string) => lines.push(`${l} ${m}`);
+  return { lines, debug: push('debug'), info: push('info'), warn: push('warn'), error: push('error') };
+}
+
+function run(cmd: string, args: string[], timeoutMs = 15000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function () {
+  this.timeout(30000);
+  let pki: TestPki;
+  let dir: string;
+  let server: TbServer;
+  let devices: SimDevice[] = [];
+  let plaintext: Buffer[] = [];
+
+  before(() => {
+    pki = makeTestPki();
+  });
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tb-dtls-e2e-'));
+    server = await startTbServer({
+      coapPort: 0,
+      httpPort: 0,
+      dataDir: dir,
+      dtls: { port: 0, cert: pki.read('server.pem'), key: pki.read('server.key'), ca: pki.read('ca.pem') },
+    });
+    plaintext = [];
+    server.dtlsServer!.on('message', (buf: Buffer) => plaintext.push(buf));
+  });
+
+  afterEach(async () => {
+    for (const d of devices) d.app.stop();
+    devices = [];
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function device(extra: Partial<SimDeviceOptions>): SimDevice & { wire: Buffer[] } {
+    const d = createSimDevice({
+      server: { host: '127.0.0.1', port: server.coapsPort! },
+      credentials: { kind: 'x509' },
+      reportingIntervalMs: 60000,
+      clock: new ScaledClock(1),
+      log: memoryLog(),
+      ...extra,
+    });
+    const wire: Buffer[] = [];
+    d.udp.tap = (_dir, data) => wire.push(Buffer.from(data));
+    devices.push(d);
+    return Object.assign(d, { wire });
+  }
+
+  it('one-way DTLS with the access token: telemetry stored, token never on the wire in clear', async () => {
+    const dev = server.store.createDevice('dtls-token');
+    const d = device({
+      credentials: { kind: 'token', token: dev.token },
+      dtls: { ca: pki.read('ca.pem'), hostname: 'localhost' },
+    });
+    await d.app.start();
+    await waitFor('telemetry', () => server.store.latestTelemetry(dev.id).temperature);
+    assert.equal(d.app.dtls!.state, 'connected');
+    const all = Buffer.concat(d.wire);
+    assert.equal(all.indexOf(dev.token), -1, 'token not in any datagram');
+    assert.ok(plaintext.some((p) => p.includes(dev.token)), 'the server decrypted requests carrying the token');
+  });
+
+  it('mutual X.509: no token in the URL, device found by its certificate', async () => {
+    const resp = await fetch(`http://127.0.0.1:${server.httpPort}/api/devices`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'dtls-x509', certPem: pki.read('device.pem').toString() }),
+    });
+    assert.equal(resp.status, 201);
+    const dev = server.store.findDevice('dtls-x509')!;
+    const d = device({
+      credentials: { kind: 'x509' },
+      dtls: { ca: pki.read('ca.pem'), hostname: 'localhost', cert: pki.read('device.pem'), key: pki.read('device.key') },
+    });
+    await d.app.start();
+    await waitFor('telemetry', () => server.store.latestTelemetry(dev.id).temperature);
+    assert.ok(plaintext.length > 0);
+    assert.ok(plaintext.every((p) => !p.includes(dev.token)), 'no token sent');
+    assert.ok(plaintext.some((p) => p.includes('telemetry')));
+  });
+
+  it('an unregistered client certificate completes the handshake and then gets 4.01: the device stops', async () => {
+    const d = device({
+      credentials: { kind: 'x509' },
+      dtls: { ca: pki.read('ca.pem'), hostname: 'localhost', cert: pki.read('device-rsa.pem'), key: pki.read('device-rsa.key') },
+    });
+    await d.app.start();
+    assert.equal(d.app.dtls!.state, 'connected');
+    assert.equal(d.app.tb.stopped?.code, 'unauthorized');
+  });
+
+  it('fails closed on an unknown CA: clear error, no token and no data reach the server', async () => {
+    const dev = server.store.createDevice('dtls-rogue');
+    const log = memoryLog();
+    const d = device({
+      credentials: { kind: 'token', token: dev.token },
+      dtls: { ca: pki.read('rogue-ca.pem'), hostname: 'localhost' },
+      log,
+    });
+    await d.app.start();
+    assert.equal(d.app.tb.stopped?.code, 'security');
+    assert.match(d.app.tb.stopped!.message, /DTLS_UNKNOWN_CA: unknown CA/);
+    assert.equal(plaintext.length, 0, 'no application data decrypted at the server');
+    assert.deepEqual(server.store.latestTelemetry(dev.id), {});
+    assert.ok(log.lines.some((l) => /unknown CA/.test(l)));
+    assert.ok(!log.lines.some((l) => l.includes(dev.token)), 'token never logged');
+    assert.equal(d.app.state.queued, 1, 'reading kept, not sent');
+  });
+
+  it('fails closed on a hostname mismatch', async () => {
+    const dev = server.store.createDevice('dtls-host');
+    const d = device({
+      credentials: { kind: 'token', token: dev.token },
+      dtls: { ca: pki.read('ca.pem'), hostname: 'other.example' },
+    });
+    await d.app.start();
+    assert.equal(d.app.tb.stopped?.code, 'security');
+    assert.match(d.app.tb.stopped!.message, /DTLS_HOSTNAME_MISMATCH/);
+    assert.equal(plaintext.length, 0);
+  });
+
+  it('resumes the DTLS session after a simulated sleep with fewer bytes than a full handshake', async () => {
+    const dev = server.store.createDevice('dtls-sleep');
+    const dtls = { ca: pki.read('ca.pem'), hostname: 'localhost' };
+    const first = device({ credentials: { kind: 'token', token: dev.token }, dtls });
+    await first.app.start();
+    await waitFor('first report', () => first.app.state.reports >= 1);
+    const session = first.app.dtlsSession();
+    assert.ok(session && session.length > 0, 'session saved');
+    const fullBytes = first.wire.reduce((n, b) => n + b.length, 0);
+    first.app.stop();
+    // Wake-up: a new socket (new source port), a new app, the saved session.
+    const second = device({ credentials: { kind: 'token', token: dev.token }, dtls: { ...dtls, session } });
+    await second.app.start();
+    await waitFor('second report', () => second.app.state.reports >= 1);
+    assert.equal(second.app.dtls!.resumed, true, 'abbreviated handshake');
+    const resumedBytes = second.wire.reduce((n, b) => n + b.length, 0);
+    assert.ok(resumedBytes < fullBytes, `resumed ${resumedBytes} B < full ${fullBytes} B`);
+  });
+
+  describe('the ThingsBoard guide client (coap-client-openssl) against the endpoint', () => {
+    before(function () {
+      if (!existsSync(COAP_CLIENT)) throw new Error(`${COAP_CLIENT} missing: apt-get install libcoap3-bin`);
+    });
+
+    it('one-way: -R ca.pem with the token in the URL stores the telemetry', async () => {
+      const dev = server.store.createDevice('guide-token');
+      const r = await run(COAP_CLIENT, [
+        '-m', 'post', '-R', pki.path('ca.pem'), '-t', 'json', '-e', '{"temperature":25}',
+        `coaps://localhost:${server.coapsPort}/api/v1/${dev.token}/telemetry`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      await waitFor('stored', () => server.store.latestTelemetry(dev.id).temperature);
+      assert.equal(server.store.latestTelemetry(dev.id).temperature!.value, 25);
+    });
+
+    it('mutual: -c cert -j key without a token stores the telemetry under the certificate\'s device', async () => {
+      const resp = await fetch(`http://127.0.0.1:${server.httpPort}/api/devices`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'guide-x509b', certPem: pki.read('device.pem').toString() }),
+      });
+      assert.equal(resp.status, 201);
+      const dev = server.store.findDevice('guide-x509b')!;
+      const r = await run(COAP_CLIENT, [
+        '-m', 'post', '-R', pki.path('ca.pem'), '-c', pki.path('device.pem'), '-j', pki.path('device.key'),
+        '-t', 'json', '-e', '{"humidity":40}', `coaps://localhost:${server.coapsPort}/api/v1/telemetry`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      await waitFor('stored', () => server.store.latestTelemetry(dev.id).humidity);
+      assert.equal(server.store.latestTelemetry(dev.id).humidity!.value, 40);
+    });
+
+    it('a client trusting another CA refuses the server and sends nothing', async () => {
+      const dev = server.store.createDevice('guide-rogue');
+      const r = await run(COAP_CLIENT, [
+        '-m', 'post', '-R', pki.path('rogue-ca.pem'), '-t', 'json', '-e', '{"t":1}', '-B', '3',
+        `coaps://localhost:${server.coapsPort}/api/v1/${dev.token}/telemetry`,
+      ]);
+      assert.ok(/verify|certificate|fail|error/i.test(r.stderr + r.stdout), `${r.stdout} ${r.stderr}`);
+      assert.deepEqual(server.store.latestTelemetry(dev.id), {});
+      assert.equal(plaintext.length, 0);
+    });
+  });
+});
