@@ -3,9 +3,11 @@
  * Add a bench by importing its run() and appending it to the list.
  */
 import { run as coapCodec } from './coap-codec';
+import { run as dtlsBytes } from './dtls-bytes';
 
 const benches: [name: string, run: () => Promise<void>][] = [
   ['coap-codec', coapCodec],
+  ['dtls-bytes', dtlsBytes],
 ];
 
 async function main(): Promise<void> {

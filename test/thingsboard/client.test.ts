@@ -120,7 +120,7 @@ describe('ThingsBoard device API over CoAP (local endpoint, real UDP)', () => {
     await assert.rejects(tb.sendTelemetry([1, 2] as never), (e: TbError) => e.code === 'bad-request' && e.coapCode === '4.00');
   });
 
-  it('NON uplink with No-Response: one datagram, no response expected, value stored', async () => {
+  it('NON uplink with No-Response: one datagram each way at most, the 2.01 suppressed, value stored', async () => {
     const dev = server.store.createDevice('api-7');
     const udp = new UdpDatagram('127.0.0.1', server.coapPort);
     open.push(udp);
@@ -134,7 +134,9 @@ describe('ThingsBoard device API over CoAP (local endpoint, real UDP)', () => {
     const deadline = Date.now() + 3000;
     while (!server.store.latestTelemetry(dev.id).non && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.equal(server.store.latestTelemetry(dev.id).non!.value, 7);
+    await new Promise((r) => setTimeout(r, 100));
     assert.equal(udp.stats.datagramsSent, 1);
+    assert.equal(udp.stats.datagramsReceived, 0, 'No-Response=2 suppressed the 2.01 (RFC 7967)');
   });
 });
 

@@ -707,8 +707,23 @@ class Ctx {
     delete res._packet.messageId;
   }
 
+  /** RFC 7967 No-Response, which Californium honours: 2 suppresses 2.xx, 8 4.xx, 16 5.xx. */
+  private suppressed(code: string): boolean {
+    const opts = (this.req as unknown as { options?: { name: string; value: Buffer }[] }).options;
+    const opt = opts?.find((o) => o.name === '258' || o.name === 'No-Response');
+    if (!opt) return false;
+    const v = opt.value.length ? opt.value.readUIntBE(0, Math.min(opt.value.length, 4)) : 0;
+    const cls = Number(code.split('.')[0]);
+    const bit = cls === 2 ? 2 : cls === 4 ? 8 : cls === 5 ? 16 : 0;
+    return (v & bit) !== 0;
+  }
+
   reply(code: string, payload?: string | Buffer): void {
     if (this.done) return;
+    if (this.suppressed(code)) {
+      this.noResponse();
+      return;
+    }
     this.done = true;
     this.svc.open.delete(this.res);
     this.tbTiming();

@@ -1,0 +1,170 @@
+/*
+ * Bytes on the wire per telemetry report over CoAPs, counted at the socket both ways (a UDP
+ * proxy on 127.0.0.1 sits between each client and the local endpoint's DTLS listener):
+ *   (a) a report with a full handshake (device wakes with no session),
+ *   (b) a report after sleep with resumption (new socket, saved session),
+ *   (c) a report in an established session (CON, and NON with No-Response),
+ * and, in the same run, the ThingsBoard guide's one-shot client
+ *   coap-client-openssl -m POST -R ca.pem -t json -e '{...}' coaps://.../api/v1/$TOKEN/telemetry
+ * Targets: (c) <= 150 B; (b) <= one third of the guide client's bytes per report.
+ *
+ * `npx tsx bench/dtls-bytes.ts` alone, or through `npm run bench`.
+ */
+import dgram from 'node:dgram';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoapClient } from '../src/coap/client';
+import { DtlsDatagram } from '../src/dtls/datagram';
+import { ThingsBoardClient } from '../src/thingsboard/client';
+import { loadDtlsEngine } from '../hardware/dtls/index';
+import { makeTestPki } from '../tools/provision/certs';
+import { startTbServer } from '../tools/tb-server/server';
+import { ScaledClock } from '../tools/sim/clock';
+import { cryptoRandom } from '../tools/sim/random';
+import { UdpDatagram } from '../tools/sim/udp';
+
+const REPORT = { temperature: 21.5, humidity: 40.2 };
+
+/** Forwards datagrams client <-> server and counts the bytes in both directions. */
+class CountingProxy {
+  bytes = 0;
+  datagrams = 0;
+  #socket = dgram.createSocket('udp4');
+  #upstreams = new Map<string, dgram.Socket>();
+  constructor(readonly targetPort: number) {
+    this.#socket.on('message', (msg, rinfo) => {
+      const key = `${rinfo.address}:${rinfo.port}`;
+      let up = this.#upstreams.get(key);
+      if (!up) {
+        up = dgram.createSocket('udp4');
+        up.on('message', (reply) => {
+          this.bytes += reply.length;
+          this.datagrams++;
+          this.#socket.send(reply, rinfo.port, rinfo.address);
+        });
+        up.bind(0, '127.0.0.1');
+        this.#upstreams.set(key, up);
+      }
+      this.bytes += msg.length;
+      this.datagrams++;
+      up.send(msg, this.targetPort, '127.0.0.1');
+    });
+  }
+  listen(): Promise<number> {
+    return new Promise((r) => this.#socket.bind(0, '127.0.0.1', () => r(this.#socket.address().port)));
+  }
+  reset(): void {
+    this.bytes = 0;
+    this.datagrams = 0;
+  }
+  close(): void {
+    for (const u of this.#upstreams.values()) u.close();
+    this.#socket.close();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function run(): Promise<void> {
+  const pki = makeTestPki();
+  const dir = mkdtempSync(join(tmpdir(), 'bench-dtls-'));
+  const server = await startTbServer({
+    coapPort: 0,
+    httpPort: 0,
+    dataDir: dir,
+    dtls: { port: 0, cert: pki.read('server.pem'), key: pki.read('server.key') },
+  });
+  const proxy = new CountingProxy(server.coapsPort!);
+  const port = await proxy.listen();
+  const dev = server.store.createDevice('bench');
+  const engine = loadDtlsEngine();
+  const clock = new ScaledClock(1);
+  const settle = () => sleep(150); // let the last ACK cross the proxy before reading the counter
+
+  const open = (session?: Uint8Array, nonConfirmable = false) => {
+    const udp = new UdpDatagram('127.0.0.1', port);
+    const dtls = new DtlsDatagram({
+      transport: udp,
+      clock,
+      createEngine: engine.create,
+      engine: { ca: pki.read('ca.pem'), hostname: 'localhost' },
+      ...(session ? { session } : {}),
+    });
+    const coap = new CoapClient(dtls, { clock, random: cryptoRandom });
+    const tb = new ThingsBoardClient(coap, { credentials: { kind: 'token', token: dev.token }, clock, nonConfirmableUplink: nonConfirmable });
+    return { dtls, coap, tb, close: () => { coap.close(); dtls.close(); } };
+  };
+
+  try {
+    // (a) full handshake + report
+    proxy.reset();
+    const a = open();
+    await a.tb.sendTelemetry(REPORT);
+    await settle();
+    const full = proxy.bytes;
+    // (c) established session, CON (ThingsBoard answers with a separate CON response, we ACK it)
+    proxy.reset();
+    await a.tb.sendTelemetry(REPORT);
+    await settle();
+    const established = proxy.bytes;
+    const session = a.dtls.session()!;
+    a.close();
+    await sleep(50);
+    // (b) wake-up: new socket, resume the saved session, report
+    proxy.reset();
+    const b = open(session);
+    await b.tb.sendTelemetry(REPORT);
+    await settle();
+    const resumed = proxy.bytes;
+    const resumedOk = b.dtls.resumed;
+    // (c') established, NON with No-Response (unconfirmed: one datagram)
+    const nonTb = new ThingsBoardClient(b.coap, { credentials: { kind: 'token', token: dev.token }, clock, nonConfirmableUplink: true });
+    proxy.reset();
+    await nonTb.sendTelemetry(REPORT);
+    await settle();
+    const establishedNon = proxy.bytes;
+    b.close();
+
+    // The guide's one-shot client, same endpoint, same proxy.
+    proxy.reset();
+    const guide = await new Promise<{ ok: boolean; err: string }>((resolve) => {
+      execFile(
+        'coap-client-openssl',
+        ['-m', 'POST', '-R', pki.path('ca.pem'), '-t', 'json', '-e', JSON.stringify(REPORT), `coaps://localhost:${port}/api/v1/${dev.token}/telemetry`],
+        { timeout: 20000 },
+        (err, _o, stderr) => resolve({ ok: !err, err: String(stderr) }),
+      );
+    });
+    await settle();
+    const guideBytes = proxy.bytes;
+    if (!guide.ok) throw new Error(`coap-client-openssl failed: ${guide.err}`);
+    const stored = server.store.telemetry(dev.id, ['temperature']).temperature?.length ?? 0;
+    if (stored < 5) throw new Error(`only ${stored} of 5 reports stored`);
+
+    const row = (name: string, bytes: number, note = '') => console.log(`  ${name.padEnd(48)} ${String(bytes).padStart(6)} B ${note}`);
+    console.log(`bytes per telemetry report ${JSON.stringify(REPORT)}, both directions, counted at the socket`);
+    console.log(`(mbedTLS ${engine.mbedtlsVersion}, ECDHE-ECDSA P-256, server cookies on, CON request + ThingsBoard's separate CON response + ACK)`);
+    row('(a) full handshake + report', full);
+    row('(b) after sleep: resumed handshake + report', resumed, resumedOk ? '(abbreviated handshake)' : '(NOT resumed: full handshake)');
+    row('(c) established session, CON', established, established <= 150 ? '(target <= 150: met)' : '(target <= 150: NOT met)');
+    row("(c') established session, NON + No-Response", establishedNon, '(unconfirmed)');
+    row('guide: coap-client-openssl one-shot', guideBytes);
+    const ratio = resumed / guideBytes;
+    console.log(`  ratio (b) / guide = ${ratio.toFixed(3)} (target <= 0.333: ${ratio <= 1 / 3 ? 'met' : 'NOT met'}); guide / (c) = ${(guideBytes / established).toFixed(1)}x`);
+  } finally {
+    proxy.close();
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (require.main === module) {
+  run().catch((e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
+}
