@@ -65,6 +65,12 @@ export interface DeviceConfig {
   /** Initial reporting interval; shared attribute `reportingInterval` (seconds) overrides it. */
   reportingIntervalMs?: number;
   transmission?: 'rfc7252' | 'nbiot' | Partial<TransmissionParams>;
+  /**
+   * 'con' (default): each telemetry POST is confirmed, and kept queued until it is.
+   * 'non': NON with No-Response (RFC 7967): one datagram per report, the cheapest on NB-IoT, but a
+   * lost datagram is lost data.
+   */
+  uplink?: 'con' | 'non';
   /** Records kept while the server is unreachable (oldest dropped and counted when full). */
   queueSize?: number;
   /** Records per telemetry POST when replaying the queue. */
@@ -157,7 +163,12 @@ export class DeviceApp {
       log: platform.log,
       transmission,
     });
-    this.tb = new ThingsBoardClient(this.coap, { credentials: config.credentials, clock: platform.clock, log: platform.log });
+    this.tb = new ThingsBoardClient(this.coap, {
+      credentials: config.credentials,
+      clock: platform.clock,
+      log: platform.log,
+      nonConfirmableUplink: config.uplink === 'non',
+    });
     this.coap.onTransportError = (e) => this.#onTransportError(e as DtlsError);
   }
 

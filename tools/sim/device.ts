@@ -53,5 +53,20 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
   if (options.dtls) platform.dtls = loadDtlsEngine().create;
   const sources = options.sources ? options.sources(clock) : [createSimBoard(clock, log).source];
   const app = new DeviceApp(platform, options, sources, udp);
+  const dtls = app.dtls;
+  if (dtls && options.trace) {
+    // Show the CoAP inside the DTLS records too ("=>" / "<=" = plaintext, "->" / "<-" = wire).
+    const trace = options.trace;
+    const send = dtls.send.bind(dtls);
+    dtls.send = (data) => {
+      trace(`=> ${describeDatagram(data)}`);
+      send(data);
+    };
+    const receive = dtls.onReceive;
+    dtls.onReceive = (data) => {
+      trace(`<= ${describeDatagram(data)}`);
+      receive?.(data);
+    };
+  }
   return { app, udp, clock, platform };
 }

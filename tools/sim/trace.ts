@@ -17,7 +17,23 @@ export function redactPath(segments: string[]): string {
   return '/' + s.join('/');
 }
 
+const DTLS_TYPES: Record<number, string> = { 20: 'ChangeCipherSpec', 21: 'Alert', 22: 'Handshake', 23: 'ApplicationData' };
+
+/** A DTLS 1.2 record header (content type, version FEFD) rather than CoAP (version 1)? */
+export function isDtlsRecord(data: Uint8Array): boolean {
+  return data.length >= 13 && DTLS_TYPES[data[0]!] !== undefined && data[1] === 0xfe && data[2] === 0xfd;
+}
+
 export function describeDatagram(data: Uint8Array): string {
+  if (isDtlsRecord(data)) {
+    const types: string[] = [];
+    for (let i = 0; i + 13 <= data.length; ) {
+      const len = (data[i + 11]! << 8) | data[i + 12]!;
+      types.push(DTLS_TYPES[data[i]!] ?? `type ${data[i]}`);
+      i += 13 + len;
+    }
+    return `DTLS ${types.join('+')} (${data.length} B)`;
+  }
   let msg;
   try {
     msg = decode(data);
