@@ -151,6 +151,7 @@ export class DeviceApp {
         },
         ...(d.session ? { session: d.session } : {}),
         ...(d.retransmitMs ? { retransmitMs: d.retransmitMs } : {}),
+        onConnected: (info) => this.#onDtlsConnected(info.resumed),
       });
       udp = this.#dtls;
     }
@@ -180,6 +181,18 @@ export class DeviceApp {
   /** The DTLS layer, when coaps:// is configured. */
   get dtls(): DtlsDatagram | undefined {
     return this.#dtls;
+  }
+
+  #dtlsConnections = 0;
+
+  /**
+   * A new DTLS session after the first one (server restart, reconnect after silence) carries no
+   * observe relations: the server forgot them with the old session. Register them again.
+   */
+  #onDtlsConnected(resumed: boolean): void {
+    this.#dtlsConnections++;
+    this.#platform.log.info(`DTLS session established (${resumed ? 'resumed' : 'full handshake'})`);
+    if (this.#dtlsConnections > 1 && this.#running && this.#subscriptions.length) void this.resubscribe();
   }
 
   #onTransportError(error: DtlsError): void {
@@ -303,6 +316,12 @@ export class DeviceApp {
             continue;
           }
           if (e instanceof TbError && e.code === 'unauthorized') this.onEvent?.({ type: 'stopped', reason: err.message });
+          if (e instanceof TbError && e.code === 'timeout' && this.#dtls) {
+            // No answer inside an established DTLS session: the server may have restarted and
+            // silently dropped our records. Handshake again (resuming if it still knows us).
+            this.#platform.log.warn('no response over DTLS: starting a new handshake');
+            this.#dtls.reconnect(true);
+          }
           this.#platform.log.warn(`telemetry not delivered, ${this.#queue.length} queued: ${err.message}`);
           break;
         }

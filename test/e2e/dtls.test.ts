@@ -181,6 +181,42 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
     assert.ok(resumedBytes < fullBytes, `resumed ${resumedBytes} B < full ${fullBytes} B`);
   });
 
+  it('recovers from a server restart mid-session: new handshake, queued reading delivered, Observe re-registered', async () => {
+    const dev = server.store.createDevice('dtls-restart');
+    const d = device({
+      credentials: { kind: 'token', token: dev.token },
+      dtls: { ca: pki.read('ca.pem'), hostname: 'localhost' },
+      transmission: { ackTimeout: 300, ackRandomFactor: 1, maxRetransmit: 1, responseTimeout: 1000 },
+    });
+    await d.app.start();
+    await waitFor('first report', () => d.app.state.reports >= 1);
+    const port = server.coapsPort!;
+    await server.close();
+    server = await startTbServer({
+      coapPort: 0,
+      httpPort: 0,
+      dataDir: dir,
+      dtls: { port, cert: pki.read('server.pem'), key: pki.read('server.key'), ca: pki.read('ca.pem') },
+    });
+    // The restarted server has no DTLS state: our records are dropped, the report times out,
+    // the device handshakes again and its queued reading goes out on the next flush.
+    await d.app.reportNow();
+    assert.equal(d.app.state.queued, 1, 'kept while unanswered');
+    await waitFor('new session', () => d.app.dtls!.handshakes >= 2 && d.app.dtls!.state === 'connected');
+    await d.app.flush();
+    assert.equal(d.app.state.queued, 0);
+    assert.ok((server.store.telemetry(dev.id, ['temperature']).temperature ?? []).length >= 2, 'queued reading delivered');
+    // Observe relations were re-registered on the new session: a shared attribute still arrives.
+    await new Promise((r) => setTimeout(r, 200));
+    const r = await fetch(`http://127.0.0.1:${server.httpPort}/api/devices/dtls-restart/attributes/shared`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ reportingInterval: 7 }),
+    });
+    assert.equal(r.status, 200);
+    await waitFor('attribute after restart', () => d.app.intervalMs === 7000);
+  });
+
   describe('the ThingsBoard guide client (coap-client-openssl) against the endpoint', () => {
     before(function () {
       if (!existsSync(COAP_CLIENT)) throw new Error(`${COAP_CLIENT} missing: apt-get install libcoap3-bin`);
