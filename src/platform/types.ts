@@ -90,6 +90,22 @@ export interface I2COptions {
 
 export type I2CIoConstructor = new (options: I2COptions) => I2CIo;
 
+/**
+ * `options.sensor` of an ECMA-419 I2C sensor driver: the bus class and its wiring. The driver
+ * spreads its chip's defaults (address, hz) under these before `new io(...)`.
+ */
+export interface I2CSensorOptions {
+  io: I2CIoConstructor;
+  data?: number;
+  clock?: number;
+  hz?: number;
+  address?: number;
+  port?: number;
+  /** Blocking wait for conversion times; none by default (simulated parts answer at once). On a device: Timer.delay. */
+  delay?: (ms: number) => void;
+  [key: string]: unknown;
+}
+
 /** ECMA-419 Analog IO instance (embedded:io/analog). */
 export interface AnalogIo {
   read(): number;

@@ -11,7 +11,7 @@
  * Skipped or implausible raw values (0x80000 for T/P, 0x8000 for H, all-ones from a floating bus)
  * are faults: retried once, then onError and sample() returns undefined.
  */
-import type { I2CIo, I2CIoConstructor } from '../platform/types';
+import type { I2CIo, I2CSensorOptions } from '../platform/types';
 
 /** Register map, datasheet section 5.3. */
 export const Bme280Register = Object.freeze({
@@ -47,17 +47,7 @@ const KnownChipIds: Readonly<Record<number, string>> = Object.freeze({ 0x56: 'BM
 
 export type Oversampling = 0 | 1 | 2 | 4 | 8 | 16;
 
-export interface Bme280SensorOptions {
-  io: I2CIoConstructor;
-  data?: number;
-  clock?: number;
-  hz?: number;
-  address?: number;
-  port?: number;
-  /** Blocking wait; defaults to none (the simulated part answers at once). On a device: Timer.delay. */
-  delay?: (ms: number) => void;
-  [key: string]: unknown;
-}
+export type Bme280SensorOptions = I2CSensorOptions;
 
 export interface Bme280Configuration {
   /** Oversampling factors; 0 skips that measurement (temperature cannot be skipped). Default 1 each. */

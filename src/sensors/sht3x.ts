@@ -9,7 +9,7 @@
  * A failed sample (NACK, bus error, CRC mismatch) is retried once; if the retry also fails the
  * driver calls onError and sample() returns undefined. It never returns a value it could not verify.
  */
-import type { I2CIo, I2CIoConstructor } from '../platform/types';
+import type { I2CIo, I2CSensorOptions } from '../platform/types';
 
 /** Command codes, datasheet table 9 onwards. Sent MSB first. */
 export const Sht3xCommand = Object.freeze({
@@ -42,20 +42,7 @@ export const Sht3xStatus = Object.freeze({
 
 export type Sht3xRepeatability = 'high' | 'medium' | 'low';
 
-export interface Sht3xSensorOptions {
-  io: I2CIoConstructor;
-  data?: number;
-  clock?: number;
-  hz?: number;
-  address?: number;
-  port?: number;
-  /**
-   * Blocking wait for measurement and reset times. Defaults to no wait: the driver then reads
-   * immediately, which works on the simulated parts; on a device pass `Timer.delay`.
-   */
-  delay?: (ms: number) => void;
-  [key: string]: unknown;
-}
+export type Sht3xSensorOptions = I2CSensorOptions;
 
 export interface Sht3xConfiguration {
   repeatability?: Sht3xRepeatability;

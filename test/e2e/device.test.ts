@@ -11,23 +11,7 @@ import { startTbServer } from '../../tools/tb-server/server';
 import { ScaledClock } from '../../tools/sim/clock';
 import { createSimDevice } from '../../tools/sim/device';
 import type { SimDevice } from '../../tools/sim/device';
-import type { Log } from '../../src/platform/types';
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 5000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function memoryLog(): Log & { lines: string[] } {
-  const lines: string[] = [];
-  const push = (l: string) => (m: string) => lines.push(`${l} ${m}`);
-  return { lines, debug: push('debug'), info: push('info'), warn: push('warn'), error: push('error') };
-}
+import { memoryLog, waitFor } from '../helpers/wait';
 
 async function admin(server: TbServer, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
   const res = await fetch(`http://127.0.0.1:${server.httpPort}${path}`, {

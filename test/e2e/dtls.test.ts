@@ -15,25 +15,9 @@ import { createSimDevice } from '../../tools/sim/device';
 import type { SimDevice, SimDeviceOptions } from '../../tools/sim/device';
 import { makeTestPki } from '../../tools/provision/certs';
 import type { TestPki } from '../../tools/provision/certs';
-import type { Log } from '../../src/platform/types';
+import { memoryLog, waitFor } from '../helpers/wait';
 
 const COAP_CLIENT = '/usr/bin/coap-client-openssl';
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 8000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function memoryLog(): Log & { lines: string[] } {
-  const lines: string[] = [];
-  const push = (l: string) => (m: string) => lines.push(`${l} ${m}`);
-  return { lines, debug: push('debug'), info: push('info'), warn: push('warn'), error: push('error') };
-}
 
 function run(cmd: string, args: string[], timeoutMs = 15000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
