@@ -63,3 +63,15 @@ declare module 'mc/config' {
   const config: Record<string, unknown>;
   export { config as default };
 }
+
+declare module 'flash' {
+  class Flash {
+    constructor(partition: string);
+    read(offset: number, byteLength: number): ArrayBuffer;
+    write(offset: number, byteLength: number, buffer: ArrayBufferLike | ArrayBufferView): void;
+    erase(sector: number): void;
+    readonly byteLength: number;
+    readonly blockSize: number;
+  }
+  export { Flash as default };
+}

@@ -120,12 +120,29 @@ export interface AnalogOptions {
 
 export type AnalogIoConstructor = new (options: AnalogOptions) => AnalogIo;
 
+/**
+ * A flash partition with NOR semantics, as Moddable's `flash` module exposes one: erase sets a
+ * whole block to 0xFF; write can only clear bits (new = old AND data). A power cut can stop a
+ * write or an erase part way, which is what the record store above must survive.
+ */
+export interface Flash {
+  readonly byteLength: number;
+  /** Erase-block size (4096 on ESP32 SPI flash). */
+  readonly blockSize: number;
+  read(offset: number, byteLength: number): Uint8Array;
+  write(offset: number, data: Uint8Array): void;
+  /** Erases block number `block` (offset block * blockSize). */
+  erase(block: number): void;
+}
+
 /** Everything the firmware app needs from its host, gathered in one place for wiring. */
 export interface Platform {
   clock: Clock;
   net: DatagramFactory;
   random: Random;
   log: Log;
+  /** Persistent storage (credentials, config, offline queue), when the board has it. */
+  flash?: Flash;
   /** The native DTLS engine (mbedTLS through N-API on the host, xsmc on the device), for coaps://. */
   dtls?: DtlsEngineFactory;
 }

@@ -4,12 +4,14 @@
  *   Datagram -> ECMA-419 `embedded:io/socket/udp`, host names through `net` Net.resolve
  *   Random   -> Math.random (XS seeds it from the chip's RNG on ESP32)
  *   Log      -> trace()
+ *   Flash    -> `flash` on a data partition (ESP32: a partition table entry, e.g. "storage")
  */
 import Timer from 'timer';
 import Time from 'time';
 import Net from 'net';
 import UDP from 'embedded:io/socket/udp';
-import type { Clock, Datagram, DatagramFactory, Log, Platform, Random, TimerHandle } from '../types';
+import ModdableFlash from 'flash';
+import type { Clock, Datagram, DatagramFactory, Flash, Log, Platform, Random, TimerHandle } from '../types';
 
 export const moddableClock: Clock = {
   now: () => Time.ticks,
@@ -93,6 +95,18 @@ export const moddableLog: Log = {
   warn: (m) => trace(`[warn] ${m}\n`),
   error: (m) => trace(`[error] ${m}\n`),
 };
+
+/** A flash data partition as the platform Flash. */
+export function moddableFlash(partition = 'storage'): Flash {
+  const f = new ModdableFlash(partition);
+  return {
+    byteLength: f.byteLength,
+    blockSize: f.blockSize,
+    read: (offset, byteLength) => new Uint8Array(f.read(offset, byteLength)),
+    write: (offset, data) => f.write(offset, data.byteLength, data),
+    erase: (block) => f.erase(block),
+  };
+}
 
 export const moddablePlatform: Platform = {
   clock: moddableClock,
