@@ -36,6 +36,14 @@ export interface DtlsConfig {
   tickets?: boolean;
 }
 
+/**
+ * CoAP token lengths. On plain UDP the token is the only defence against off-path spoofed
+ * responses (RFC 7252 §5.3.1), so 4 random bytes; inside DTLS every record is authenticated and a
+ * token only has to be unique among our own open exchanges, so 2 bytes (saved in each request and
+ * each response: 4 B per report).
+ */
+export const TOKEN_LENGTH = Object.freeze({ udp: 4, dtls: 2 });
+
 /** DTLS failures that mean "this server (or our certificate) is not to be trusted": fail closed. */
 const DTLS_AUTH_FAILURES = new Set([
   'DTLS_UNKNOWN_CA',
@@ -163,6 +171,7 @@ export class DeviceApp {
       random: platform.random,
       log: platform.log,
       transmission,
+      tokenLength: config.dtls ? TOKEN_LENGTH.dtls : TOKEN_LENGTH.udp,
     });
     this.tb = new ThingsBoardClient(this.coap, {
       credentials: config.credentials,
