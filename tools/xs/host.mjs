@@ -5,7 +5,7 @@
  * its own Node process under `@endo/init` (SES lockdown) instead of inside mocha's process.
  *
  * usage: node tools/xs/host.mjs <script.js>
- * stdout: one JSON line {reports: [...], output: "...", error?: "..."}
+ * stdout: one JSON line {reports: [...], output: "...", meter: {...}, error?: "..."}
  */
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -22,6 +22,8 @@ const { xsnap } = await import('@agoric/xsnap');
 const file = process.argv[2];
 const reports = [];
 let output = '';
+/** xsnap's meter for the evaluate: compute (XS meter units), allocate, currentHeapCount (slots). */
+let meter;
 const decoder = new TextDecoder();
 
 const capture = (bin, args, opts) => {
@@ -53,7 +55,7 @@ async function main() {
   });
   let error;
   try {
-    await worker.evaluate(code);
+    ({ meterUsage: meter } = await worker.evaluate(code));
   } catch (e) {
     error = String(e?.message ?? e);
   }
@@ -65,7 +67,7 @@ async function main() {
 
 main().then(
   (error) => {
-    process.stdout.write(JSON.stringify({ reports, output, ...(error ? { error } : {}) }) + '\n');
+    process.stdout.write(JSON.stringify({ reports, output, meter, ...(error ? { error } : {}) }) + '\n');
     process.exit(0);
   },
   (e) => {

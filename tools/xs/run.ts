@@ -116,6 +116,8 @@ export interface RunResult<T = unknown> {
   reports: unknown[];
   /** What the script printed (XS `print`) and the worker wrote to stderr. */
   output: string;
+  /** xsnap's meter for the evaluate (compute units, allocate bytes, currentHeapCount slots), when reported. */
+  meter?: Record<string, unknown>;
 }
 
 /** Evaluates `code` in a fresh xsnap-worker; resolves with what it reported through issueCommand. */
@@ -151,7 +153,7 @@ export async function runOnXs<T = unknown>(code: string, options: RunOptions = {
       });
     });
     const line = stdout.trim().split('\n').pop() ?? '';
-    let parsed: { reports: unknown[]; output: string; error?: string };
+    let parsed: { reports: unknown[]; output: string; meter?: Record<string, unknown>; error?: string };
     try {
       parsed = JSON.parse(line);
     } catch {
@@ -164,7 +166,7 @@ export async function runOnXs<T = unknown>(code: string, options: RunOptions = {
         parsed.output,
       );
     }
-    return { value: parsed.reports[parsed.reports.length - 1] as T, reports: parsed.reports, output: parsed.output };
+    return { value: parsed.reports[parsed.reports.length - 1] as T, reports: parsed.reports, output: parsed.output, ...(parsed.meter ? { meter: parsed.meter } : {}) };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
@@ -186,6 +188,7 @@ if (require.main === module) {
   runEntryOnXs(entry).then(
     (r) => {
       if (r.output) process.stderr.write(r.output);
+      if (r.meter) process.stderr.write(`meter: ${JSON.stringify(r.meter)}\n`);
       console.log(JSON.stringify(r.value, null, 2));
     },
     (e: Error) => {
