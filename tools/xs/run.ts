@@ -133,13 +133,20 @@ export async function runOnXs<T = unknown>(code: string, options: RunOptions = {
       const child = nodeSpawn(process.execPath, [path.join(__dirname, 'host.mjs'), file], {
         cwd: REPO_ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
+        // Own process group, so a timeout kills the host and its xsnap-worker together (a worker
+        // stuck in a loop does not notice its pipes closing).
+        detached: true,
       });
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
       child.stderr.on('data', (d: Buffer) => (err += d.toString('utf8')));
       const timer = setTimeout(() => {
-        child.kill('SIGKILL'); // its xsnap-worker dies with the pipes
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
         reject(new XsError(`XS run exceeded ${timeoutMs} ms`, err));
       }, timeoutMs);
       child.on('error', (e) => {
