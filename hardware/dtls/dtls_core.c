@@ -19,11 +19,15 @@
 #include "mbedtls/ssl.h"
 #include "mbedtls/ssl_cookie.h"
 #include "mbedtls/ssl_ticket.h"
+#if defined(MBEDTLS_SSL_CACHE_C)
+#include "mbedtls/ssl_cache.h"
+#endif
 #include "mbedtls/entropy.h"
 #include "mbedtls/ctr_drbg.h"
 #include "mbedtls/x509_crt.h"
 #include "mbedtls/pk.h"
 #include "mbedtls/error.h"
+#include "mbedtls/platform.h" /* mbedtls_free: ESP-IDF may use its own allocator */
 #if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_PSA_CRYPTO_C)
 #include "psa/crypto.h"
 #endif
@@ -58,6 +62,9 @@ struct dtls_conf {
 #endif
 #if defined(MBEDTLS_SSL_TICKET_C)
   mbedtls_ssl_ticket_context ticket;
+#endif
+#if defined(MBEDTLS_SSL_CACHE_C)
+  mbedtls_ssl_cache_context cache;
 #endif
   int ciphersuites[8];
 };
@@ -199,6 +206,9 @@ static void conf_free(dtls_conf *c) {
 #if defined(MBEDTLS_SSL_TICKET_C)
   mbedtls_ssl_ticket_free(&c->ticket);
 #endif
+#if defined(MBEDTLS_SSL_CACHE_C)
+  mbedtls_ssl_cache_free(&c->cache);
+#endif
   mbedtls_x509_crt_free(&c->ca);
   mbedtls_x509_crt_free(&c->cert);
   mbedtls_pk_free(&c->key);
@@ -235,6 +245,9 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
 #endif
 #if defined(MBEDTLS_SSL_TICKET_C)
   mbedtls_ssl_ticket_init(&c->ticket);
+#endif
+#if defined(MBEDTLS_SSL_CACHE_C)
+  mbedtls_ssl_cache_init(&c->cache);
 #endif
 
   plen = sizeof(pers) - 1;
@@ -355,8 +368,45 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
 #if defined(MBEDTLS_SSL_MAX_FRAGMENT_LENGTH)
     mbedtls_ssl_conf_max_frag_len(&c->ssl, MBEDTLS_SSL_MAX_FRAG_LEN_1024);
 #endif
+#if MBEDTLS_VERSION_MAJOR < 3
+    /* Every ClientHello (sent twice per handshake with cookies, also when resuming) lists the curves
+     * and signature hashes. 2.28's defaults list every compiled-in curve (13: 26 bytes) and 4 hashes x 2;
+     * keep what servers use (Scandium's recommended set minus X448, plus P-521 certificates):
+     * 36 bytes less per ClientHello. mbedTLS 3.x defaults are short already. */
+    {
+      static const mbedtls_ecp_group_id curves[] = {
+#if defined(MBEDTLS_ECP_DP_SECP256R1_ENABLED)
+        MBEDTLS_ECP_DP_SECP256R1,
+#endif
+#if defined(MBEDTLS_ECP_DP_CURVE25519_ENABLED)
+        MBEDTLS_ECP_DP_CURVE25519,
+#endif
+#if defined(MBEDTLS_ECP_DP_SECP384R1_ENABLED)
+        MBEDTLS_ECP_DP_SECP384R1,
+#endif
+#if defined(MBEDTLS_ECP_DP_SECP521R1_ENABLED)
+        MBEDTLS_ECP_DP_SECP521R1,
+#endif
+        MBEDTLS_ECP_DP_NONE
+      };
+#if defined(MBEDTLS_KEY_EXCHANGE_WITH_CERT_ENABLED)
+      static const int hashes[] = { MBEDTLS_MD_SHA256, MBEDTLS_MD_SHA384, MBEDTLS_MD_NONE };
+      mbedtls_ssl_conf_sig_hashes(&c->ssl, hashes);
+#endif
+#if defined(MBEDTLS_ECP_C)
+      mbedtls_ssl_conf_curves(&c->ssl, curves);
+#endif
+    }
+#endif
+#if defined(MBEDTLS_SSL_ENCRYPT_THEN_MAC)
+    /* Only CBC suites use it and we offer none: 4 bytes less per ClientHello. */
+    mbedtls_ssl_conf_encrypt_then_mac(&c->ssl, MBEDTLS_SSL_ETM_DISABLED);
+#endif
 #if defined(MBEDTLS_SSL_SESSION_TICKETS)
-    mbedtls_ssl_conf_session_tickets(&c->ssl, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+    /* Off by default: ThingsBoard (Scandium) issues no tickets and resumes by session ID; an empty
+     * session_ticket extension in every ClientHello, and a ticket in the saved session, cost bytes. */
+    mbedtls_ssl_conf_session_tickets(&c->ssl, opt->tickets == DTLS_OPT_ON ? MBEDTLS_SSL_SESSION_TICKETS_ENABLED
+                                                                         : MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
 #endif
   } else {
     if (c->auth_mode == DTLS_AUTH_DEFAULT) c->auth_mode = DTLS_AUTH_NONE;
@@ -367,14 +417,36 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
       *err = DTLS_E_CONFIG; set_msg(msg, msg_size, "a server needs a certificate and key (or a PSK)", 0, 0); goto fail;
     }
 #if defined(MBEDTLS_SSL_COOKIE_C) && defined(MBEDTLS_SSL_DTLS_HELLO_VERIFY) && defined(MBEDTLS_SSL_SRV_C)
-    ret = mbedtls_ssl_cookie_setup(&c->cookie, mbedtls_ctr_drbg_random, &c->drbg);
-    if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "cookie setup failed", 0, 0); goto fail; }
-    mbedtls_ssl_conf_dtls_cookies(&c->ssl, mbedtls_ssl_cookie_write, mbedtls_ssl_cookie_check, &c->cookie);
+    if (opt->cookies != DTLS_OPT_OFF) {
+      ret = mbedtls_ssl_cookie_setup(&c->cookie, mbedtls_ctr_drbg_random, &c->drbg);
+      if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "cookie setup failed", 0, 0); goto fail; }
+      mbedtls_ssl_conf_dtls_cookies(&c->ssl, mbedtls_ssl_cookie_write, mbedtls_ssl_cookie_check, &c->cookie);
+    } else {
+      /* No HelloVerifyRequest: saves a round trip and ~200 bytes, but the server then answers spoofed
+       * ClientHellos with a full flight (amplification). ThingsBoard keeps cookies on. */
+      mbedtls_ssl_conf_dtls_cookies(&c->ssl, NULL, NULL, NULL);
+    }
 #endif
 #if defined(MBEDTLS_SSL_TICKET_C) && defined(MBEDTLS_SSL_SESSION_TICKETS) && defined(MBEDTLS_SSL_SRV_C)
-    ret = mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &c->drbg, MBEDTLS_CIPHER_AES_128_GCM, 86400);
-    if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "session ticket setup failed", 0, 0); goto fail; }
-    mbedtls_ssl_conf_session_tickets_cb(&c->ssl, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse, &c->ticket);
+    if (opt->tickets != DTLS_OPT_OFF) {
+      ret = mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &c->drbg, MBEDTLS_CIPHER_AES_128_GCM,
+                                     opt->session_timeout_s ? opt->session_timeout_s : DTLS_DEFAULT_SESSION_TIMEOUT_S);
+      if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "session ticket setup failed", 0, 0); goto fail; }
+      mbedtls_ssl_conf_session_tickets_cb(&c->ssl, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse, &c->ticket);
+    }
+#endif
+#if defined(MBEDTLS_SSL_CACHE_C) && defined(MBEDTLS_SSL_SRV_C)
+    /* Session-ID resumption (what ThingsBoard's Scandium does): one cache in the shared conf, so a
+     * session is found whatever address/port the client comes back from. */
+    if (opt->session_cache_entries >= 0) {
+      mbedtls_ssl_cache_set_max_entries(&c->cache, opt->session_cache_entries ? opt->session_cache_entries
+                                                                              : DTLS_DEFAULT_SESSION_CACHE_ENTRIES);
+#if defined(MBEDTLS_HAVE_TIME)
+      mbedtls_ssl_cache_set_timeout(&c->cache, (int)(opt->session_timeout_s ? opt->session_timeout_s
+                                                                            : DTLS_DEFAULT_SESSION_TIMEOUT_S));
+#endif
+      mbedtls_ssl_conf_session_cache(&c->ssl, &c->cache, mbedtls_ssl_cache_get, mbedtls_ssl_cache_set);
+    }
 #endif
   }
   mbedtls_ssl_conf_authmode(&c->ssl, c->auth_mode == DTLS_AUTH_REQUIRED ? MBEDTLS_SSL_VERIFY_REQUIRED
@@ -674,9 +746,10 @@ int dtls_core_read(dtls_core *core, unsigned char *buf, size_t size) {
     if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) return 0;
 #ifdef MBEDTLS_ERR_SSL_CLIENT_RECONNECT
     if (ret == MBEDTLS_ERR_SSL_CLIENT_RECONNECT) {
-      /* Same peer address started a new handshake (device rebooted): restart as a fresh session. */
-      mbedtls_ssl_session_reset(&core->ssl);
-      setup_transport_id(core);
+      /* Same peer address started a new handshake (device woke up or rebooted) with a valid cookie.
+       * mbedTLS has already reset the context itself, keeping that ClientHello in its input buffer:
+       * continue the handshake at once. (A second mbedtls_ssl_session_reset() here would throw the
+       * ClientHello away and cost the client a retransmission timeout and a resent flight.) */
       core->state = DTLS_STATE_HANDSHAKING;
       core->connected_reported = 0;
       core->saw_certificate_state = 0;
@@ -735,6 +808,14 @@ size_t dtls_core_save_session(dtls_core *core, unsigned char *buf, size_t size) 
   if (core->state != DTLS_STATE_CONNECTED) return 0;
   mbedtls_ssl_session_init(&s);
   ret = mbedtls_ssl_get_session(&core->ssl, &s);
+#if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE)
+  /* Leave the peer certificate out (~450 B for a P-256 server cert): resumption never looks at it. */
+  if (ret == 0 && s.DTLS_PRIV(peer_cert) != NULL) {
+    mbedtls_x509_crt_free(s.DTLS_PRIV(peer_cert));
+    mbedtls_free(s.DTLS_PRIV(peer_cert));
+    s.DTLS_PRIV(peer_cert) = NULL;
+  }
+#endif
   if (ret == 0) {
     ret = mbedtls_ssl_session_save(&s, buf, buf ? size : 0, &olen);
     if (ret != 0 && ret != MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL) olen = 0;

@@ -77,7 +77,21 @@ typedef struct {
   uint32_t retransmit_min_ms;        /* initial handshake retransmission timeout (0 = 2000) */
   uint32_t retransmit_max_ms;        /* timeouts double up to this; one more wait at it, then fail (0 = 32000) */
   const unsigned char *seed; size_t seed_len;    /* extra DRBG personalization (cookie secret) */
+  /*
+   * Session resumption. tickets: DTLS_OPT_DEFAULT (client: OFF, the client resumes by session ID as
+   * ThingsBoard/Scandium needs; server: ON), DTLS_OPT_ON or DTLS_OPT_OFF.
+   * Server: session_cache_entries (0 = 256, <0 = no session-ID cache), session_timeout_s (0 = 86400)
+   * for both the cache and the ticket lifetime; cookies (HelloVerifyRequest): DEFAULT = ON.
+   */
+  int tickets;
+  int cookies;
+  int session_cache_entries;
+  uint32_t session_timeout_s;
 } dtls_conf_options;
+
+enum { DTLS_OPT_DEFAULT = 0, DTLS_OPT_ON = 1, DTLS_OPT_OFF = 2 };
+#define DTLS_DEFAULT_SESSION_CACHE_ENTRIES 256
+#define DTLS_DEFAULT_SESSION_TIMEOUT_S 86400
 
 typedef int (*dtls_send_fn)(void *user, const unsigned char *data, size_t len);
 
@@ -127,7 +141,11 @@ int dtls_core_alert(const dtls_core *core);
 
 /* 1 if the completed handshake was abbreviated (session resumed). */
 int dtls_core_resumed(const dtls_core *core);
-/* Serialized session for resumption. Returns the size needed; copies if size is large enough. */
+/*
+ * Serialized session for resumption. Returns the size needed; copies if size is large enough.
+ * The peer certificate is left out (mbedTLS builds with MBEDTLS_SSL_KEEP_PEER_CERTIFICATE would store
+ * it): a resumed session never re-checks it, and it would triple the bytes kept in flash.
+ */
 size_t dtls_core_save_session(dtls_core *core, unsigned char *buf, size_t size);
 /* Peer leaf certificate (DER), NULL if none. */
 const unsigned char *dtls_core_peer_cert(const dtls_core *core, size_t *len);

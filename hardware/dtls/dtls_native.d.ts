@@ -23,5 +23,6 @@ declare module 'dtls/native' {
     readonly ciphersuite: string;
   }
   export function create(options: DtlsEngineOptions): DtlsEndpoint;
+  export const defaults: Readonly<{ tickets: boolean }>;
   export default DtlsEndpoint;
 }

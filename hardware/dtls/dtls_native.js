@@ -24,10 +24,16 @@ class DtlsEndpoint @ "xs_dtls_destructor" {
   get ciphersuite() @ "xs_dtls_get_ciphersuite";
 }
 
+/**
+ * Client defaults of the engine options the C side reads (documentation; naming `tickets` here also
+ * makes sure xsc generates the xsID_tickets symbol xs_binding.c uses, even if the app never names it).
+ */
+const defaults = Object.freeze({ tickets: false });
+
 /** DtlsEngineFactory for DtlsDatagram. */
 function create(options) {
   return new DtlsEndpoint(options);
 }
 
-export { DtlsEndpoint, create };
+export { DtlsEndpoint, create, defaults };
 export default DtlsEndpoint;

@@ -2,6 +2,7 @@
  * Node side of the DTLS binding: loads build/Release/dtls.node (built by `npm install` / `npm rebuild`
  * from binding.gyp) and provides DtlsServer, a dgram.Socket look-alike that terminates DTLS for many
  * peers on one UDP port (one server endpoint per peer address), for the local ThingsBoard endpoint.
+ * All endpoints share one DtlsContext: certificates, cookie key, ticket key and the session-ID cache.
  */
 import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
@@ -96,6 +97,14 @@ export interface DtlsServerOptions {
   idleMs?: number;
   /** At most this many peers (default 1000); new handshakes beyond are ignored. */
   maxPeers?: number;
+  /** Issue session tickets to clients that ask (default true). Session-ID resumption works either way. */
+  tickets?: boolean;
+  /** Session-ID cache entries, shared by all peers whatever their address (default 256; 0 = off). */
+  sessionCacheSize?: number;
+  /** Lifetime of cached sessions and tickets, seconds (default 86400 = 24 h). */
+  sessionTimeout?: number;
+  /** HelloVerifyRequest cookies (default true, like ThingsBoard). */
+  cookies?: boolean;
 }
 
 export interface DtlsPeerInfo {
@@ -155,6 +164,10 @@ export class DtlsServer extends dgram.Socket {
       pskIdentity: options.pskIdentity,
       retransmitMs: options.retransmitMs,
       retransmitMaxMs: options.retransmitMaxMs,
+      tickets: options.tickets,
+      sessionCacheSize: options.sessionCacheSize,
+      sessionTimeout: options.sessionTimeout,
+      cookies: options.cookies,
     });
     this.#raw = dgram.createSocket('udp4');
     this.#raw.on('message', (msg, rinfo) => this.#onRaw(msg, rinfo));
@@ -272,6 +285,12 @@ export class DtlsServer extends dgram.Socket {
     this.stats.bytesIn += msg.length;
     const key = `${rinfo.address}:${rinfo.port}`;
     let peer = this.peers.get(key);
+    if (peer && this.#opt.cookies === false && peer.ep.state === 'connected' && isInitialClientHello(msg)) {
+      // Without cookies mbedTLS cannot tell a client that came back from the same address (it uses the
+      // cookie to detect that); start a fresh endpoint for it. With cookies mbedTLS handles this itself.
+      this.#drop(peer, false);
+      peer = undefined;
+    }
     if (!peer) {
       if (this.peers.size >= (this.#opt.maxPeers ?? 1000)) return;
       const ep = new this.#addon.DtlsEndpoint({ context: this.#ctx, clientId: key, mtu: this.#opt.mtu });
@@ -358,4 +377,9 @@ export class DtlsServer extends dgram.Socket {
       if (now - peer.lastSeen > limit) this.#drop(peer, false);
     }
   }
+}
+
+/** A plaintext (epoch 0) DTLS handshake record carrying a ClientHello. */
+function isInitialClientHello(d: Buffer): boolean {
+  return d.length > 25 && d[0] === 22 && d[1] === 0xfe && d[3] === 0 && d[4] === 0 && d[13] === 1;
 }

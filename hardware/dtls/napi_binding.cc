@@ -68,6 +68,14 @@ uint32_t GetUint(const Napi::Object &opts, const char *name, uint32_t def) {
   return v.As<Napi::Number>().Uint32Value();
 }
 
+// Boolean option -> DTLS_OPT_DEFAULT (absent), DTLS_OPT_ON, DTLS_OPT_OFF.
+int GetOpt(const Napi::Object &opts, const char *name) {
+  if (!opts.Has(name)) return DTLS_OPT_DEFAULT;
+  Napi::Value v = opts.Get(name);
+  if (!v.IsBoolean()) return DTLS_OPT_DEFAULT;
+  return v.As<Napi::Boolean>().Value() ? DTLS_OPT_ON : DTLS_OPT_OFF;
+}
+
 class DtlsContext : public Napi::ObjectWrap<DtlsContext> {
  public:
   static Napi::FunctionReference *ctor;
@@ -104,6 +112,13 @@ class DtlsContext : public Napi::ObjectWrap<DtlsContext> {
     }
     opt.retransmit_min_ms = GetUint(o, "retransmitMs", 0);
     opt.retransmit_max_ms = GetUint(o, "retransmitMaxMs", 0);
+    opt.tickets = GetOpt(o, "tickets");
+    opt.cookies = GetOpt(o, "cookies");
+    if (o.Has("sessionCacheSize") && o.Get("sessionCacheSize").IsNumber()) {
+      int32_t n = o.Get("sessionCacheSize").As<Napi::Number>().Int32Value();
+      opt.session_cache_entries = n <= 0 ? -1 : n;  // 0 = no cache
+    }
+    opt.session_timeout_s = GetUint(o, "sessionTimeout", 0);
     int err = 0;
     char msg[256];
     dtls_conf *c = dtls_conf_new(&opt, &err, msg, sizeof(msg));

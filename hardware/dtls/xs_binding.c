@@ -153,7 +153,7 @@ static void result(xsMachine *the, xsDtls *d, int r) {
   xsmcSetInteger(xsResult, r);
 }
 
-/* new DtlsEndpoint({role, ca, cert, key, psk, pskIdentity, hostname, authMode, mtu, session, retransmitMs, retransmitMaxMs}) */
+/* new DtlsEndpoint({role, ca, cert, key, psk, pskIdentity, hostname, authMode, mtu, session, retransmitMs, retransmitMaxMs, tickets}) */
 void xs_dtls(xsMachine *the) {
   dtls_conf_options opt;
   unsigned char *ca, *cert, *key, *psk, *pskId, *host, *session, *role, *auth;
@@ -188,6 +188,10 @@ void xs_dtls(xsMachine *the) {
   opt.psk_identity = pskId; opt.psk_identity_len = pskId_len;
   opt.retransmit_min_ms = (uint32_t)get_int(the, xsID_retransmitMs, 0);
   opt.retransmit_max_ms = (uint32_t)get_int(the, xsID_retransmitMaxMs, 0);
+  if (xsmcHas(xsArg(0), xsID_tickets)) {
+    xsmcGet(xsVar(0), xsArg(0), xsID_tickets);
+    if (xsmcTypeOf(xsVar(0)) == xsBooleanType) opt.tickets = xsmcTest(xsVar(0)) ? DTLS_OPT_ON : DTLS_OPT_OFF;
+  }
 
   conf = dtls_conf_new(&opt, &err, msg, sizeof(msg));
   d = NULL;

@@ -66,6 +66,18 @@ export interface DtlsEngineOptions {
   /** Timeouts double up to this; after one wait at this value the handshake fails, ms (default 32000). */
   retransmitMaxMs?: number;
   cookieSecret?: Uint8Array | string;
+  /**
+   * Session tickets (RFC 5077). Client (default false): offer the session_ticket extension and resume
+   * with a ticket when the server issued one; when false the client resumes by session ID, which is what
+   * ThingsBoard (Scandium: no tickets) supports. Server (default true): issue tickets to clients that ask.
+   */
+  tickets?: boolean;
+  /** Server: session-ID cache entries shared by all peers (default 256; 0 = no cache). */
+  sessionCacheSize?: number;
+  /** Server: lifetime of cached sessions and tickets, seconds (default 86400 = 24 h). */
+  sessionTimeout?: number;
+  /** Server: HelloVerifyRequest cookies (default true, as ThingsBoard). false saves a round trip but allows amplification. */
+  cookies?: boolean;
 }
 
 export interface DtlsEngine {
