@@ -244,7 +244,7 @@ export class DeviceApp {
         ...(fw ? { current_fw_title: fw.title, current_fw_version: fw.version } : {}),
       });
     } catch (e) {
-      log.warn(`client attributes not sent: ${(e as Error).message}`);
+      log.warn((e as Error).message);
     }
     if (!this.tb.stopped) {
       const attrs = this.tb.subscribeAttributes(
@@ -265,7 +265,9 @@ export class DeviceApp {
       }
     }
     this.onEvent?.({ type: 'started' });
-    log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
+    const stopped = this.tb.stopped;
+    if (stopped) log.error(`device started but not sending: ${stopped.message}`);
+    else log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
     await this.#cycle();
   }
 

@@ -1,6 +1,11 @@
 // tb-server CLI: `npx tsx tools/tb-server/cli.ts <command>` (see usage below).
 
+import { readFileSync } from 'node:fs';
 import { startTbServer } from './server';
+
+function fail(message: string): never {
+  throw new Error(message);
+}
 
 const DEFAULT_HTTP_PORT = 8080;
 
@@ -9,11 +14,16 @@ const USAGE = `usage: tsx tools/tb-server/cli.ts <command> [options]
 server:
   serve [--coap-port N] [--http-port N] [--data DIR] [--host H]
         [--response-delay MS] [--piggyback] [--quiet]
+        [--coaps-port N --cert server.pem --key server.key [--ca ca.pem]]
       run the ThingsBoard-compatible CoAP endpoint in the foreground; prints one line per request
-      (tokens are never printed). Defaults: CoAP 5683, HTTP ${DEFAULT_HTTP_PORT}, data .tb-server
+      (tokens are never printed). Defaults: CoAP 5683, HTTP ${DEFAULT_HTTP_PORT}, data .tb-server.
+      With --cert/--key it also serves CoAPs (DTLS 1.2; default port 5684); --ca asks clients for a
+      certificate (optional, as ThingsBoard does) and maps it to X.509 devices
 
 admin (talks to a running server; --http URL, default http://127.0.0.1:${DEFAULT_HTTP_PORT}):
-  add-device NAME [--token T]          create a device (random token if none); prints its token
+  add-device NAME [--token T] [--cert device.pem]
+                                       create a device (random token if none); prints its token;
+                                       --cert registers its X.509 client certificate (mutual DTLS)
   devices                              list devices
   telemetry NAME [--keys a,b]          telemetry history, newest first
   attributes NAME                      client and shared attributes
@@ -97,6 +107,16 @@ async function main(argv: string[]): Promise<number> {
         dataDir: str(p, 'data'),
         responseDelayMs: num(p, 'response-delay'),
         conResponses: p.flags.has('piggyback') ? 'piggyback' : 'thingsboard',
+        ...(str(p, 'cert') || str(p, 'key')
+          ? {
+              dtls: {
+                port: num(p, 'coaps-port') ?? 5684,
+                cert: readFileSync(str(p, 'cert') ?? fail('--cert is required with --key')),
+                key: readFileSync(str(p, 'key') ?? fail('--key is required with --cert')),
+                ...(str(p, 'ca') ? { ca: readFileSync(str(p, 'ca')!) } : {}),
+              },
+            }
+          : {}),
         log: (l) => { if (!quiet || l.startsWith('tb-server:')) console.log(l); },
       });
       tb.events.on('telemetry', (e: { device: string; entries: { values: Record<string, unknown> }[] }) => {
@@ -109,7 +129,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'add-device': {
       const token = str(p, 'token');
-      out(await api(base, 'POST', '/api/devices', { name: rest[0], ...(token ? { token } : {}) }));
+      const cert = str(p, 'cert');
+      out(await api(base, 'POST', '/api/devices', { name: rest[0], ...(token ? { token } : {}), ...(cert ? { certPem: readFileSync(cert, 'utf8') } : {}) }));
       return 0;
     }
     case 'devices': out(await api(base, 'GET', '/api/devices')); return 0;
