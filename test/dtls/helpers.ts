@@ -127,9 +127,9 @@ export interface Peer {
   stop(): Promise<void>;
 }
 
-/** Starts coap-server-openssl on 127.0.0.1 (DTLS port = -p + 1). */
-export async function startCoapServer(args: string[]): Promise<Peer> {
-  const bin = requireBinary('coap-server-openssl');
+/** Starts libcoap's coap-server-openssl (or another TLS flavour) on 127.0.0.1 (DTLS port = -p + 1). */
+export async function startCoapServer(args: string[], binary = 'coap-server-openssl'): Promise<Peer> {
+  const bin = requireBinary(binary);
   const port = await freePortPair();
   const proc = spawn(bin, ['-A', '127.0.0.1', '-p', String(port), ...args], { cwd: testPki().dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -139,14 +139,14 @@ export async function startCoapServer(args: string[]): Promise<Peer> {
   // Wait until the DTLS port is taken (the server bound it).
   const deadline = Date.now() + 5000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`coap-server-openssl exited: ${out}`);
+    if (proc.exitCode !== null) throw new Error(`${binary} exited: ${out}`);
     const bound = await new Promise<boolean>((resolve) => {
       const s = dgram.createSocket('udp4');
       s.once('error', () => resolve(true));
       s.bind(port + 1, '127.0.0.1', () => s.close(() => resolve(false)));
     });
     if (bound) break;
-    if (Date.now() > deadline) throw new Error(`coap-server-openssl did not bind: ${out}`);
+    if (Date.now() > deadline) throw new Error(`${binary} did not bind: ${out}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   return {

@@ -1,0 +1,62 @@
+/*
+ * Our DTLS client against libcoap's GnuTLS server (a second, independent TLS stack), where it
+ * applies: one-way certificate, PSK, and refusing a server signed by another CA. (GnuTLS's
+ * coap-server never resumes sessions, so resumption is tested against OpenSSL and our server.)
+ */
+import assert from 'node:assert/strict';
+import type { DtlsError } from '../../src/dtls';
+import { coapGetTime, nextMessage, openClient, requireBinary, startCoapServer, testPki, type Client, type Peer } from './helpers';
+
+const GNUTLS = 'coap-server-gnutls';
+
+describe('dtls: ours -> coap-server-gnutls (libcoap over GnuTLS)', function () {
+  this.timeout(20000);
+  const pki = testPki();
+  let peer: Peer | undefined;
+  const clients: Client[] = [];
+
+  before(() => {
+    requireBinary(GNUTLS); // fails (not skips) with an install hint
+  });
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.dtls.close();
+    await peer?.stop();
+    peer = undefined;
+  });
+
+  function client(engine: Parameters<typeof openClient>[1], extra = {}): Client {
+    const c = openClient(peer!.dtlsPort, engine, extra);
+    clients.push(c);
+    return c;
+  }
+
+  async function getTime(c: Client, mid: number): Promise<void> {
+    c.dtls.send(coapGetTime(mid));
+    const reply = await nextMessage(c, 8000);
+    assert.equal(reply[1], 0x45, `expected 2.05 Content, got ${reply[1]! >> 5}.${String(reply[1]! & 31).padStart(2, '0')}`);
+    assert.equal((reply[2]! << 8) | reply[3]!, mid);
+  }
+
+  it('one-way certificate: verifies the CA and hostname, GET /time -> 2.05', async () => {
+    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key'], GNUTLS);
+    const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost' });
+    await getTime(c, 0x2001);
+    assert.equal(c.dtls.state, 'connected');
+  });
+
+  it('PSK: -k secretPSK with an identity -> 2.05', async () => {
+    peer = await startCoapServer(['-k', 'secretPSK'], GNUTLS);
+    const c = client({ psk: 'secretPSK', pskIdentity: 'Client_identity' });
+    await getTime(c, 0x2002);
+  });
+
+  it('a GnuTLS server with a certificate from another CA is refused before any data', async () => {
+    peer = await startCoapServer(['-c', 'rogue-server.pem', '-j', 'rogue-server.key'], GNUTLS);
+    const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost' });
+    c.dtls.send(coapGetTime(0x2003));
+    const err = (await c.failed) as DtlsError;
+    assert.equal(err.code, 'DTLS_UNKNOWN_CA', err.message);
+    assert.equal(c.received.length, 0);
+  });
+});
