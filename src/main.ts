@@ -7,9 +7,11 @@ import config from 'mc/config';
 import Timer from 'timer';
 import I2C from 'embedded:io/i2c';
 import Analog from 'embedded:io/analog';
+import Resource from 'Resource';
+import { create as createDtlsEngine } from 'dtls/native';
 import { moddablePlatform } from './platform/moddable/index';
 import { DeviceApp } from './device/app';
-import type { TelemetrySource } from './device/app';
+import type { DtlsConfig, TelemetrySource } from './device/app';
 import { boardSensors } from './device/sources';
 import type { SampledSensor } from './device/sources';
 import { Sht3x } from './sensors/sht3x';
@@ -23,6 +25,8 @@ interface BoardConfig {
   reportingInterval: number;
   transmission: 'rfc7252' | 'nbiot';
   firmware: { title: string; version: string };
+  /** coaps://: names of resources (DER or PEM files listed in the manifest's "resources"). */
+  dtls?: { hostname: string; ca: string; cert?: string; key?: string } | null;
   i2c?: { data: number; clock: number; hz: number };
   sht3x?: { address: number };
   bme280?: { address: number };
@@ -56,12 +60,23 @@ if (cfg.battery) {
 }
 const sources: TelemetrySource[] = [boardSensors(parts)];
 
-if (!cfg.token) log.error('no access token configured (config.token): provision the device first');
+const resource = (name: string) => new Uint8Array(new Resource(name));
+let dtls: DtlsConfig | undefined;
+if (cfg.dtls) {
+  dtls = { hostname: cfg.dtls.hostname, ca: resource(cfg.dtls.ca) };
+  if (cfg.dtls.cert && cfg.dtls.key) {
+    dtls.cert = resource(cfg.dtls.cert);
+    dtls.key = resource(cfg.dtls.key);
+  }
+}
+const x509 = !!dtls?.cert;
+if (!x509 && !cfg.token) log.error('no access token configured (config.token): provision the device first');
 const app = new DeviceApp(
-  moddablePlatform,
+  { ...moddablePlatform, dtls: createDtlsEngine },
   {
     server: cfg.server,
-    credentials: { kind: 'token', token: cfg.token },
+    credentials: x509 ? { kind: 'x509' } : { kind: 'token', token: cfg.token },
+    ...(dtls ? { dtls } : {}),
     reportingIntervalMs: cfg.reportingInterval * 1000,
     transmission: cfg.transmission,
     firmware: cfg.firmware,

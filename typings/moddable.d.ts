@@ -75,3 +75,11 @@ declare module 'flash' {
   }
   export { Flash as default };
 }
+
+declare module 'Resource' {
+  class Resource extends ArrayBuffer {
+    constructor(path: string);
+    static exists(path: string): boolean;
+  }
+  export { Resource as default };
+}
