@@ -345,7 +345,7 @@ export class DeviceApp {
     }
   }
 
-  setInterval(ms: number): void {
+  setReportingInterval(ms: number): void {
     const next = clampInterval(ms);
     if (next === this.#intervalMs) return;
     this.#intervalMs = next;
@@ -389,7 +389,7 @@ export class DeviceApp {
   #onAttributes(shared: TbObject, deleted: string[]): void {
     this.onEvent?.({ type: 'attributes', shared, deleted });
     const seconds = shared.reportingInterval;
-    if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds > 0) this.setInterval(seconds * 1000);
+    if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds > 0) this.setReportingInterval(seconds * 1000);
     else if (seconds !== undefined) this.#platform.log.warn('shared attribute reportingInterval ignored: expected seconds > 0');
   }
 
@@ -402,7 +402,7 @@ export class DeviceApp {
         const p = request.params;
         const seconds = typeof p === 'number' ? p : p && typeof p === 'object' && !Array.isArray(p) ? p.interval : undefined;
         if (typeof seconds !== 'number' || !(seconds > 0)) throw new Error('setInterval: params must be {"interval": seconds > 0}');
-        this.setInterval(seconds * 1000);
+        this.setReportingInterval(seconds * 1000);
         void this.tb.sendAttributes({ reportingInterval: this.#intervalMs / 1000 }).catch(() => undefined);
         return { interval: this.#intervalMs / 1000 };
       }
