@@ -32,6 +32,13 @@ export interface DtlsConfig {
   session?: Uint8Array;
   /** Initial handshake retransmission timeout, ms. */
   retransmitMs?: number;
+  /**
+   * Resume a saved session with an X.509 client certificate too (default false). ThingsBoard maps a
+   * certificate to its device by the peer address at FULL handshakes only, so a resumed session from
+   * a new address (the usual case after sleep behind NAT) gets 4.01 (reference §3.5): X.509 devices
+   * do a full handshake after sleep unless this is set. Token devices always resume.
+   */
+  resumeX509?: boolean;
   /** Resume by session ticket (default false: ThingsBoard's server resumes by session ID only). */
   tickets?: boolean;
 }
@@ -157,7 +164,7 @@ export class DeviceApp {
           ...(d.key ? { key: d.key } : {}),
           ...(d.tickets !== undefined ? { tickets: d.tickets } : {}),
         },
-        ...(d.session ? { session: d.session } : {}),
+        ...(d.session && (!(d.cert && d.key) || d.resumeX509) ? { session: d.session } : {}),
         ...(d.retransmitMs ? { retransmitMs: d.retransmitMs } : {}),
         onConnected: (info) => this.#onDtlsConnected(info.resumed),
       });
@@ -204,6 +211,24 @@ export class DeviceApp {
     if (this.#dtlsConnections > 1 && this.#running && this.#subscriptions.length) void this.resubscribe();
   }
 
+  #x509Recovered = false;
+
+  /**
+   * 4.01 inside a RESUMED X.509 session: ThingsBoard did not see our certificate on this session
+   * (its certificate map is filled at full handshakes, keyed by address). Handshake in full once,
+   * and let the caller retry, instead of stopping on a 4.01 that new credentials would not fix.
+   */
+  #recoverX509(e: unknown): boolean {
+    const dtls = this.#dtls;
+    if (!(e instanceof TbError) || e.code !== 'unauthorized' || !dtls?.resumed) return false;
+    if (this.#config.credentials.kind !== 'x509' || this.#x509Recovered) return false;
+    this.#x509Recovered = true;
+    this.#platform.log.warn('4.01 on a resumed X.509 session (the server maps certificates at full handshakes): full handshake');
+    this.tb.resume();
+    dtls.reconnect(false);
+    return true;
+  }
+
   #onTransportError(error: DtlsError): void {
     if (!this.#dtls || typeof error.code !== 'string' || !DTLS_AUTH_FAILURES.has(error.code)) return;
     // Fail closed: no token and no data goes to a server we could not verify.
@@ -238,13 +263,19 @@ export class DeviceApp {
     this.#running = true;
     this.#startedAt = this.#platform.clock.now();
     const fw = this.#config.firmware;
-    try {
-      await this.tb.sendAttributes({
-        reportingInterval: this.#intervalMs / 1000,
-        ...(fw ? { current_fw_title: fw.title, current_fw_version: fw.version } : {}),
-      });
-    } catch (e) {
-      log.warn((e as Error).message);
+    const attributes = {
+      reportingInterval: this.#intervalMs / 1000,
+      ...(fw ? { current_fw_title: fw.title, current_fw_version: fw.version } : {}),
+    };
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await this.tb.sendAttributes(attributes);
+        break;
+      } catch (e) {
+        if (this.#recoverX509(e)) continue;
+        log.warn((e as Error).message);
+        break;
+      }
     }
     if (!this.tb.stopped) {
       const attrs = this.tb.subscribeAttributes(
@@ -316,6 +347,7 @@ export class DeviceApp {
         try {
           await this.tb.sendTelemetry(batch.length === 1 ? batch[0]! : batch);
         } catch (e) {
+          if (this.#recoverX509(e)) continue;
           this.#failures++;
           const err = e as Error;
           this.onEvent?.({ type: 'report-failed', error: err.message, queued: this.#queue.length });

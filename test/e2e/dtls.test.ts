@@ -165,6 +165,54 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
     assert.ok(resumedBytes < fullBytes, `resumed ${resumedBytes} B < full ${fullBytes} B`);
   });
 
+  describe('X.509 devices after sleep (ThingsBoard maps certificates by address at full handshakes)', () => {
+    async function registerDevice(name: string): Promise<string> {
+      const resp = await fetch(`http://127.0.0.1:${server.httpPort}/api/devices`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name, certPem: pki.read('device.pem').toString() }),
+      });
+      assert.equal(resp.status, 201);
+      return server.store.findDevice(name)!.id;
+    }
+    const x509 = () => ({ ca: pki.read('ca.pem'), hostname: 'localhost', cert: pki.read('device.pem'), key: pki.read('device.key') });
+
+    async function sleepCycle(): Promise<Uint8Array> {
+      const first = device({ credentials: { kind: 'x509' }, dtls: x509() });
+      await first.app.start();
+      await waitFor('first report', () => first.app.state.reports >= 1);
+      const session = first.app.dtlsSession()!;
+      first.app.stop();
+      return session;
+    }
+
+    it('by default does a full handshake after sleep, even with a saved session', async () => {
+      const id = await registerDevice('x509-sleep');
+      const session = await sleepCycle();
+      const second = device({ credentials: { kind: 'x509' }, dtls: { ...x509(), session } });
+      await second.app.start();
+      await waitFor('second report', () => second.app.state.reports >= 1);
+      assert.equal(second.app.dtls!.resumed, false);
+      assert.equal(second.app.tb.stopped, undefined);
+      assert.equal((server.store.telemetry(id, ['temperature']).temperature ?? []).length, 2);
+    });
+
+    it('with resumeX509, the resumed session from a new address gets 4.01; one full handshake recovers', async () => {
+      const id = await registerDevice('x509-resume');
+      const session = await sleepCycle();
+      const log = memoryLog();
+      const second = device({ credentials: { kind: 'x509' }, dtls: { ...x509(), session, resumeX509: true }, log });
+      await second.app.start();
+      await waitFor('second report', () => second.app.state.reports >= 1);
+      assert.ok(log.lines.some((l) => /4\.01 on a resumed X\.509 session/.test(l)), log.lines.join('\n'));
+      assert.equal(second.app.dtls!.handshakes, 2, 'resumed, then one full handshake');
+      assert.equal(second.app.dtls!.resumed, false);
+      assert.equal(second.app.tb.stopped, undefined);
+      assert.equal((server.store.telemetry(id, ['temperature']).temperature ?? []).length, 2);
+      await waitFor('client attributes after recovery', () => server.store.attributes(id).client.reportingInterval === 60);
+    });
+  });
+
   it('recovers from a server restart mid-session: new handshake, queued reading delivered, Observe re-registered', async () => {
     const dev = server.store.createDevice('dtls-restart');
     const d = device({

@@ -63,6 +63,9 @@ export interface TbServer {
   close(): Promise<void>;
 }
 
+/** Entries in the (peer address -> client certificate) map of X.509 DTLS sessions. */
+const X509_SESSION_LIMIT = 10000;
+
 export async function startTbServer(options: TbServerOptions = {}): Promise<TbServer> {
   const host = options.host ?? '127.0.0.1';
   const log = options.log ?? (() => {});
@@ -108,9 +111,25 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
     const server = dtlsServer;
     server.on('handshakeError', (err: Error & { code?: string }, rinfo: { address: string; port: number }) =>
       log(`dtls: handshake with ${rinfo.address}:${rinfo.port} failed: ${err.code ?? ''} ${err.message}`));
+    // ThingsBoard's TbCoapDtlsCertificateVerifier records (peer address, leaf certificate) -> device
+    // when it verifies a certificate, i.e. on FULL handshakes only, and requests look that map up by
+    // their current address (reference §3.5). So a resumed session (no certificate exchanged) from a
+    // new address finds nothing and gets 4.01. Reproduce that, bounded like TB's cache.
+    const x509ByPeer = new Map<string, string>();
+    server.on('session', (info: { address: string; port: number; resumed: boolean; peerCertificate: Buffer | null }) => {
+      const key = `${info.address}:${info.port}`;
+      if (info.resumed) return;
+      if (!info.peerCertificate) {
+        x509ByPeer.delete(key);
+        return;
+      }
+      x509ByPeer.delete(key);
+      x509ByPeer.set(key, certSha3FromPem(Buffer.from(info.peerCertificate).toString('base64')));
+      if (x509ByPeer.size > X509_SESSION_LIMIT) x509ByPeer.delete(x509ByPeer.keys().next().value!);
+    });
     const dtls = makeServer((rinfo) => {
-      const cert = server.peerCertificate(rinfo.address, rinfo.port);
-      return cert ? { kind: 'x509', certSha3: certSha3FromPem(Buffer.from(cert).toString('base64')) } : { kind: 'token' };
+      const certSha3 = x509ByPeer.get(`${rinfo.address}:${rinfo.port}`);
+      return certSha3 ? { kind: 'x509', certSha3 } : { kind: 'token' };
     });
     dtls.listen(new MessageLayer(server as unknown as CoapSocketLike) as unknown as EventEmitter);
   }
