@@ -67,6 +67,8 @@ struct dtls_conf {
   mbedtls_ssl_cache_context cache;
 #endif
   int ciphersuites[8];
+  int cookies_on;            /* server: HelloVerifyRequest configured */
+  struct dtls_core *current; /* endpoint whose handshake step is running (for the cookie callback) */
 };
 
 struct dtls_core {
@@ -94,6 +96,10 @@ struct dtls_core {
   int saw_server_hello;       /* the peer answered with a ServerHello (client) */
   int resumed;
   int connected_reported;
+  /* Scandium-style resumption without HelloVerifyRequest (see dtls_core_allow_resume_without_cookie) */
+  int resume_no_cookie_allowed; /* set by the caller before the first ClientHello */
+  int cookie_skipped;           /* this handshake skipped the cookie check (peer address not verified) */
+  int cookie_fallbacks;         /* resumption turned into a full handshake: restarted with the cookie check */
   char message[DTLS_MSG_SIZE];
 };
 
@@ -195,6 +201,63 @@ static void mbed_strerror(int ret, char *buf, size_t size) {
   snprintf(buf, size, "mbedTLS error -0x%04x", (unsigned)-ret);
 #endif
 }
+
+/* ---------- cookies: HelloVerifyRequest, skipped only for a known session ---------- */
+
+#if defined(MBEDTLS_SSL_COOKIE_C) && defined(MBEDTLS_SSL_DTLS_HELLO_VERIFY) && defined(MBEDTLS_SSL_SRV_C)
+/* 1 if the server's session-ID cache holds a live session with this ID (the same lookup
+ * mbedTLS makes a moment later when it writes the ServerHello). */
+static int cache_has(dtls_conf *c, const unsigned char *id, size_t id_len) {
+#if defined(MBEDTLS_SSL_CACHE_C)
+  mbedtls_ssl_session s;
+  int found;
+  if (id_len == 0 || id_len > 32 || c->ssl.DTLS_PRIV(f_get_cache) == NULL) return 0;
+  mbedtls_ssl_session_init(&s);
+#if MBEDTLS_VERSION_MAJOR >= 3
+  found = mbedtls_ssl_cache_get(&c->cache, id, id_len, &s) == 0;
+#else
+  s.id_len = id_len;
+  memcpy(s.id, id, id_len);
+  found = mbedtls_ssl_cache_get(&c->cache, &s) == 0;
+#endif
+  mbedtls_ssl_session_free(&s);
+  return found;
+#else
+  (void)c; (void)id; (void)id_len;
+  return 0;
+#endif
+}
+
+static int cookie_write_cb(void *ctx, unsigned char **p, unsigned char *end, const unsigned char *cli_id,
+                           size_t cli_id_len) {
+  dtls_conf *c = (dtls_conf *)ctx;
+  return mbedtls_ssl_cookie_write(&c->cookie, p, end, cli_id, cli_id_len);
+}
+
+/*
+ * Called by mbedTLS while it parses a ClientHello (after the session ID, before the cipher suites)
+ * and when a connected peer's address sends a new ClientHello (client reconnect). It accepts a
+ * ClientHello WITHOUT a valid cookie only when all hold: the caller allowed it for this endpoint
+ * (Scandium's DTLS_VERIFY_PEERS_ON_RESUMPTION_THRESHOLD budget), it is the endpoint's initial
+ * ClientHello, and its session ID is in the session cache. Whether mbedTLS really resumes is
+ * checked again in run_handshake: a full handshake never goes ahead without the cookie exchange.
+ */
+static int cookie_check_cb(void *ctx, const unsigned char *cookie, size_t cookie_len, const unsigned char *cli_id,
+                           size_t cli_id_len) {
+  dtls_conf *c = (dtls_conf *)ctx;
+  struct dtls_core *core = c->current;
+  int ret = mbedtls_ssl_cookie_check(&c->cookie, cookie, cookie_len, cli_id, cli_id_len);
+  if (ret == 0 || !core || !core->resume_no_cookie_allowed || core->state != DTLS_STATE_HANDSHAKING ||
+      core->ssl.DTLS_PRIV(state) != MBEDTLS_SSL_CLIENT_HELLO || core->ssl.DTLS_PRIV(session_negotiate) == NULL)
+    return ret;
+  {
+    const mbedtls_ssl_session *s = core->ssl.DTLS_PRIV(session_negotiate);
+    if (!cache_has(c, s->DTLS_PRIV(id), s->DTLS_PRIV(id_len))) return ret;
+  }
+  core->cookie_skipped = 1;
+  return 0;
+}
+#endif
 
 /* ---------- configuration ---------- */
 
@@ -420,7 +483,8 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
     if (opt->cookies != DTLS_OPT_OFF) {
       ret = mbedtls_ssl_cookie_setup(&c->cookie, mbedtls_ctr_drbg_random, &c->drbg);
       if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "cookie setup failed", 0, 0); goto fail; }
-      mbedtls_ssl_conf_dtls_cookies(&c->ssl, mbedtls_ssl_cookie_write, mbedtls_ssl_cookie_check, &c->cookie);
+      mbedtls_ssl_conf_dtls_cookies(&c->ssl, cookie_write_cb, cookie_check_cb, c);
+      c->cookies_on = 1;
     } else {
       /* No HelloVerifyRequest: saves a round trip and ~200 bytes, but the server then answers spoofed
        * ClientHellos with a full flight (amplification). ThingsBoard keeps cookies on. */
@@ -685,11 +749,28 @@ static int map_error(dtls_core *core, int ret) {
 
 static int dtls_state_of(const mbedtls_ssl_context *ssl) { return ssl->DTLS_PRIV(state); }
 
-static int run_handshake(dtls_core *core) {
+static int run_handshake_steps(dtls_core *core) {
   int ret;
   for (;;) {
     if (dtls_state_of(&core->ssl) == MBEDTLS_SSL_HANDSHAKE_OVER) break;
     ret = mbedtls_ssl_handshake_step(&core->ssl);
+    if (core->cookie_skipped && core->resume_no_cookie_allowed && ret == 0 && dtls_state_of(&core->ssl) != MBEDTLS_SSL_CLIENT_HELLO &&
+        dtls_state_of(&core->ssl) != MBEDTLS_SSL_SERVER_HELLO) {
+      /* The ServerHello is written (still queued in the flight, nothing sent yet). */
+      core->resume_no_cookie_allowed = 0;
+      if (dtls_state_of(&core->ssl) != MBEDTLS_SSL_SERVER_CHANGE_CIPHER_SPEC) {
+        /* mbedTLS chose a FULL handshake after all (session gone or not acceptable): never answer an
+         * unverified address with a full flight (Californium CVE-2022-2576). Forget this attempt and
+         * process the same ClientHello again with the cookie check: the peer gets a HelloVerifyRequest. */
+        core->cookie_skipped = 0;
+        core->cookie_fallbacks++;
+        mbedtls_ssl_session_reset(&core->ssl);
+        setup_transport_id(core);
+        core->saw_certificate_state = 0;
+        core->inbox_full = core->inbox_len > 0;
+        continue;
+      }
+    }
     if (dtls_state_of(&core->ssl) == MBEDTLS_SSL_SERVER_CERTIFICATE) core->saw_certificate_state = 1;
     if (core->conf->role == DTLS_ROLE_CLIENT && dtls_state_of(&core->ssl) > MBEDTLS_SSL_SERVER_HELLO &&
         dtls_state_of(&core->ssl) != MBEDTLS_SSL_HANDSHAKE_OVER)
@@ -706,11 +787,22 @@ static int run_handshake(dtls_core *core) {
   }
   core->state = DTLS_STATE_CONNECTED;
   core->resumed = !core->saw_certificate_state;
+  core->resume_no_cookie_allowed = 0;
   if (!core->connected_reported) {
     core->connected_reported = 1;
     return DTLS_STEP_CONNECTED;
   }
   return DTLS_STEP_DATA;
+}
+
+/* Runs handshake steps with conf->current set, so the shared cookie callback knows the endpoint. */
+static int run_handshake(dtls_core *core) {
+  dtls_core *prev = core->conf->current;
+  int r;
+  core->conf->current = core;
+  r = run_handshake_steps(core);
+  core->conf->current = prev;
+  return r;
 }
 
 int dtls_core_step(dtls_core *core) {
@@ -727,6 +819,8 @@ int dtls_core_feed(dtls_core *core, const unsigned char *data, size_t len) {
   core->inbox_full = 1;
   if (core->state == DTLS_STATE_HANDSHAKING) {
     int r = run_handshake(core);
+    /* The cookie-less resumption is decided on the first datagram only (the caller's budget was for it). */
+    if (!core->cookie_skipped) core->resume_no_cookie_allowed = 0;
     if (r == DTLS_STEP_CONNECTED && core->inbox_full) {
       /* not consumed: keep it for dtls_core_read */
     }
@@ -799,6 +893,12 @@ int dtls_core_error(const dtls_core *core) { return core->error; }
 const char *dtls_core_message(const dtls_core *core) { return core->message; }
 int dtls_core_mbedtls_error(const dtls_core *core) { return core->mbed_error; }
 int dtls_core_alert(const dtls_core *core) { return core->alert; }
+void dtls_core_allow_resume_without_cookie(dtls_core *core, int allow) {
+  core->resume_no_cookie_allowed = allow && core->conf->role == DTLS_ROLE_SERVER && core->conf->cookies_on &&
+                                   core->state == DTLS_STATE_HANDSHAKING && !core->connected_reported;
+}
+int dtls_core_peer_unverified(const dtls_core *core) { return core->cookie_skipped; }
+int dtls_core_cookie_fallbacks(const dtls_core *core) { return core->cookie_fallbacks; }
 int dtls_core_resumed(const dtls_core *core) { return core->state == DTLS_STATE_CONNECTED && core->resumed; }
 
 size_t dtls_core_save_session(dtls_core *core, unsigned char *buf, size_t size) {

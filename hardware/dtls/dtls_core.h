@@ -139,6 +139,20 @@ const char *dtls_core_error_name(int code);
 int dtls_core_mbedtls_error(const dtls_core *core);
 int dtls_core_alert(const dtls_core *core);
 
+/*
+ * Server: resumption without HelloVerifyRequest, like Californium/Scandium (ThingsBoard) below its
+ * DTLS_VERIFY_PEERS_ON_RESUMPTION_THRESHOLD. Call on a new endpoint before feeding its first datagram.
+ * If that ClientHello carries no valid cookie but a session ID found in the shared session cache, the
+ * server answers with the abbreviated handshake at once; anything else (unknown ID, no ID, or mbedTLS
+ * deciding on a full handshake after all) gets the HelloVerifyRequest as usual. No effect when cookies
+ * are off. The caller bounds how many such unverified handshakes run at once (dtls_core_peer_unverified).
+ */
+void dtls_core_allow_resume_without_cookie(dtls_core *core, int allow);
+/* 1 if this endpoint's handshake skipped the cookie exchange (its address was never verified). */
+int dtls_core_peer_unverified(const dtls_core *core);
+/* How often a cookie-less resumption turned into a full handshake and was restarted with a HelloVerifyRequest. */
+int dtls_core_cookie_fallbacks(const dtls_core *core);
+
 /* 1 if the completed handshake was abbreviated (session resumed). */
 int dtls_core_resumed(const dtls_core *core);
 /*

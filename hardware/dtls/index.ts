@@ -31,6 +31,12 @@ export interface NativeDtlsEndpoint extends DtlsEngine {
   readonly bytesReceived: number;
   readonly cidInUse: boolean;
   readonly ciphersuite: string;
+  /** Server: accept the first ClientHello without a cookie if it resumes a session in the cache. */
+  allowResumeWithoutCookie(allow: boolean): void;
+  /** Server: this handshake skipped the HelloVerifyRequest (the peer's address is not verified). */
+  readonly peerUnverified: boolean;
+  /** Server: cookie-less resumptions that turned into full handshakes and were restarted with a HelloVerifyRequest. */
+  readonly cookieFallbacks: number;
 }
 
 export interface NativeEndpointOptions extends Partial<DtlsEngineOptions> {
@@ -105,6 +111,15 @@ export interface DtlsServerOptions {
   sessionTimeout?: number;
   /** HelloVerifyRequest cookies (default true, like ThingsBoard). */
   cookies?: boolean;
+  /**
+   * Like Californium/Scandium's DTLS_VERIFY_PEERS_ON_RESUMPTION_THRESHOLD (ThingsBoard's DTLS server):
+   * percent of maxPeers (default 30). While fewer than (maxPeers * percent + 50) / 100 handshakes with an
+   * unverified peer are running, a new peer's ClientHello that resumes a session in the server's cache
+   * is answered at once (abbreviated handshake, no HelloVerifyRequest round trip). Full handshakes, and
+   * resumptions that fall back to a full handshake, always get the HelloVerifyRequest.
+   * 0 = always HelloVerifyRequest. No effect with cookies: false.
+   */
+  verifyPeersOnResumptionThreshold?: number;
 }
 
 export interface DtlsPeerInfo {
@@ -141,13 +156,30 @@ interface Peer {
 export class DtlsServer extends dgram.Socket {
   readonly peers = new Map<string, Peer>();
   /** Counters for tests: application datagrams delivered and handshakes completed. */
-  readonly stats = { messages: 0, handshakes: 0, resumed: 0, failures: 0, datagramsIn: 0, bytesIn: 0, bytesOut: 0 };
+  readonly stats = {
+    messages: 0,
+    handshakes: 0,
+    resumed: 0,
+    failures: 0,
+    datagramsIn: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    /** HelloVerifyRequests sent (seen in the outgoing datagrams). */
+    helloVerifyRequests: 0,
+    /** Resumptions started without a HelloVerifyRequest (unverified peer address). */
+    resumptionsWithoutCookie: 0,
+    /** Cookie-less resumptions that mbedTLS turned into a full handshake: restarted with a HelloVerifyRequest. */
+    resumptionFallbacks: 0,
+  };
   #raw: dgram.Socket;
   #ctx: NativeDtlsContext;
   #addon: DtlsEngineModule;
   #opt: DtlsServerOptions;
   #sweep: NodeJS.Timeout | null = null;
   #closed = false;
+  /** Handshakes running with an unverified peer address (bounded by the resumption threshold). */
+  readonly #unverified = new Set<Peer>();
+  readonly #unverifiedMax: number;
 
   constructor(options: DtlsServerOptions) {
     // @ts-expect-error: @types/node hides dgram.Socket's constructor (type | options, listener)
@@ -169,6 +201,12 @@ export class DtlsServer extends dgram.Socket {
       sessionTimeout: options.sessionTimeout,
       cookies: options.cookies,
     });
+    const pct = options.verifyPeersOnResumptionThreshold ?? 30;
+    if (!Number.isFinite(pct) || pct < 0 || pct > 100) {
+      throw new RangeError('verifyPeersOnResumptionThreshold: a percentage of maxPeers, 0..100');
+    }
+    // Scandium: (maxConnections * percent + 50) / 100 in integer arithmetic
+    this.#unverifiedMax = options.cookies === false ? 0 : Math.floor(((options.maxPeers ?? 1000) * pct + 50) / 100);
     this.#raw = dgram.createSocket('udp4');
     this.#raw.on('message', (msg, rinfo) => this.#onRaw(msg, rinfo));
     this.#raw.on('error', (err) => this.emit('error', err));
@@ -291,20 +329,32 @@ export class DtlsServer extends dgram.Socket {
       this.#drop(peer, false);
       peer = undefined;
     }
+    const created = !peer;
     if (!peer) {
       if (this.peers.size >= (this.#opt.maxPeers ?? 1000)) return;
       const ep = new this.#addon.DtlsEndpoint({ context: this.#ctx, clientId: key, mtu: this.#opt.mtu });
       const p: Peer = { key, rinfo, ep, timer: null, timerGen: -1, lastSeen: Date.now(), peerCert: null };
       ep.onSend = (record) => {
         this.stats.bytesOut += record.length;
+        if (isHelloVerifyRequest(record)) this.stats.helloVerifyRequests++;
         this.#raw.send(record, p.rinfo.port, p.rinfo.address);
       };
+      if (this.#unverified.size < this.#unverifiedMax && clientHelloSessionId(msg) !== null) {
+        // The core skips the cookie only if this session ID is in the session cache (checked inside
+        // mbedTLS's ClientHello parsing) and the handshake really is abbreviated.
+        ep.allowResumeWithoutCookie(true);
+      }
       this.peers.set(key, p);
       peer = p;
     }
     peer.lastSeen = Date.now();
     const p = peer;
     this.#call(p, () => p.ep.feed(msg));
+    if (created && this.peers.get(key) === p) this.stats.resumptionFallbacks += p.ep.cookieFallbacks;
+    if (this.peers.get(key) === p && p.ep.state === 'handshaking' && p.ep.peerUnverified && !this.#unverified.has(p)) {
+      this.#unverified.add(p);
+      this.stats.resumptionsWithoutCookie++;
+    }
     if (!this.peers.has(key)) return;
     for (;;) {
       const m = p.ep.read();
@@ -325,6 +375,7 @@ export class DtlsServer extends dgram.Socket {
       this.emit('handshakeError', err, peer.rinfo);
       return;
     }
+    if (this.#unverified.has(peer) && peer.ep.state !== 'handshaking') this.#unverified.delete(peer);
     if (r === 1) {
       this.stats.handshakes++;
       if (peer.ep.resumed) this.stats.resumed++;
@@ -356,6 +407,7 @@ export class DtlsServer extends dgram.Socket {
   }
 
   #drop(peer: Peer, notify: boolean): void {
+    this.#unverified.delete(peer);
     if (peer.timer) clearTimeout(peer.timer);
     peer.timer = null;
     if (notify) {
@@ -382,4 +434,30 @@ export class DtlsServer extends dgram.Socket {
 /** A plaintext (epoch 0) DTLS handshake record carrying a ClientHello. */
 function isInitialClientHello(d: Buffer): boolean {
   return d.length > 25 && d[0] === 22 && d[1] === 0xfe && d[3] === 0 && d[4] === 0 && d[13] === 1;
+}
+
+/** A HelloVerifyRequest (handshake type 3) in an epoch-0 handshake record. */
+function isHelloVerifyRequest(d: Uint8Array): boolean {
+  return d.length >= 25 && d[0] === 22 && d[3] === 0 && d[4] === 0 && d[13] === 3;
+}
+
+/**
+ * The session ID of a DTLS 1.2 ClientHello that asks to resume (non-empty ID), else null: one epoch-0
+ * handshake record (type 22, version FEFD, 13-byte header), an unfragmented ClientHello (12-byte
+ * handshake header), then client_version (2), random (32), session_id length (1), session_id.
+ */
+export function clientHelloSessionId(d: Uint8Array): Uint8Array | null {
+  if (d.length < 13 + 12 + 35 || d[0] !== 22 || d[1] !== 0xfe || d[2] !== 0xfd || d[3] !== 0 || d[4] !== 0) return null;
+  const recLen = (d[11] << 8) | d[12];
+  if (13 + recLen > d.length || recLen < 12 + 35) return null;
+  const h = 13;
+  if (d[h] !== 1) return null;
+  const len = (d[h + 1] << 16) | (d[h + 2] << 8) | d[h + 3];
+  const fragOff = (d[h + 6] << 16) | (d[h + 7] << 8) | d[h + 8];
+  const fragLen = (d[h + 9] << 16) | (d[h + 10] << 8) | d[h + 11];
+  if (fragOff !== 0 || fragLen !== len || 12 + len > recLen) return null;
+  const b = h + 12;
+  const idLen = d[b + 34];
+  if (idLen === 0 || idLen > 32 || 35 + idLen > len) return null;
+  return d.subarray(b + 35, b + 35 + idLen);
 }

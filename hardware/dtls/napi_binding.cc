@@ -162,6 +162,9 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
                            InstanceMethod<&DtlsEndpoint::PeerCertificate>("peerCertificate"),
                            InstanceMethod<&DtlsEndpoint::Close>("close"),
                            InstanceMethod<&DtlsEndpoint::Destroy>("destroy"),
+                           InstanceMethod<&DtlsEndpoint::AllowResumeWithoutCookie>("allowResumeWithoutCookie"),
+                           InstanceAccessor<&DtlsEndpoint::PeerUnverified>("peerUnverified"),
+                           InstanceAccessor<&DtlsEndpoint::CookieFallbacks>("cookieFallbacks"),
                            InstanceAccessor<&DtlsEndpoint::State>("state"),
                            InstanceAccessor<&DtlsEndpoint::TimerGeneration>("timerGeneration"),
                            InstanceAccessor<&DtlsEndpoint::Resumed>("resumed"),
@@ -366,6 +369,18 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
     outbox_.clear();
     plain_.clear();
     return info.Env().Undefined();
+  }
+
+  // Server: accept this endpoint's first ClientHello without a cookie if it resumes a cached session.
+  Napi::Value AllowResumeWithoutCookie(const Napi::CallbackInfo &info) {
+    if (core_) dtls_core_allow_resume_without_cookie(core_, info.Length() < 1 || info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value PeerUnverified(const Napi::CallbackInfo &info) {
+    return Napi::Boolean::New(info.Env(), core_ && dtls_core_peer_unverified(core_));
+  }
+  Napi::Value CookieFallbacks(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), core_ ? dtls_core_cookie_fallbacks(core_) : 0);
   }
 
   Napi::Value State(const Napi::CallbackInfo &info) {
