@@ -2,13 +2,15 @@
  * Bytes on the wire for a report after sleep (both directions, UDP payloads, counted by the client's
  * socket when the handshake completes): full one-way handshake, resumption by ticket, resumption by
  * session ID (what ThingsBoard/Scandium does), our DtlsServer with its defaults (cookies on,
- * tickets on, 256-entry session cache). The resumed client always comes back from a NEW port.
+ * tickets on, 256-entry session cache, and like Scandium's DTLS_VERIFY_PEERS_ON_RESUMPTION_THRESHOLD = 30 %
+ * no HelloVerifyRequest for a known session). The resumed client always comes back from a NEW port.
  * Numbers measured with Debian's mbedTLS 2.28.3 (P-256 server certificate, CCM-8); see docs/dtls.md.
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { DtlsServer } from '../../hardware/dtls/index';
-import { openClient, testPki, nextMessage, UdpProxy, sleep, type Client } from './helpers';
+import dgram from 'node:dgram';
+import { DtlsServer, clientHelloSessionId } from '../../hardware/dtls/index';
+import { openClient, testPki, nextMessage, UdpProxy, sleep, waitFor, type Client } from './helpers';
 
 /** The server completes a resumed handshake after the client (the client's Finished comes last). */
 async function serverResumed(s: DtlsServer): Promise<number> {
@@ -52,20 +54,118 @@ describe('dtls: bytes per report after sleep', function () {
     return { full: first.handshakeBytes, resumed: second, saved };
   }
 
-  it('session-ID resumption (tickets off, the default): < 700 B, saved session ~114 B without the certificate', async () => {
+  it('session-ID resumption (tickets off, the default): ~421 B, no HelloVerifyRequest (Scandium-like), saved session ~114 B', async () => {
     const { s, port } = await server();
-    const { full, resumed, saved } = await sleepAndResume(port, false);
+    const first = client(port, one);
+    assert.equal((await first.connected).resumed, false);
+    assert.equal(s.stats.helloVerifyRequests, 1, 'the full handshake went through a HelloVerifyRequest');
+    const saved = first.dtls.session()!;
+    first.dtls.close();
+    const resumed = client(port, one, { session: saved });
+    await resumed.connected;
+    assert.notEqual(resumed.udp.localPort, first.udp.localPort);
+    const full = first.handshakeBytes;
     assert.equal(resumed.dtls.resumed, true);
     assert.equal(await serverResumed(s), 1, 'the server resumed from its session cache');
-    // measured: full 1517 B, resumed 683 B (ClientHello 170 + HelloVerifyRequest 60 + ClientHello+cookie 202
-    // + ServerHello/CCS/Finished 184 + CCS/Finished 67); saved session 114 B
+    assert.equal(s.stats.helloVerifyRequests, 1, 'no HelloVerifyRequest for the resumption');
+    assert.equal(s.stats.resumptionsWithoutCookie, 1);
+    // measured: full 1517 B, resumed 421 B (ClientHello 170 + ServerHello/CCS/Finished 184 + CCS/Finished 67);
+    // saved session 114 B. With the cookie exchange (threshold 0) the resumption is 683 B.
     assert.ok(full <= 1540, `full one-way handshake ${full} B`);
-    assert.ok(resumed.handshakeBytes <= 700, `session-ID resumption ${resumed.handshakeBytes} B`);
+    assert.ok(resumed.handshakeBytes <= 450, `session-ID resumption ${resumed.handshakeBytes} B`);
     assert.ok(saved.length <= 130, `saved session ${saved.length} B`);
     assert.equal(Buffer.from(saved).indexOf(new X509Certificate(pki.read('server.pem')).raw.subarray(0, 64)), -1, 'no server certificate in the saved session');
     resumed.dtls.send(new TextEncoder().encode('report'));
     assert.equal(Buffer.from(await nextMessage(resumed)).toString(), 'report');
     console.log(`      full ${full} B, session-ID resumed ${resumed.handshakeBytes} B, saved session ${saved.length} B`);
+  });
+
+  it('verifyPeersOnResumptionThreshold: 0: the resumption pays the HelloVerifyRequest round trip (~683 B)', async () => {
+    const { s, port } = await server({ verifyPeersOnResumptionThreshold: 0 });
+    const { resumed } = await sleepAndResume(port, false);
+    assert.equal(resumed.dtls.resumed, true);
+    assert.equal(await serverResumed(s), 1);
+    assert.equal(s.stats.helloVerifyRequests, 2, 'full handshake and resumption both got a HelloVerifyRequest');
+    assert.equal(s.stats.resumptionsWithoutCookie, 0);
+    // measured: 683 B (ClientHello 170 + HelloVerifyRequest 60 + ClientHello+cookie 202 + 184 + 67)
+    assert.ok(resumed.handshakeBytes > 600 && resumed.handshakeBytes <= 700, `${resumed.handshakeBytes} B`);
+    console.log(`      threshold 0: session-ID resumed ${resumed.handshakeBytes} B`);
+  });
+
+  it('a session ID the server does not know: HelloVerifyRequest, then a full handshake (CVE-2022-2576 lesson)', async () => {
+    const a = await server();
+    const b = await server(); // another server: its cache has never seen the session
+    const first = client(a.port, one);
+    await first.connected;
+    const saved = first.dtls.session()!;
+    first.dtls.close();
+    const second = client(b.port, one, { session: saved });
+    assert.equal((await second.connected).resumed, false, 'full handshake');
+    assert.equal(b.s.stats.helloVerifyRequests, 1, 'the fallback full handshake went through a HelloVerifyRequest');
+    assert.equal(b.s.stats.resumptionsWithoutCookie, 0);
+    assert.ok(second.handshakeBytes > 1400, `${second.handshakeBytes} B`);
+  });
+
+  it('an expired session (sessionTimeout 1 s): HelloVerifyRequest, then a full handshake', async () => {
+    const { s, port } = await server({ sessionTimeout: 1 });
+    const first = client(port, one);
+    await first.connected;
+    const saved = first.dtls.session()!;
+    first.dtls.close();
+    await sleep(2200);
+    const second = client(port, one, { session: saved });
+    assert.equal((await second.connected).resumed, false);
+    assert.equal(s.stats.helloVerifyRequests, 2);
+    assert.equal(s.stats.resumptionsWithoutCookie, 0);
+  });
+
+  it('raw ClientHellos: a bogus session ID gets a HelloVerifyRequest; known IDs skip it only up to the threshold', async () => {
+    // maxPeers 10, 10 % -> (10 * 10 + 50) / 100 = 1 handshake with an unverified peer at a time
+    const { s, port } = await server({ maxPeers: 10, verifyPeersOnResumptionThreshold: 10 });
+    const first = client(port, one);
+    await first.connected;
+    const saved = first.dtls.session()!;
+    first.dtls.close();
+    // capture the resuming client's ClientHello through a proxy
+    const proxy = new UdpProxy(port);
+    const pport = await proxy.start();
+    let hello: Buffer | undefined;
+    try {
+      proxy.filterToServer = (d) => {
+        hello ??= Buffer.from(d);
+        return true;
+      };
+      const second = client(pport, one, { session: saved });
+      await second.connected;
+      assert.equal(await serverResumed(s), 1, 'the proxied resumption is complete on the server too');
+    } finally {
+      proxy.close();
+    }
+    assert.ok(hello && clientHelloSessionId(hello)?.length === 32, 'a ClientHello with a 32-byte session ID');
+    const hvr0 = s.stats.helloVerifyRequests;
+    const answer = async (d: Buffer): Promise<Buffer> => {
+      const sock = dgram.createSocket('udp4');
+      try {
+        await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+        return await waitFor<Buffer>('an answer', 3000, (resolve) => {
+          sock.once('message', (m) => resolve(m));
+          sock.send(d, port, '127.0.0.1');
+        });
+      } finally {
+        sock.close();
+      }
+    };
+    const bogus = Buffer.from(hello!);
+    const idAt = 13 + 12 + 35;
+    bogus[idAt] ^= 0xff;
+    const r1 = await answer(bogus);
+    assert.equal(r1[13], 3, 'bogus session ID -> HelloVerifyRequest');
+    const r2 = await answer(hello!); // known ID from a new address: abbreviated handshake at once
+    assert.equal(r2[13], 2, 'known session ID -> ServerHello');
+    assert.equal(s.stats.resumptionsWithoutCookie, 2); // the proxied client and this one (never finishes)
+    const r3 = await answer(hello!); // one unverified handshake already pending: threshold reached
+    assert.equal(r3[13], 3, 'over the threshold -> HelloVerifyRequest');
+    assert.equal(s.stats.helloVerifyRequests, hvr0 + 2);
   });
 
   it('ticket resumption (tickets: true): works, but costs ~300 B more than session ID', async () => {
