@@ -181,7 +181,7 @@ export async function run(): Promise<void> {
 
     const row = (name: string, bytes: number, note = '') => console.log(`  ${name.padEnd(48)} ${String(bytes).padStart(6)} B ${note}`);
     console.log(`bytes per telemetry report ${JSON.stringify(REPORT)}, both directions, counted at the socket`);
-    console.log(`(mbedTLS ${engine.mbedtlsVersion}, ECDHE-ECDSA P-256, server cookies on, ${TOKEN_LENGTH.dtls}-byte CoAP tokens as the device uses inside DTLS;\n CON = request + ThingsBoard's separate CON response + our ACK, as ThingsBoard answers today)`);
+    console.log(`(mbedTLS ${engine.mbedtlsVersion}, ECDHE-ECDSA P-256; the server sends HelloVerifyRequest on full handshakes, none on session-ID resumption (Scandium's default);\n ${TOKEN_LENGTH.dtls}-byte CoAP tokens as the device uses inside DTLS;\n CON = request + ThingsBoard's separate CON response + our ACK, as ThingsBoard answers today)`);
     row('(a) full handshake + report', full);
     row('(b) after sleep: resumed handshake + report', resumed, resumedOk ? '(abbreviated handshake)' : '(NOT resumed: full handshake)');
     row('(c) established session, CON', established, established <= 150 ? '(target <= 150: met)' : '(target <= 150: NOT met)');
