@@ -93,6 +93,13 @@ export interface DeviceConfig {
   /** Pause between replay batches: ThingsBoard rate-limits bursts (answers 5.00). */
   replayPaceMs?: number;
   firmware?: { title: string; version: string };
+  /**
+   * Re-register the Observe relations when this long has passed since the last registration,
+   * checked after each report's uplink (0 = never, the default). Behind a NAT, a UDP mapping that expired
+   * between reports comes back on a new port and ThingsBoard keeps notifying the old one
+   * (issue #5263): set this to the NAT's UDP timeout (30-60 s on cellular) or lower.
+   */
+  observeRefreshMs?: number;
 }
 
 export type DeviceEvent =
@@ -140,6 +147,7 @@ export class DeviceApp {
   #flushing = false;
   #running = false;
   #subscriptions: TbSubscription[] = [];
+  #registeredAt = 0;
 
   constructor(platform: Platform, config: DeviceConfig, sources: TelemetrySource[], transport?: Datagram) {
     this.#platform = platform;
@@ -287,6 +295,7 @@ export class DeviceApp {
         (reason) => reason && log.warn(`RPC subscription ended: ${reason.message}`),
       );
       this.#subscriptions = [attrs, rpc];
+      this.#registeredAt = this.#platform.clock.now();
       for (const [name, s] of [['attributes', attrs], ['RPC', rpc]] as const) {
         try {
           await s.registered;
@@ -304,6 +313,7 @@ export class DeviceApp {
 
   /** Re-registers the observations (after a wake-up or an address change). */
   async resubscribe(): Promise<void> {
+    this.#registeredAt = this.#platform.clock.now();
     await Promise.all(this.#subscriptions.map((s) => s.reregister().catch((e: Error) => this.#platform.log.warn(`re-register failed: ${e.message}`))));
   }
 
@@ -331,6 +341,10 @@ export class DeviceApp {
     }
     if (Object.keys(values).length) this.#enqueue({ ts: this.#platform.clock.epochMs(), values });
     await this.flush();
+    // The uplink just refreshed (or re-created) the NAT mapping: re-register from it if due.
+    const refresh = this.#config.observeRefreshMs ?? 0;
+    if (refresh > 0 && this.#subscriptions.length && !this.tb.stopped && this.#platform.clock.now() - this.#registeredAt >= refresh)
+      await this.resubscribe();
   }
 
   /** Sends queued records in batches, paced; keeps them on failure. */

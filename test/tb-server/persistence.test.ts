@@ -8,6 +8,16 @@ import { Store, HISTORY_LIMIT, certSha3FromPem } from '../../tools/tb-server/sto
 import { Client, http, startTemp, tempDir } from './helpers';
 
 describe('tb-server persistence', () => {
+  it('keeps one telemetry point per (key, ts), like ThingsBoard\'s ts_kv: a replayed report replaces itself', () => {
+    const store = new Store(tempDir());
+    const dev = store.createDevice('replay');
+    store.saveTelemetry(dev.id, [{ ts: 1000, values: { t: 1, h: 5 } }]);
+    store.saveTelemetry(dev.id, [{ ts: 1000, values: { t: 2 } }, { ts: 2000, values: { t: 3 } }]);
+    assert.deepEqual(store.telemetry(dev.id, ['t']).t, [{ ts: 2000, value: 3 }, { ts: 1000, value: 2 }]);
+    assert.deepEqual(store.telemetry(dev.id, ['h']).h, [{ ts: 1000, value: 5 }]);
+    store.close();
+  });
+
   it('devices, telemetry, attributes, profiles and power settings survive a restart', async () => {
     const dataDir = tempDir();
     let tb = await startTemp({ dataDir });

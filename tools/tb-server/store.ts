@@ -211,7 +211,12 @@ export class Store {
       for (const [key, value] of Object.entries(e.values)) {
         const cur = d.latest[key];
         if (!cur || cur.ts <= e.ts) d.latest[key] = { ts: e.ts, value };
-        d.history.push({ ts: e.ts, key, value });
+        // ThingsBoard's ts_kv primary key is (entity, key, ts): the same point sent twice (a device
+        // replaying a report whose response it never saw) replaces itself instead of adding a row.
+        let same = d.history.length - 1;
+        while (same >= 0 && !(d.history[same]!.ts === e.ts && d.history[same]!.key === key)) same--;
+        if (same >= 0) d.history[same] = { ts: e.ts, key, value };
+        else d.history.push({ ts: e.ts, key, value });
       }
     }
     if (d.history.length > this.historyLimit) d.history.splice(0, d.history.length - this.historyLimit);
