@@ -1,6 +1,7 @@
 /*
  * npm run sim -- --server coap://HOST:5683 --token TOKEN [--interval S] [--speed N]
- *                [--duration S] [--nbiot] [--non] [--quiet] [--log debug|info|warn|error]
+ *                [--duration S] [--nbiot] [--non] [--observe-refresh S] [--quiet]
+ *                [--log debug|info|warn|error]
  * CoAP over DTLS (see docs/dtls.md):
  *   one-way, token:  --server coaps://HOST:5684 --ca ca.pem --token TOKEN [--hostname NAME]
  *   mutual X.509:    --server coaps://HOST:5684 --ca ca.pem --cert device.pem --key device.key
@@ -23,7 +24,7 @@ export function parseServer(url: string): { host: string; port: number; secure: 
 }
 
 const USAGE = [
-  'usage: npm run sim -- --server coap://HOST:5683 --token TOKEN [--interval S] [--speed N] [--duration S] [--nbiot] [--non] [--quiet] [--log LEVEL]',
+  'usage: npm run sim -- --server coap://HOST:5683 --token TOKEN [--interval S] [--speed N] [--duration S] [--nbiot] [--non] [--observe-refresh S] [--quiet] [--log LEVEL]',
   '       npm run sim -- --server coaps://HOST:5684 --ca CA.pem (--token TOKEN | --cert DEVICE.pem --key DEVICE.key) [--hostname NAME]',
 ].join('\n');
 
@@ -67,6 +68,7 @@ async function main(): Promise<void> {
     reportingIntervalMs: num(args.interval, 10) * 1000,
     transmission: args.nbiot ? 'nbiot' : 'rfc7252',
     uplink: args.non ? 'non' : 'con',
+    observeRefreshMs: num(args['observe-refresh'], 0) * 1000,
     firmware: { title: 'tb-coap-firmware', version: '0.1.0' },
     clock,
     log,
