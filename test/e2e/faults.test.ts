@@ -16,6 +16,9 @@ import { createSimDevice } from '../../tools/sim/device';
 import type { SimDevice, SimDeviceOptions } from '../../tools/sim/device';
 import { memoryLog, waitFor } from '../helpers/wait';
 
+/** Lets the wall clock move past the last report's millisecond. */
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
 const FAST = { ackTimeout: 100, ackRandomFactor: 1.5, maxRetransmit: 6, responseTimeout: 600 };
 
 describe('e2e: network faults (real UDP with fault injection)', function () {
@@ -59,8 +62,8 @@ describe('e2e: network faults (real UDP with fault injection)', function () {
     d.udp.faults = { lossOut: 0.25, lossIn: 0.25, random: () => rnd.next() };
     await d.app.start();
     for (let i = 0; i < 8; i++) {
+      await tick(); // distinct timestamps: (key, ts) is the identity of a point
       await d.app.reportNow();
-      await new Promise((r) => setTimeout(r, 5)); // distinct timestamps
     }
     for (let i = 0; i < 20 && d.app.state.queued > 0; i++) await d.app.flush();
     assert.equal(d.app.state.queued, 0, 'queue drained');
@@ -77,8 +80,8 @@ describe('e2e: network faults (real UDP with fault injection)', function () {
     d.udp.faults = { duplicateOut: 1, random: () => 0 };
     await d.app.start();
     for (let i = 0; i < 5; i++) {
+      await tick();
       await d.app.reportNow();
-      await new Promise((r) => setTimeout(r, 5));
     }
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(stored(dev.id).length, 6);
@@ -95,6 +98,7 @@ describe('e2e: network faults (real UDP with fault injection)', function () {
     const junk = [Buffer.from([0xff, 0x00]), Buffer.from([0x41, 0x45, 0x00]), Buffer.from('not coap at all'), Buffer.alloc(0)];
     for (const j of junk) spoof.send(j, d.udp.localPort, '127.0.0.1');
     spoof.close();
+    await tick();
     await d.app.reportNow();
     assert.equal(d.app.state.queued, 0);
     assert.equal(stored(dev.id).length, 2);
