@@ -291,9 +291,22 @@ describe('tb-server /api/v1 request/response', () => {
     });
   });
 
-  it('close() leaves no pending timers that keep the test hanging', async () => {
+  it('close() releases its sockets and timers (nothing left to keep a process alive)', async () => {
+    const count = () => {
+      const c: Record<string, number> = {};
+      for (const r of process.getActiveResourcesInfo()) c[r] = (c[r] ?? 0) + 1;
+      return c;
+    };
+    await sleep(10);
+    const before = count();
     const t = await startTemp();
+    const running = count();
+    assert.ok((running.UDPWrap ?? 0) > (before.UDPWrap ?? 0), 'the CoAP socket was open');
     await t.close();
     await sleep(10);
+    const after = count();
+    for (const kind of ['UDPWrap', 'TCPServerWrap', 'Timeout']) {
+      assert.ok((after[kind] ?? 0) <= (before[kind] ?? 0), `${kind}: ${before[kind] ?? 0} before, ${after[kind] ?? 0} after close()`);
+    }
   });
 });
