@@ -24,6 +24,14 @@ export function isDtlsRecord(data: Uint8Array): boolean {
   return data.length >= 13 && DTLS_TYPES[data[0]!] !== undefined && data[1] === 0xfe && data[2] === 0xfd;
 }
 
+/** JSON fields that carry secrets: provisioning secret, issued credentials, claim key, passwords. */
+const SECRET_FIELDS = /"(provisionDeviceSecret|credentialsValue|token|password|secretKey|accessToken)"\s*:\s*"(?:[^"\\]|\\.)*"/g;
+
+/** The payload text with secret-bearing JSON fields masked. */
+export function redactPayload(text: string): string {
+  return text.replace(SECRET_FIELDS, '"$1":"***"');
+}
+
 export function describeDatagram(data: Uint8Array): string {
   if (isDtlsRecord(data)) {
     const types: string[] = [];
@@ -49,7 +57,7 @@ export function describeDatagram(data: Uint8Array): string {
   if (path.length) line += ` ${redactPath(path)}${query.length ? '?' + query.join('&') : ''}`;
   if (observe !== undefined) line += ` obs=${observe}`;
   if (msg.payload.length) {
-    let text = decodeUtf8(msg.payload);
+    let text = redactPayload(decodeUtf8(msg.payload));
     if (text.length > 120) text = text.slice(0, 117) + '...';
     line += ` ${text}`;
   }
