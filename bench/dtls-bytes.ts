@@ -86,7 +86,7 @@ export async function run(): Promise<void> {
   const clock = new ScaledClock(1);
   const settle = () => sleep(150); // let the last ACK cross the proxy before reading the counter
 
-  const open = (session?: Uint8Array, nonConfirmable = false) => {
+  const open = (session?: Uint8Array) => {
     const udp = new UdpDatagram('127.0.0.1', port);
     const dtls = new DtlsDatagram({
       transport: udp,
@@ -96,7 +96,7 @@ export async function run(): Promise<void> {
       ...(session ? { session } : {}),
     });
     const coap = new CoapClient(dtls, { clock, random: cryptoRandom, tokenLength: TOKEN_LENGTH.dtls });
-    const tb = new ThingsBoardClient(coap, { credentials: { kind: 'token', token: dev.token }, clock, nonConfirmableUplink: nonConfirmable });
+    const tb = new ThingsBoardClient(coap, { credentials: { kind: 'token', token: dev.token }, clock });
     return { dtls, coap, tb, close: () => { coap.close(); dtls.close(); } };
   };
 
@@ -122,12 +122,18 @@ export async function run(): Promise<void> {
     await settle();
     const resumed = proxy.bytes;
     const resumedOk = b.dtls.resumed;
-    // (c') established, NON with No-Response (unconfirmed: one datagram)
-    const nonTb = new ThingsBoardClient(b.coap, { credentials: { kind: 'token', token: dev.token }, clock, nonConfirmableUplink: true });
+    // (c') established, NON request + NON 2.01 (confirmed, two datagrams)
+    const nonTb = new ThingsBoardClient(b.coap, { credentials: { kind: 'token', token: dev.token }, clock, uplink: 'non' });
     proxy.reset();
     await nonTb.sendTelemetry(REPORT);
     await settle();
     const establishedNon = proxy.bytes;
+    // (c'') established, NON + No-Response (unconfirmed: one datagram)
+    const nrTb = new ThingsBoardClient(b.coap, { credentials: { kind: 'token', token: dev.token }, clock, uplink: 'non-no-response' });
+    proxy.reset();
+    await nrTb.sendTelemetry(REPORT);
+    await settle();
+    const establishedNoResponse = proxy.bytes;
     b.close();
 
     // The guide's one-shot client, same endpoint, same proxy.
@@ -144,7 +150,7 @@ export async function run(): Promise<void> {
     const guideBytes = proxy.bytes;
     if (!guide.ok) throw new Error(`coap-client-openssl failed: ${guide.err}`);
     const stored = server.store.telemetry(dev.id, ['temperature']).temperature?.length ?? 0;
-    if (stored < 5) throw new Error(`only ${stored} of 5 reports stored`);
+    if (stored < 6) throw new Error(`only ${stored} of 6 reports stored`);
 
     // (c'') the same established CON report if the server piggybacked its 2.01 on the ACK, as
     // ThingsBoard will once PR #15174 lands (the local endpoint's conResponses: 'piggyback').
@@ -184,9 +190,11 @@ export async function run(): Promise<void> {
     console.log(`(mbedTLS ${engine.mbedtlsVersion}, ECDHE-ECDSA P-256; the server sends HelloVerifyRequest on full handshakes, none on session-ID resumption (Scandium's default);\n ${TOKEN_LENGTH.dtls}-byte CoAP tokens as the device uses inside DTLS;\n CON = request + ThingsBoard's separate CON response + our ACK, as ThingsBoard answers today)`);
     row('(a) full handshake + report', full);
     row('(b) after sleep: resumed handshake + report', resumed, resumedOk ? '(abbreviated handshake)' : '(NOT resumed: full handshake)');
-    row('(c) established session, CON', established, established <= 150 ? '(target <= 150: met)' : '(target <= 150: NOT met)');
-    row("(c') established session, NON + No-Response", establishedNon, '(unconfirmed)');
-    row("(c'') established, CON, response piggybacked", piggybacked, "(ThingsBoard after PR #15174)");
+    const target = (n: number) => (n <= 150 ? '(target <= 150: met)' : '(target <= 150: NOT met)');
+    row('(c) established session, CON (device default)', established, target(established));
+    row("(c') established session, NON + NON 2.01 (--non)", establishedNon, `${target(establishedNon)}, confirmed`);
+    row("(c'') established, NON + No-Response", establishedNoResponse, '(unconfirmed)');
+    row("(c''') established, CON, response piggybacked", piggybacked, "(ThingsBoard after PR #15174)");
     row('guide: coap-client-openssl one-shot', guideBytes);
     const ratio = resumed / guideBytes;
     console.log(`  ratio (b) / guide = ${ratio.toFixed(3)} (target <= 0.333: ${ratio <= 1 / 3 ? 'met' : 'NOT met'}); guide / (c) = ${(guideBytes / established).toFixed(1)}x`);

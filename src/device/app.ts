@@ -11,7 +11,7 @@ import { CoapClient } from '../coap/client';
 import type { TransmissionParams } from '../coap/types';
 import { NBIOT_TRANSMISSION, RFC7252_TRANSMISSION } from '../coap/types';
 import type { Datagram, Platform, TimerHandle } from '../platform/types';
-import type { Credentials, TbSubscription } from '../thingsboard/client';
+import type { Credentials, TbSubscription, UplinkMode } from '../thingsboard/client';
 import { ThingsBoardClient } from '../thingsboard/client';
 import { TbError } from '../thingsboard/errors';
 import type { RpcRequest, TbObject, TbValue } from '../thingsboard/payload';
@@ -81,11 +81,12 @@ export interface DeviceConfig {
   reportingIntervalMs?: number;
   transmission?: 'rfc7252' | 'nbiot' | Partial<TransmissionParams>;
   /**
-   * 'con' (default): each telemetry POST is confirmed, and kept queued until it is.
-   * 'non': NON with No-Response (RFC 7967): one datagram per report, the cheapest on NB-IoT, but a
-   * lost datagram is lost data.
+   * How reports travel (ThingsBoardClientOptions.uplink): 'con' (default) and 'non' are both
+   * confirmed by the server's 2.01 and kept queued until it comes ('non' saves the ACK and the
+   * separate CON response: two datagrams instead of three); 'non-no-response' is one datagram and
+   * unconfirmed: a lost datagram is a lost reading.
    */
-  uplink?: 'con' | 'non';
+  uplink?: UplinkMode;
   /** Records kept while the server is unreachable (oldest dropped and counted when full). */
   queueSize?: number;
   /** Records per telemetry POST when replaying the queue. */
@@ -192,7 +193,7 @@ export class DeviceApp {
       credentials: config.credentials,
       clock: platform.clock,
       log: platform.log,
-      nonConfirmableUplink: config.uplink === 'non',
+      uplink: config.uplink ?? 'con',
     });
     this.coap.onTransportError = (e) => this.#onTransportError(e as DtlsError);
   }

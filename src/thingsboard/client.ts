@@ -32,12 +32,24 @@ export interface ThingsBoardClientOptions {
   clock: Clock;
   codec?: PayloadCodec;
   log?: Log;
-  /** Send telemetry/attributes as NON (no ACK, no response): cheapest on NB-IoT, unconfirmed. */
-  nonConfirmableUplink?: boolean;
+  /**
+   * How telemetry and attribute POSTs travel:
+   * - 'con' (default): CON request. ThingsBoard answers with a separate CON response that we ACK:
+   *   three datagrams per report.
+   * - 'non': NON request; ThingsBoard answers NON (reference §1.5), and the 2.01 is awaited for
+   *   `responseTimeout`: two datagrams, still confirmed end to end. Nothing is retransmitted at the
+   *   CoAP layer: a loss surfaces as a timeout and the caller replays (with the same `ts`, so the
+   *   server stores the point once).
+   * - 'non-no-response': NON with No-Response (RFC 7967) for 2.xx: one datagram, unconfirmed.
+   *   Error responses still come back and are acted on (a 4.01 still stops the client).
+   */
+  uplink?: UplinkMode;
   /** First back-off after a 5.xx, doubled per consecutive failure up to backoffMaxMs. */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
 }
+
+export type UplinkMode = 'con' | 'non' | 'non-no-response';
 
 export type RpcHandler = (request: RpcRequest) => TbValue | Promise<TbValue>;
 
@@ -58,7 +70,7 @@ export class ThingsBoardClient {
   #credentials: Credentials;
   #clock: Clock;
   #log: Log;
-  #non: boolean;
+  #uplink: UplinkMode;
   #stoppedReason: TbError | undefined;
   #backoffInitial: number;
   #backoffMax: number;
@@ -71,7 +83,7 @@ export class ThingsBoardClient {
     this.#clock = options.clock;
     this.codec = options.codec ?? jsonCodec;
     this.#log = options.log ?? silentLog;
-    this.#non = options.nonConfirmableUplink ?? false;
+    this.#uplink = options.uplink ?? 'con';
     this.#backoffInitial = options.backoffInitialMs ?? 5000;
     this.#backoffMax = options.backoffMaxMs ?? 300000;
   }
@@ -105,11 +117,11 @@ export class ThingsBoardClient {
   }
 
   async sendTelemetry(records: TelemetryRecord | TelemetryRecord[]): Promise<void> {
-    await this.#call('telemetry', 'POST', this.path('telemetry'), this.codec.encodeTelemetry(records), this.#non);
+    await this.#call('telemetry', 'POST', this.path('telemetry'), this.codec.encodeTelemetry(records), this.#uplink);
   }
 
   async sendAttributes(attributes: TbObject): Promise<void> {
-    await this.#call('attributes', 'POST', this.path('attributes'), this.codec.encodeAttributes(attributes), this.#non);
+    await this.#call('attributes', 'POST', this.path('attributes'), this.codec.encodeAttributes(attributes), this.#uplink);
   }
 
   /** GET attributes by key; no keys = all. 4.04 (nothing found) resolves to empty sections. */
@@ -118,7 +130,7 @@ export class ThingsBoardClient {
     if (keys.clientKeys?.length) query.push(`clientKeys=${keys.clientKeys.join(',')}`);
     if (keys.sharedKeys?.length) query.push(`sharedKeys=${keys.sharedKeys.join(',')}`);
     try {
-      const res = await this.#call('attribute request', 'GET', this.path('attributes'), undefined, false, query);
+      const res = await this.#call('attribute request', 'GET', this.path('attributes'), undefined, 'con', query);
       return this.codec.decodeAttributeSnapshot(res.payload);
     } catch (e) {
       if (e instanceof TbError && e.code === 'not-found') return { client: {}, shared: {} };
@@ -230,20 +242,30 @@ export class ThingsBoardClient {
     method: Method,
     path: string,
     payload?: Uint8Array,
-    nonConfirmable = false,
+    mode: UplinkMode = 'con',
     query?: string[],
   ): Promise<CoapResponse> {
     if (this.#stoppedReason) throw new TbError('stopped', `${feature} not sent: stopped after ${this.#stoppedReason.message}`);
-    const req: CoapRequest = { method, path, confirmable: !nonConfirmable };
+    const req: CoapRequest = { method, path, confirmable: mode === 'con' };
     if (payload) {
       req.payload = payload;
       req.contentFormat = this.codec.contentFormat;
     }
     if (query?.length) req.query = query;
-    if (nonConfirmable) {
-      // No-Response (RFC 7967) = 2 suppresses 2.xx: a NON uplink costs one datagram.
+    if (mode === 'non-no-response') {
+      // No-Response (RFC 7967) = 2 suppresses 2.xx only: a 4.xx/5.xx still comes back, and is
+      // acted on in the background (4.01 stops the client, 5.xx backs off).
       req.options = [{ number: 258, value: new Uint8Array([2]) }];
-      void this.#coap.request({ ...req, transmission: { responseTimeout: 0 } }).catch(() => undefined);
+      void this.#coap.request(req).then(
+        (res) => {
+          try {
+            this.#check(feature, res);
+          } catch {
+            /* logged and recorded by #check */
+          }
+        },
+        () => undefined, // silence is success here
+      );
       return { code: 0x44, payload: new Uint8Array(0), options: [], type: 1 };
     }
     let res: CoapResponse;

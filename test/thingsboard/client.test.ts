@@ -128,7 +128,7 @@ describe('ThingsBoard device API over CoAP (local endpoint, real UDP)', () => {
     const tb = new ThingsBoardClient(new CoapClient(udp, { clock, random: new SeededRandom(3) }), {
       credentials: { kind: 'token', token: dev.token },
       clock,
-      nonConfirmableUplink: true,
+      uplink: 'non-no-response',
     });
     await tb.sendTelemetry({ non: 7 });
     const deadline = Date.now() + 3000;
@@ -137,6 +137,54 @@ describe('ThingsBoard device API over CoAP (local endpoint, real UDP)', () => {
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(udp.stats.datagramsSent, 1);
     assert.equal(udp.stats.datagramsReceived, 0, 'No-Response=2 suppressed the 2.01 (RFC 7967)');
+  });
+});
+
+describe('ThingsBoard uplink modes', () => {
+  let dir: string;
+  let server: TbServer;
+  const open: UdpDatagram[] = [];
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tb-uplink-'));
+    server = await startTbServer({ coapPort: 0, httpPort: 0, dataDir: dir });
+  });
+  after(async () => {
+    for (const u of open) u.close();
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  function client(token: string, uplink: 'non' | 'non-no-response', responseTimeout = 2000) {
+    const udp = new UdpDatagram('127.0.0.1', server.coapPort);
+    open.push(udp);
+    const clock = new ScaledClock(1);
+    const coap = new CoapClient(udp, { clock, random: new SeededRandom(9), transmission: { responseTimeout } });
+    return { udp, tb: new ThingsBoardClient(coap, { credentials: { kind: 'token', token }, clock, uplink }) };
+  }
+
+  it("'non': NON request, ThingsBoard's NON 2.01 awaited: one datagram each way, confirmed", async () => {
+    const dev = server.store.createDevice('up-non');
+    const { udp, tb } = client(dev.token, 'non');
+    await tb.sendTelemetry({ ts: 1_700_000_000_000, values: { n: 1 } });
+    assert.equal(server.store.latestTelemetry(dev.id).n!.value, 1);
+    assert.deepEqual([udp.stats.datagramsSent, udp.stats.datagramsReceived], [1, 1]);
+  });
+
+  it("'non': a lost request is a timeout (the caller replays), not a silent success", async () => {
+    const dev = server.store.createDevice('up-non-loss');
+    const { udp, tb } = client(dev.token, 'non', 300);
+    udp.faults = { dropOutIndexes: [1] };
+    await assert.rejects(tb.sendTelemetry({ ts: 1_700_000_000_000, values: { n: 2 } }), (e: TbError) => e.code === 'timeout');
+    await tb.sendTelemetry({ ts: 1_700_000_000_000, values: { n: 2 } });
+    assert.equal(server.store.telemetry(dev.id, ['n']).n!.length, 1);
+  });
+
+  it("'non-no-response': a 4.01 still comes back and stops the client", async () => {
+    const { tb } = client('no-such-token-abc', 'non-no-response');
+    await tb.sendTelemetry({ a: 1 }); // resolves at once: unconfirmed
+    const deadline = Date.now() + 2000;
+    while (!tb.stopped && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(tb.stopped?.code, 'unauthorized');
+    await assert.rejects(tb.sendTelemetry({ a: 2 }), (e: TbError) => e.code === 'stopped');
   });
 });
 

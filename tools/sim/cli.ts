@@ -1,6 +1,6 @@
 /*
  * npm run sim -- --server coap://HOST:5683 --token TOKEN [--interval S] [--speed N]
- *                [--duration S] [--nbiot] [--non] [--observe-refresh S] [--quiet]
+ *                [--duration S] [--nbiot] [--non | --no-response] [--observe-refresh S] [--quiet]
  *                [--log debug|info|warn|error]
  * CoAP over DTLS (see docs/dtls.md):
  *   one-way, token:  --server coaps://HOST:5684 --ca ca.pem --token TOKEN [--hostname NAME]
@@ -24,7 +24,7 @@ export function parseServer(url: string): { host: string; port: number; secure: 
 }
 
 const USAGE = [
-  'usage: npm run sim -- --server coap://HOST:5683 --token TOKEN [--interval S] [--speed N] [--duration S] [--nbiot] [--non] [--observe-refresh S] [--quiet] [--log LEVEL]',
+  'usage: npm run sim -- --server coap://HOST:5683 --token TOKEN [--interval S] [--speed N] [--duration S] [--nbiot] [--non | --no-response] [--observe-refresh S] [--quiet] [--log LEVEL]',
   '       npm run sim -- --server coaps://HOST:5684 --ca CA.pem (--token TOKEN | --cert DEVICE.pem --key DEVICE.key) [--hostname NAME]',
 ].join('\n');
 
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     ...security,
     reportingIntervalMs: num(args.interval, 10) * 1000,
     transmission: args.nbiot ? 'nbiot' : 'rfc7252',
-    uplink: args.non ? 'non' : 'con',
+    uplink: args['no-response'] ? 'non-no-response' : args.non ? 'non' : 'con',
     observeRefreshMs: num(args['observe-refresh'], 0) * 1000,
     firmware: { title: 'tb-coap-firmware', version: '0.1.0' },
     clock,
