@@ -146,6 +146,8 @@ export class DeviceApp {
   #failures = 0;
   #dropped = 0;
   #flushing = false;
+  /** Consecutive reports that got no response at all. */
+  #timeouts = 0;
   #running = false;
   #subscriptions: TbSubscription[] = [];
   #registeredAt = 0;
@@ -374,10 +376,13 @@ export class DeviceApp {
             continue;
           }
           if (e instanceof TbError && e.code === 'unauthorized') this.onEvent?.({ type: 'stopped', reason: err.message });
-          if (e instanceof TbError && e.code === 'timeout' && this.#dtls) {
-            // No answer inside an established DTLS session: the server may have restarted and
-            // silently dropped our records. Handshake again (resuming if it still knows us).
+          if (e instanceof TbError && e.code === 'timeout') this.#timeouts++;
+          // No answer inside an established DTLS session: the server may have restarted and silently
+          // dropped our records. Handshake again (resuming if it still knows us). A CON timeout is
+          // already a minute of silence; a NON one may be a single lost datagram, so wait for two.
+          if (this.#dtls && this.#timeouts >= (this.#config.uplink === 'non' ? 2 : 1)) {
             this.#platform.log.warn('no response over DTLS: starting a new handshake');
+            this.#timeouts = 0;
             this.#dtls.reconnect(true);
           }
           this.#platform.log.warn(`telemetry not delivered, ${this.#queue.length} queued: ${err.message}`);
@@ -385,6 +390,7 @@ export class DeviceApp {
         }
         this.#queue.splice(0, batch.length);
         this.#reports++;
+        this.#timeouts = 0;
         this.onEvent?.({ type: 'report', records: batch.length, queued: this.#queue.length });
       }
     } finally {
