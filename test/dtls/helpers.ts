@@ -160,6 +160,15 @@ export async function startCoapServer(args: string[], binary = 'coap-server-open
   };
 }
 
+/** Sends GET /time over the client's DTLS session and asserts a 2.05 with the same MID comes back. */
+export async function expectTime(c: Client, mid: number): Promise<void> {
+  c.dtls.send(coapGetTime(mid));
+  const reply = await nextMessage(c, 8000);
+  if (reply[0]! >> 6 !== 1) throw new Error(`expected CoAP version 1, got ${reply[0]! >> 6}`);
+  if (reply[1] !== 0x45) throw new Error(`expected 2.05 Content, got ${reply[1]! >> 5}.${String(reply[1]! & 31).padStart(2, '0')}`);
+  if (((reply[2]! << 8) | reply[3]!) !== mid) throw new Error(`expected MID ${mid}, got ${(reply[2]! << 8) | reply[3]!}`);
+}
+
 /** CoAP GET /time, CON, no token (hand-encoded). */
 export function coapGetTime(mid: number): Uint8Array {
   return Uint8Array.from([0x40, 0x01, (mid >> 8) & 0xff, mid & 0xff, 0xb4, ...Buffer.from('time')]);
