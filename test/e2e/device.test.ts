@@ -3,62 +3,21 @@
  * ThingsBoard-compatible endpoint (tools/tb-server, built on node-coap, not on src/coap).
  */
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { TbServer } from '../../tools/tb-server/server';
-import { startTbServer } from '../../tools/tb-server/server';
-import { ScaledClock } from '../../tools/sim/clock';
-import { createSimDevice } from '../../tools/sim/device';
-import type { SimDevice } from '../../tools/sim/device';
+import type { SimDevice, SimDeviceOptions } from '../../tools/sim/device';
+import { admin, useEndpoint } from '../helpers/e2e';
 import { memoryLog, waitFor } from '../helpers/wait';
 
-async function admin(server: TbServer, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`http://127.0.0.1:${server.httpPort}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : null };
-}
-
 describe('e2e: simulated device <-> local ThingsBoard endpoint (real UDP)', function () {
-  let dir: string;
-  let server: TbServer;
-  let devices: SimDevice[] = [];
-
-  beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tb-e2e-'));
-    server = await startTbServer({ coapPort: 0, httpPort: 0, dataDir: dir });
-  });
-
-  afterEach(async () => {
-    for (const d of devices) d.app.stop();
-    devices = [];
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  function device(token: string, extra: Partial<Parameters<typeof createSimDevice>[0]> = {}): SimDevice {
-    const d = createSimDevice({
-      server: { host: '127.0.0.1', port: server.coapPort },
-      credentials: { kind: 'token', token },
-      reportingIntervalMs: 60000,
-      clock: new ScaledClock(1),
-      log: memoryLog(),
-      ...extra,
-    });
-    devices.push(d);
-    return d;
-  }
+  const e2e = useEndpoint();
+  const device = (token: string, extra: Partial<SimDeviceOptions> = {}): SimDevice =>
+    e2e.device({ credentials: { kind: 'token', token }, ...extra });
 
   it('reports sensor telemetry that the server stores with the device timestamp', async () => {
-    const dev = server.store.createDevice('e2e-1');
+    const dev = e2e.server.store.createDevice('e2e-1');
     const d = device(dev.token);
     await d.app.start();
     const latest = await waitFor('telemetry', () => {
-      const t = server.store.latestTelemetry(dev.id);
+      const t = e2e.server.store.latestTelemetry(dev.id);
       return t.temperature && t.pressure ? t : undefined;
     });
     for (const key of ['temperature', 'humidity', 'pressure', 'batteryVoltage']) assert.ok(latest[key], `${key} reported`);
@@ -66,42 +25,42 @@ describe('e2e: simulated device <-> local ThingsBoard endpoint (real UDP)', func
     assert.ok(Math.abs((latest.temperature!.value as number) - 22) < 5, 'temperature near the simulated environment');
     assert.ok(Math.abs((latest.pressure!.value as number) - 1013.25) < 10, 'pressure in hPa');
     assert.ok(Math.abs(latest.temperature!.ts - Date.now()) < 5000, 'device timestamp kept');
-    assert.equal(server.store.attributes(dev.id).client.current_fw_version, undefined, 'no firmware configured');
-    assert.equal(server.store.attributes(dev.id).client.reportingInterval, 60);
+    assert.equal(e2e.server.store.attributes(dev.id).client.current_fw_version, undefined, 'no firmware configured');
+    assert.equal(e2e.server.store.attributes(dev.id).client.reportingInterval, 60);
   });
 
   it('applies a shared-attribute update pushed through Observe (reportingInterval)', async () => {
-    const dev = server.store.createDevice('e2e-2');
+    const dev = e2e.server.store.createDevice('e2e-2');
     const d = device(dev.token);
     await d.app.start();
     assert.equal(d.app.intervalMs, 60000);
-    const r = await admin(server, 'POST', `/api/devices/e2e-2/attributes/shared`, { reportingInterval: 5 });
+    const r = await admin(e2e.server, 'POST', `/api/devices/e2e-2/attributes/shared`, { reportingInterval: 5 });
     assert.equal(r.status, 200);
     await waitFor('interval change', () => d.app.intervalMs === 5000);
   });
 
   it('takes the shared attributes present at subscription as the first notification', async () => {
-    const dev = server.store.createDevice('e2e-3');
-    server.store.setSharedAttributes(dev.id, { reportingInterval: 30 });
+    const dev = e2e.server.store.createDevice('e2e-3');
+    e2e.server.store.setSharedAttributes(dev.id, { reportingInterval: 30 });
     const d = device(dev.token);
     await d.app.start();
     await waitFor('snapshot applied', () => d.app.intervalMs === 30000);
   });
 
   it('answers a server-side RPC (getState, setInterval) round trip', async () => {
-    const dev = server.store.createDevice('e2e-4');
+    const dev = e2e.server.store.createDevice('e2e-4');
     const d = device(dev.token);
     await d.app.start();
-    const state = await admin(server, 'POST', `/api/devices/e2e-4/rpc`, { method: 'getState', params: {}, timeoutMs: 5000 });
+    const state = await admin(e2e.server, 'POST', `/api/devices/e2e-4/rpc`, { method: 'getState', params: {}, timeoutMs: 5000 });
     assert.equal(state.status, 200, JSON.stringify(state.json));
     assert.equal(state.json.response.reportingInterval, 60);
     assert.ok(state.json.response.reports >= 1);
-    const set = await admin(server, 'POST', `/api/devices/e2e-4/rpc`, { method: 'setInterval', params: { interval: 15 }, timeoutMs: 5000 });
+    const set = await admin(e2e.server, 'POST', `/api/devices/e2e-4/rpc`, { method: 'setInterval', params: { interval: 15 }, timeoutMs: 5000 });
     assert.equal(set.status, 200);
     assert.deepEqual(set.json.response, { interval: 15 });
     assert.equal(d.app.intervalMs, 15000);
-    await waitFor('client attribute', () => server.store.attributes(dev.id).client.reportingInterval === 15);
-    const bad = await admin(server, 'POST', `/api/devices/e2e-4/rpc`, { method: 'reboot', params: {}, timeoutMs: 5000 });
+    await waitFor('client attribute', () => e2e.server.store.attributes(dev.id).client.reportingInterval === 15);
+    const bad = await admin(e2e.server, 'POST', `/api/devices/e2e-4/rpc`, { method: 'reboot', params: {}, timeoutMs: 5000 });
     assert.match(String(bad.json.response.error), /unknown method reboot/);
   });
 
@@ -110,7 +69,7 @@ describe('e2e: simulated device <-> local ThingsBoard endpoint (real UDP)', func
     const log = memoryLog();
     const d = device(token, { log });
     let requests = 0;
-    server.events.on('request', () => requests++);
+    e2e.server.events.on('request', () => requests++);
     await d.app.start();
     assert.ok(d.app.tb.stopped, 'stopped');
     assert.equal(d.app.tb.stopped!.code, 'unauthorized');
@@ -126,12 +85,12 @@ describe('e2e: simulated device <-> local ThingsBoard endpoint (real UDP)', func
 
   it('keeps readings while the server is down and delivers them with original timestamps after it restarts', async function () {
     this.timeout(20000);
-    const dev = server.store.createDevice('e2e-5');
-    const port = server.coapPort;
+    const dev = e2e.server.store.createDevice('e2e-5');
+    const port = e2e.server.coapPort;
     const d = device(dev.token, { transmission: { ackTimeout: 200, ackRandomFactor: 1, maxRetransmit: 1 } });
     await d.app.start();
     await waitFor('first report', () => d.app.state.reports >= 1);
-    await server.close();
+    await e2e.server.close();
     const offlineTs: number[] = [];
     for (let i = 0; i < 3; i++) {
       const before = Date.now();
@@ -140,10 +99,10 @@ describe('e2e: simulated device <-> local ThingsBoard endpoint (real UDP)', func
       await new Promise((r) => setTimeout(r, 30));
     }
     assert.equal(d.app.state.queued, 3, 'three readings queued while offline');
-    server = await startTbServer({ coapPort: port, httpPort: 0, dataDir: dir });
+    await e2e.start({ coapPort: port });
     await d.app.flush();
     await waitFor('queue drained', () => d.app.state.queued === 0, 8000);
-    const history = server.store.telemetry(dev.id, ['temperature']).temperature!;
+    const history = e2e.server.store.telemetry(dev.id, ['temperature']).temperature!;
     assert.ok(history.length >= 4, `history survived the restart and got the replay (${history.length})`);
     for (const ts of offlineTs) assert.ok(history.some((p) => Math.abs(p.ts - ts) < 1000), `reading from ${ts} delivered`);
   });

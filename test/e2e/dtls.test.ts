@@ -5,16 +5,10 @@
  */
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { TbServer } from '../../tools/tb-server/server';
-import { startTbServer } from '../../tools/tb-server/server';
-import { ScaledClock } from '../../tools/sim/clock';
-import { createSimDevice } from '../../tools/sim/device';
+import { existsSync } from 'node:fs';
 import type { SimDevice, SimDeviceOptions } from '../../tools/sim/device';
 import { makeTestPki } from '../../tools/provision/certs';
-import type { TestPki } from '../../tools/provision/certs';
+import { admin, useEndpoint } from '../helpers/e2e';
 import { memoryLog, waitFor } from '../helpers/wait';
 
 const COAP_CLIENT = '/usr/bin/coap-client-openssl';
@@ -29,58 +23,32 @@ function run(cmd: string, args: string[], timeoutMs = 15000): Promise<{ code: nu
 
 describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function () {
   this.timeout(30000);
-  let pki: TestPki;
-  let dir: string;
-  let server: TbServer;
-  let devices: SimDevice[] = [];
+  const pki = makeTestPki();
+  const serverDtls = () => ({ port: 0, cert: pki.read('server.pem'), key: pki.read('server.key'), ca: pki.read('ca.pem') });
+  const e2e = useEndpoint(() => ({ dtls: serverDtls() }));
   let plaintext: Buffer[] = [];
 
-  before(() => {
-    pki = makeTestPki();
-  });
-
-  beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tb-dtls-e2e-'));
-    server = await startTbServer({
-      coapPort: 0,
-      httpPort: 0,
-      dataDir: dir,
-      dtls: { port: 0, cert: pki.read('server.pem'), key: pki.read('server.key'), ca: pki.read('ca.pem') },
-    });
+  beforeEach(() => {
     plaintext = [];
-    server.dtlsServer!.on('message', (buf: Buffer) => plaintext.push(buf));
+    e2e.server.dtlsServer!.on('message', (buf: Buffer) => plaintext.push(buf));
   });
 
-  afterEach(async () => {
-    for (const d of devices) d.app.stop();
-    devices = [];
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  function device(extra: Partial<SimDeviceOptions>): SimDevice & { wire: Buffer[] } {
-    const d = createSimDevice({
-      server: { host: '127.0.0.1', port: server.coapsPort! },
-      credentials: { kind: 'x509' },
-      reportingIntervalMs: 60000,
-      clock: new ScaledClock(1),
-      log: memoryLog(),
-      ...extra,
-    });
+  /** A device over DTLS whose datagrams on the wire are kept in `wire`. */
+  function device(extra: Partial<SimDeviceOptions> & Pick<SimDeviceOptions, 'credentials' | 'dtls'>): SimDevice & { wire: Buffer[] } {
+    const d = e2e.device(extra);
     const wire: Buffer[] = [];
     d.udp.tap = (_dir, data) => wire.push(Buffer.from(data));
-    devices.push(d);
     return Object.assign(d, { wire });
   }
 
   it('one-way DTLS with the access token: telemetry stored, token never on the wire in clear', async () => {
-    const dev = server.store.createDevice('dtls-token');
+    const dev = e2e.server.store.createDevice('dtls-token');
     const d = device({
       credentials: { kind: 'token', token: dev.token },
       dtls: { ca: pki.read('ca.pem'), hostname: 'localhost' },
     });
     await d.app.start();
-    await waitFor('telemetry', () => server.store.latestTelemetry(dev.id).temperature);
+    await waitFor('telemetry', () => e2e.server.store.latestTelemetry(dev.id).temperature);
     assert.equal(d.app.dtls!.state, 'connected');
     const all = Buffer.concat(d.wire);
     assert.equal(all.indexOf(dev.token), -1, 'token not in any datagram');
@@ -88,19 +56,14 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
   });
 
   it('mutual X.509: no token in the URL, device found by its certificate', async () => {
-    const resp = await fetch(`http://127.0.0.1:${server.httpPort}/api/devices`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'dtls-x509', certPem: pki.read('device.pem').toString() }),
-    });
-    assert.equal(resp.status, 201);
-    const dev = server.store.findDevice('dtls-x509')!;
+    assert.equal((await admin(e2e.server, 'POST', '/api/devices', { name: 'dtls-x509', certPem: pki.read('device.pem').toString() })).status, 201);
+    const dev = e2e.server.store.findDevice('dtls-x509')!;
     const d = device({
       credentials: { kind: 'x509' },
       dtls: { ca: pki.read('ca.pem'), hostname: 'localhost', cert: pki.read('device.pem'), key: pki.read('device.key') },
     });
     await d.app.start();
-    await waitFor('telemetry', () => server.store.latestTelemetry(dev.id).temperature);
+    await waitFor('telemetry', () => e2e.server.store.latestTelemetry(dev.id).temperature);
     assert.ok(plaintext.length > 0);
     assert.ok(plaintext.every((p) => !p.includes(dev.token)), 'no token sent');
     assert.ok(plaintext.some((p) => p.includes('telemetry')));
@@ -117,7 +80,7 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
   });
 
   it('fails closed on an unknown CA: clear error, no token and no data reach the server', async () => {
-    const dev = server.store.createDevice('dtls-rogue');
+    const dev = e2e.server.store.createDevice('dtls-rogue');
     const log = memoryLog();
     const d = device({
       credentials: { kind: 'token', token: dev.token },
@@ -128,14 +91,14 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
     assert.equal(d.app.tb.stopped?.code, 'security');
     assert.match(d.app.tb.stopped!.message, /DTLS_UNKNOWN_CA: unknown CA/);
     assert.equal(plaintext.length, 0, 'no application data decrypted at the server');
-    assert.deepEqual(server.store.latestTelemetry(dev.id), {});
+    assert.deepEqual(e2e.server.store.latestTelemetry(dev.id), {});
     assert.ok(log.lines.some((l) => /unknown CA/.test(l)));
     assert.ok(!log.lines.some((l) => l.includes(dev.token)), 'token never logged');
     assert.equal(d.app.state.queued, 1, 'reading kept, not sent');
   });
 
   it('fails closed on a hostname mismatch', async () => {
-    const dev = server.store.createDevice('dtls-host');
+    const dev = e2e.server.store.createDevice('dtls-host');
     const d = device({
       credentials: { kind: 'token', token: dev.token },
       dtls: { ca: pki.read('ca.pem'), hostname: 'other.example' },
@@ -147,7 +110,7 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
   });
 
   it('resumes the DTLS session after a simulated sleep with fewer bytes than a full handshake', async () => {
-    const dev = server.store.createDevice('dtls-sleep');
+    const dev = e2e.server.store.createDevice('dtls-sleep');
     const dtls = { ca: pki.read('ca.pem'), hostname: 'localhost' };
     const first = device({ credentials: { kind: 'token', token: dev.token }, dtls });
     await first.app.start();
@@ -167,13 +130,8 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
 
   describe('X.509 devices after sleep (ThingsBoard maps certificates by address at full handshakes)', () => {
     async function registerDevice(name: string): Promise<string> {
-      const resp = await fetch(`http://127.0.0.1:${server.httpPort}/api/devices`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ name, certPem: pki.read('device.pem').toString() }),
-      });
-      assert.equal(resp.status, 201);
-      return server.store.findDevice(name)!.id;
+      assert.equal((await admin(e2e.server, 'POST', '/api/devices', { name, certPem: pki.read('device.pem').toString() })).status, 201);
+      return e2e.server.store.findDevice(name)!.id;
     }
     const x509 = () => ({ ca: pki.read('ca.pem'), hostname: 'localhost', cert: pki.read('device.pem'), key: pki.read('device.key') });
 
@@ -194,7 +152,7 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
       await waitFor('second report', () => second.app.state.reports >= 1);
       assert.equal(second.app.dtls!.resumed, false);
       assert.equal(second.app.tb.stopped, undefined);
-      assert.equal((server.store.telemetry(id, ['temperature']).temperature ?? []).length, 2);
+      assert.equal((e2e.server.store.telemetry(id, ['temperature']).temperature ?? []).length, 2);
     });
 
     it('with resumeX509, the resumed session from a new address gets 4.01; one full handshake recovers', async () => {
@@ -208,13 +166,13 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
       assert.equal(second.app.dtls!.handshakes, 2, 'resumed, then one full handshake');
       assert.equal(second.app.dtls!.resumed, false);
       assert.equal(second.app.tb.stopped, undefined);
-      assert.equal((server.store.telemetry(id, ['temperature']).temperature ?? []).length, 2);
-      await waitFor('client attributes after recovery', () => server.store.attributes(id).client.reportingInterval === 60);
+      assert.equal((e2e.server.store.telemetry(id, ['temperature']).temperature ?? []).length, 2);
+      await waitFor('client attributes after recovery', () => e2e.server.store.attributes(id).client.reportingInterval === 60);
     });
   });
 
   it('recovers from a server restart mid-session: new handshake, queued reading delivered, Observe re-registered', async () => {
-    const dev = server.store.createDevice('dtls-restart');
+    const dev = e2e.server.store.createDevice('dtls-restart');
     const d = device({
       credentials: { kind: 'token', token: dev.token },
       dtls: { ca: pki.read('ca.pem'), hostname: 'localhost' },
@@ -222,14 +180,9 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
     });
     await d.app.start();
     await waitFor('first report', () => d.app.state.reports >= 1);
-    const port = server.coapsPort!;
-    await server.close();
-    server = await startTbServer({
-      coapPort: 0,
-      httpPort: 0,
-      dataDir: dir,
-      dtls: { port, cert: pki.read('server.pem'), key: pki.read('server.key'), ca: pki.read('ca.pem') },
-    });
+    const port = e2e.server.coapsPort!;
+    await e2e.server.close();
+    await e2e.start({ dtls: { ...serverDtls(), port } });
     // The restarted server has no DTLS state: our records are dropped, the report times out,
     // the device handshakes again and its queued reading goes out on the next flush.
     await d.app.reportNow();
@@ -237,15 +190,10 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
     await waitFor('new session', () => d.app.dtls!.handshakes >= 2 && d.app.dtls!.state === 'connected');
     await d.app.flush();
     assert.equal(d.app.state.queued, 0);
-    assert.ok((server.store.telemetry(dev.id, ['temperature']).temperature ?? []).length >= 2, 'queued reading delivered');
+    assert.ok((e2e.server.store.telemetry(dev.id, ['temperature']).temperature ?? []).length >= 2, 'queued reading delivered');
     // Observe relations were re-registered on the new session: a shared attribute still arrives.
     await new Promise((r) => setTimeout(r, 200));
-    const r = await fetch(`http://127.0.0.1:${server.httpPort}/api/devices/dtls-restart/attributes/shared`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ reportingInterval: 7 }),
-    });
-    assert.equal(r.status, 200);
+    assert.equal((await admin(e2e.server, 'POST', '/api/devices/dtls-restart/attributes/shared', { reportingInterval: 7 })).status, 200);
     await waitFor('attribute after restart', () => d.app.intervalMs === 7000);
   });
 
@@ -255,41 +203,36 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
     });
 
     it('one-way: -R ca.pem with the token in the URL stores the telemetry', async () => {
-      const dev = server.store.createDevice('guide-token');
+      const dev = e2e.server.store.createDevice('guide-token');
       const r = await run(COAP_CLIENT, [
         '-m', 'post', '-R', pki.path('ca.pem'), '-t', 'json', '-e', '{"temperature":25}',
-        `coaps://localhost:${server.coapsPort}/api/v1/${dev.token}/telemetry`,
+        `coaps://localhost:${e2e.server.coapsPort}/api/v1/${dev.token}/telemetry`,
       ]);
       assert.equal(r.code, 0, r.stderr);
-      await waitFor('stored', () => server.store.latestTelemetry(dev.id).temperature);
-      assert.equal(server.store.latestTelemetry(dev.id).temperature!.value, 25);
+      await waitFor('stored', () => e2e.server.store.latestTelemetry(dev.id).temperature);
+      assert.equal(e2e.server.store.latestTelemetry(dev.id).temperature!.value, 25);
     });
 
     it('mutual: -c cert -j key without a token stores the telemetry under the certificate\'s device', async () => {
-      const resp = await fetch(`http://127.0.0.1:${server.httpPort}/api/devices`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ name: 'guide-x509b', certPem: pki.read('device.pem').toString() }),
-      });
-      assert.equal(resp.status, 201);
-      const dev = server.store.findDevice('guide-x509b')!;
+      assert.equal((await admin(e2e.server, 'POST', '/api/devices', { name: 'guide-x509b', certPem: pki.read('device.pem').toString() })).status, 201);
+      const dev = e2e.server.store.findDevice('guide-x509b')!;
       const r = await run(COAP_CLIENT, [
         '-m', 'post', '-R', pki.path('ca.pem'), '-c', pki.path('device.pem'), '-j', pki.path('device.key'),
-        '-t', 'json', '-e', '{"humidity":40}', `coaps://localhost:${server.coapsPort}/api/v1/telemetry`,
+        '-t', 'json', '-e', '{"humidity":40}', `coaps://localhost:${e2e.server.coapsPort}/api/v1/telemetry`,
       ]);
       assert.equal(r.code, 0, r.stderr);
-      await waitFor('stored', () => server.store.latestTelemetry(dev.id).humidity);
-      assert.equal(server.store.latestTelemetry(dev.id).humidity!.value, 40);
+      await waitFor('stored', () => e2e.server.store.latestTelemetry(dev.id).humidity);
+      assert.equal(e2e.server.store.latestTelemetry(dev.id).humidity!.value, 40);
     });
 
     it('a client trusting another CA refuses the server and sends nothing', async () => {
-      const dev = server.store.createDevice('guide-rogue');
+      const dev = e2e.server.store.createDevice('guide-rogue');
       const r = await run(COAP_CLIENT, [
         '-m', 'post', '-R', pki.path('rogue-ca.pem'), '-t', 'json', '-e', '{"t":1}', '-B', '3',
-        `coaps://localhost:${server.coapsPort}/api/v1/${dev.token}/telemetry`,
+        `coaps://localhost:${e2e.server.coapsPort}/api/v1/${dev.token}/telemetry`,
       ]);
       assert.ok(/verify|certificate|fail|error/i.test(r.stderr + r.stdout), `${r.stdout} ${r.stderr}`);
-      assert.deepEqual(server.store.latestTelemetry(dev.id), {});
+      assert.deepEqual(e2e.server.store.latestTelemetry(dev.id), {});
       assert.equal(plaintext.length, 0);
     });
   });

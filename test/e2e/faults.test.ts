@@ -5,16 +5,10 @@
  */
 import { strict as assert } from 'node:assert';
 import dgram from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { TbServer } from '../../tools/tb-server/server';
-import { startTbServer } from '../../tools/tb-server/server';
-import { ScaledClock } from '../../tools/sim/clock';
 import { SeededRandom } from '../../tools/sim/random';
-import { createSimDevice } from '../../tools/sim/device';
 import type { SimDevice, SimDeviceOptions } from '../../tools/sim/device';
-import { memoryLog, waitFor } from '../helpers/wait';
+import { admin, useEndpoint } from '../helpers/e2e';
+import { waitFor } from '../helpers/wait';
 
 /** Lets the wall clock move past the last report's millisecond. */
 const tick = () => new Promise((r) => setTimeout(r, 5));
@@ -23,40 +17,14 @@ const FAST = { ackTimeout: 100, ackRandomFactor: 1.5, maxRetransmit: 6, response
 
 describe('e2e: network faults (real UDP with fault injection)', function () {
   this.timeout(30000);
-  let dir: string;
-  let server: TbServer;
-  let devices: SimDevice[] = [];
+  const e2e = useEndpoint(undefined, { reportingIntervalMs: 3_600_000, transmission: FAST, replayPaceMs: 10 });
+  const device = (token: string, extra: Partial<SimDeviceOptions> = {}): SimDevice =>
+    e2e.device({ credentials: { kind: 'token', token }, ...extra });
 
-  beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tb-faults-'));
-    server = await startTbServer({ coapPort: 0, httpPort: 0, dataDir: dir });
-  });
-  afterEach(async () => {
-    for (const d of devices) d.app.stop();
-    devices = [];
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  function device(token: string, extra: Partial<SimDeviceOptions> = {}): SimDevice {
-    const d = createSimDevice({
-      server: { host: '127.0.0.1', port: server.coapPort },
-      credentials: { kind: 'token', token },
-      reportingIntervalMs: 3_600_000,
-      transmission: FAST,
-      replayPaceMs: 10,
-      clock: new ScaledClock(1),
-      log: memoryLog(),
-      ...extra,
-    });
-    devices.push(d);
-    return d;
-  }
-
-  const stored = (id: string) => server.store.telemetry(id, ['temperature']).temperature ?? [];
+  const stored = (id: string) => e2e.server.store.telemetry(id, ['temperature']).temperature ?? [];
 
   it('25% loss each way: every reading arrives, none stored twice (retransmission, dedup, replay by ts)', async () => {
-    const dev = server.store.createDevice('lossy');
+    const dev = e2e.server.store.createDevice('lossy');
     const d = device(dev.token);
     const rnd = new SeededRandom(42);
     d.udp.faults = { lossOut: 0.25, lossIn: 0.25, random: () => rnd.next() };
@@ -75,7 +43,7 @@ describe('e2e: network faults (real UDP with fault injection)', function () {
   });
 
   it('every datagram duplicated: the server processes each request once, the device each response once', async () => {
-    const dev = server.store.createDevice('dup');
+    const dev = e2e.server.store.createDevice('dup');
     const d = device(dev.token);
     d.udp.faults = { duplicateOut: 1, random: () => 0 };
     await d.app.start();
@@ -89,7 +57,7 @@ describe('e2e: network faults (real UDP with fault injection)', function () {
   });
 
   it('garbage and truncated datagrams from the server address are ignored without losing the exchange', async () => {
-    const dev = server.store.createDevice('garbage');
+    const dev = e2e.server.store.createDevice('garbage');
     const d = device(dev.token);
     await d.app.start();
     // Inject junk from the server's own address/port: a spoofer on the path (or a broken NAT).
@@ -105,15 +73,11 @@ describe('e2e: network faults (real UDP with fault injection)', function () {
   });
 
   it('NAT rebinding: notifications go to the old port until the observations are re-registered', async () => {
-    const dev = server.store.createDevice('nat');
+    const dev = e2e.server.store.createDevice('nat');
     const d = device(dev.token, { observeRefreshMs: 1 });
     await d.app.start();
     const setShared = (v: number) =>
-      fetch(`http://127.0.0.1:${server.httpPort}/api/devices/nat/attributes/shared`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ reportingInterval: v }),
-      });
+      admin(e2e.server, 'POST', '/api/devices/nat/attributes/shared', { reportingInterval: v });
     await setShared(100);
     await waitFor('before rebinding', () => d.app.intervalMs === 100_000);
     d.udp.rebind(); // the NAT maps us to a new port: the server still notifies the old one
