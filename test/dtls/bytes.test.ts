@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import dgram from 'node:dgram';
 import { DtlsServer, clientHelloSessionId } from '../../hardware/dtls/index';
-import { openClient, testPki, nextMessage, UdpProxy, sleep, waitFor, type Client } from './helpers';
+import { testPki, nextMessage, UdpProxy, sleep, usePeers, waitFor, type Client } from './helpers';
 
 /** The server completes a resumed handshake after the client (the client's Finished comes last). */
 async function serverResumed(s: DtlsServer): Promise<number> {
@@ -21,26 +21,15 @@ async function serverResumed(s: DtlsServer): Promise<number> {
 describe('dtls: bytes per report after sleep', function () {
   this.timeout(15000);
   const pki = testPki();
-  const clients: Client[] = [];
-  const servers: DtlsServer[] = [];
   const one = { ca: pki.read('ca.pem'), hostname: 'localhost' };
+  const peers = usePeers();
+  const { client } = peers;
 
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.dtls.close();
-    for (const s of servers.splice(0)) await new Promise<void>((r) => s.close(() => r()));
-  });
-
-  async function server(opts: Partial<ConstructorParameters<typeof DtlsServer>[0]> = {}): Promise<{ s: DtlsServer; port: number }> {
-    const s = new DtlsServer({ cert: pki.read('server.pem'), key: pki.read('server.key'), ...opts });
-    servers.push(s);
-    const { port } = await s.listen(0, '127.0.0.1');
-    s.on('message', (buf: Buffer, rinfo) => s.send(buf, rinfo));
-    return { s, port };
-  }
-  function client(port: number, engine: Parameters<typeof openClient>[1], extra = {}): Client {
-    const c = openClient(port, engine, extra);
-    clients.push(c);
-    return c;
+  /** An echo server. */
+  async function server(opts: Parameters<typeof peers.server>[0] = {}): Promise<{ s: DtlsServer; port: number }> {
+    const r = await peers.server(opts);
+    r.s.on('message', (buf: Buffer, rinfo) => r.s.send(buf, rinfo));
+    return r;
   }
   /** Full handshake, save the session, "sleep" (socket and engine gone), resume from a new port. */
   async function sleepAndResume(port: number, tickets: boolean): Promise<{ full: number; resumed: Client; saved: Uint8Array }> {

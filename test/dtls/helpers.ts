@@ -2,7 +2,7 @@
 import dgram from 'node:dgram';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { makeTestPki, type TestPki } from '../../tools/provision/certs';
-import { loadDtlsEngine, type DtlsEngineModule } from '../../hardware/dtls/index';
+import { DtlsServer, loadDtlsEngine, type DtlsEngineModule, type DtlsServerOptions } from '../../hardware/dtls/index';
 import { UdpDatagram } from '../../tools/sim/udp';
 import { DtlsDatagram, type DtlsDatagramOptions } from '../../src/dtls';
 import type { Clock } from '../../src/platform/types';
@@ -215,3 +215,30 @@ export class UdpProxy {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Registers an afterEach in the calling describe() that closes every client and DtlsServer made
+ * through the returned functions. `server()` listens on 127.0.0.1 with the test PKI's localhost
+ * certificate unless `opts` say otherwise.
+ */
+export function usePeers() {
+  const clients: Client[] = [];
+  const servers: DtlsServer[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.dtls.close();
+    for (const s of servers.splice(0)) await new Promise<void>((r) => s.close(() => r()));
+  });
+  return {
+    async server(opts: Partial<DtlsServerOptions> = {}): Promise<{ s: DtlsServer; port: number }> {
+      const s = new DtlsServer({ cert: testPki().read('server.pem'), key: testPki().read('server.key'), ...opts });
+      servers.push(s);
+      const { port } = await s.listen(0, '127.0.0.1');
+      return { s, port };
+    },
+    client(port: number, engine: DtlsDatagramOptions['engine'], extra: Partial<DtlsDatagramOptions> = {}): Client {
+      const c = openClient(port, engine, extra);
+      clients.push(c);
+      return c;
+    },
+  };
+}

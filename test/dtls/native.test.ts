@@ -2,33 +2,19 @@
 import assert from 'node:assert/strict';
 import * as coap from 'coap';
 import { DtlsServer, type DtlsPeerInfo } from '../../hardware/dtls/index';
-import { coapGetTime } from './helpers';
-import { addon, openClient, nextMessage, testPki, waitFor, type Client } from './helpers';
+import { addon, coapGetTime, nextMessage, testPki, usePeers, waitFor, type Client } from './helpers';
 
 describe('dtls: ours <-> ours (N-API engine, DtlsServer)', function () {
   this.timeout(15000);
   const pki = testPki();
-  const clients: Client[] = [];
-  const servers: DtlsServer[] = [];
+  const peers = usePeers();
+  const { client } = peers;
 
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.dtls.close();
-    for (const s of servers.splice(0)) await new Promise<void>((r) => s.close(() => r()));
-  });
-
-  async function server(opts: Partial<ConstructorParameters<typeof DtlsServer>[0]> = {}): Promise<{ s: DtlsServer; port: number }> {
-    const s = new DtlsServer({ cert: pki.read('server.pem'), key: pki.read('server.key'), ...opts });
-    servers.push(s);
-    const { port } = await s.listen(0, '127.0.0.1');
-    // echo server
-    s.on('message', (buf: Buffer, rinfo) => s.send(Buffer.concat([Buffer.from('echo:'), buf]), 0, buf.length + 5, rinfo.port, rinfo.address));
-    return { s, port };
-  }
-
-  function client(port: number, engine: Parameters<typeof openClient>[1], extra = {}): Client {
-    const c = openClient(port, engine, extra);
-    clients.push(c);
-    return c;
+  /** An echo server: answers each datagram with "echo:" + datagram. */
+  async function server(opts: Parameters<typeof peers.server>[0] = {}): Promise<{ s: DtlsServer; port: number }> {
+    const r = await peers.server(opts);
+    r.s.on('message', (buf: Buffer, rinfo) => r.s.send(Buffer.concat([Buffer.from('echo:'), buf]), 0, buf.length + 5, rinfo.port, rinfo.address));
+    return r;
   }
 
   it('loads the addon built from binding.gyp (mbedTLS 2.28 here; CID not compiled in)', () => {
@@ -134,9 +120,7 @@ describe('dtls: ours <-> ours (N-API engine, DtlsServer)', function () {
   });
 
   it('the coap package server runs over DtlsServer (instanceof dgram.Socket: duplicate CONs get the cached reply)', async () => {
-    const s = new DtlsServer({ cert: pki.read('server.pem'), key: pki.read('server.key') });
-    servers.push(s);
-    const { port } = await s.listen(0, '127.0.0.1');
+    const { s, port } = await peers.server();
     let handled = 0;
     const app = coap.createServer((req: { url: string }, res: { end(b: string): void }) => {
       handled++;

@@ -2,33 +2,25 @@
 import assert from 'node:assert/strict';
 import { DtlsServer } from '../../hardware/dtls/index';
 import type { DtlsError } from '../../src/dtls';
-import { openClient, testPki, waitFor, type Client } from './helpers';
+import { testPki, usePeers, waitFor, type Client } from './helpers';
 
 describe('dtls: refused handshakes', function () {
   this.timeout(15000);
   const pki = testPki();
-  const clients: Client[] = [];
-  const servers: DtlsServer[] = [];
+  const peers = usePeers();
 
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.dtls.close();
-    for (const s of servers.splice(0)) await new Promise<void>((r) => s.close(() => r()));
-  });
-
+  /** A server that records what it decrypted and which handshakes failed. */
   async function server(cert: string, key: string, opts: object = {}): Promise<{ s: DtlsServer; port: number; messages: Buffer[]; errors: DtlsError[] }> {
-    const s = new DtlsServer({ cert: pki.read(cert), key: pki.read(key), ...opts });
-    servers.push(s);
+    const { s, port } = await peers.server({ cert: pki.read(cert), key: pki.read(key), ...opts });
     const messages: Buffer[] = [];
     const errors: DtlsError[] = [];
     s.on('message', (m: Buffer) => messages.push(m));
     s.on('handshakeError', (e: DtlsError) => errors.push(e));
-    const { port } = await s.listen(0, '127.0.0.1');
     return { s, port, messages, errors };
   }
 
-  function client(port: number, engine: Parameters<typeof openClient>[1]): Client {
-    const c = openClient(port, engine);
-    clients.push(c);
+  function client(port: number, engine: Parameters<typeof peers.client>[1]): Client {
+    const c = peers.client(port, engine);
     c.dtls.send(new TextEncoder().encode('secret telemetry')); // queued: must never reach the server
     return c;
   }
@@ -100,8 +92,7 @@ describe('dtls: refused handshakes', function () {
     let hellos = 0;
     sink.on('message', () => hellos++);
     try {
-      const c = openClient(sink.address().port, { ca: pki.read('ca.pem'), hostname: 'localhost' }, { retransmitMs: 50, retransmitMaxMs: 400 });
-      clients.push(c);
+      const c = peers.client(sink.address().port, { ca: pki.read('ca.pem'), hostname: 'localhost' }, { retransmitMs: 50, retransmitMaxMs: 400 });
       const err = (await c.failed) as DtlsError;
       assert.equal(err.code, 'DTLS_HANDSHAKE_TIMEOUT');
       assert.equal(hellos, 4, 'ClientHello + 3 retransmissions (waits 50, 100, 200, 400 ms; 800 > max: give up)');
