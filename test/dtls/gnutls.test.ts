@@ -5,48 +5,32 @@
  */
 import assert from 'node:assert/strict';
 import type { DtlsError } from '../../src/dtls';
-import { coapGetTime, expectTime, openClient, requireBinary, startCoapServer, testPki, type Client, type Peer } from './helpers';
+import { coapGetTime, expectTime, testPki, useLibcoapServer } from './helpers';
 
 const GNUTLS = 'coap-server-gnutls';
 
 describe('dtls: ours -> coap-server-gnutls (libcoap over GnuTLS)', function () {
   this.timeout(20000);
   const pki = testPki();
-  let peer: Peer | undefined;
-  const clients: Client[] = [];
-
-  before(() => {
-    requireBinary(GNUTLS); // fails (not skips) with an install hint
-  });
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.dtls.close();
-    await peer?.stop();
-    peer = undefined;
-  });
-
-  function client(engine: Parameters<typeof openClient>[1], extra = {}): Client {
-    const c = openClient(peer!.dtlsPort, engine, extra);
-    clients.push(c);
-    return c;
-  }
+  const libcoap = useLibcoapServer(GNUTLS);
+  const client = libcoap.client;
 
 
   it('one-way certificate: verifies the CA and hostname, GET /time -> 2.05', async () => {
-    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key'], GNUTLS);
+    await libcoap.start(['-c', 'server.pem', '-j', 'server.key']);
     const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost' });
     await expectTime(c, 0x2001);
     assert.equal(c.dtls.state, 'connected');
   });
 
   it('PSK: -k secretPSK with an identity -> 2.05', async () => {
-    peer = await startCoapServer(['-k', 'secretPSK'], GNUTLS);
+    await libcoap.start(['-k', 'secretPSK']);
     const c = client({ psk: 'secretPSK', pskIdentity: 'Client_identity' });
     await expectTime(c, 0x2002);
   });
 
   it('a GnuTLS server with a certificate from another CA is refused before any data', async () => {
-    peer = await startCoapServer(['-c', 'rogue-server.pem', '-j', 'rogue-server.key'], GNUTLS);
+    await libcoap.start(['-c', 'rogue-server.pem', '-j', 'rogue-server.key']);
     const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost' });
     c.dtls.send(coapGetTime(0x2003));
     const err = (await c.failed) as DtlsError;

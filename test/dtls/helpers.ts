@@ -242,3 +242,33 @@ export function usePeers() {
     },
   };
 }
+
+/**
+ * For suites against one of libcoap's servers: fails (not skips) in before() when the binary is
+ * missing, and after each test closes the clients and stops the server. `start(args)` runs it
+ * (DTLS port = -p + 1) for the current test; `client()` connects to it.
+ */
+export function useLibcoapServer(binary = 'coap-server-openssl') {
+  let peer: Peer | undefined;
+  const clients: Client[] = [];
+  before(() => {
+    requireBinary(binary);
+  });
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.dtls.close();
+    await peer?.stop();
+    peer = undefined;
+  });
+  return {
+    async start(args: string[]): Promise<Peer> {
+      peer = await startCoapServer(args, binary);
+      return peer;
+    },
+    client(engine: DtlsDatagramOptions['engine'], extra: Partial<DtlsDatagramOptions> = {}): Client {
+      if (!peer) throw new Error('start the server first');
+      const c = openClient(peer.dtlsPort, engine, extra);
+      clients.push(c);
+      return c;
+    },
+  };
+}

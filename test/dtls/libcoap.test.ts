@@ -2,40 +2,24 @@
 import assert from 'node:assert/strict';
 import type { DtlsError } from '../../src/dtls';
 import { spawn } from 'node:child_process';
-import { coapGetTime, expectTime, openClient, requireBinary, startCoapServer, testPki, UdpProxy, type Client, type Peer } from './helpers';
+import { coapGetTime, expectTime, requireBinary, testPki, useLibcoapServer, UdpProxy } from './helpers';
 
 describe('dtls: ours -> coap-server-openssl (libcoap)', function () {
   this.timeout(20000);
   const pki = testPki();
-  let peer: Peer | undefined;
-  const clients: Client[] = [];
-
-  before(() => {
-    requireBinary('coap-server-openssl'); // fails (not skips) with an install hint
-  });
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.dtls.close();
-    await peer?.stop();
-    peer = undefined;
-  });
-
-  function client(engine: Parameters<typeof openClient>[1], extra = {}): Client {
-    const c = openClient(peer!.dtlsPort, engine, extra);
-    clients.push(c);
-    return c;
-  }
+  const libcoap = useLibcoapServer();
+  const client = libcoap.client;
 
 
   it('one-way certificate: verifies the CA and hostname, GET /time -> 2.05', async () => {
-    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key']);
+    await libcoap.start(['-c', 'server.pem', '-j', 'server.key']);
     const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost' });
     await expectTime(c, 0x1234);
     console.log(`      one-way vs libcoap: ${c.handshakeBytes} bytes (${c.dtls.resumed ? 'resumed' : 'full'})`);
   });
 
   it('one-way certificate: resumes the saved session with libcoap/OpenSSL', async () => {
-    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key']);
+    await libcoap.start(['-c', 'server.pem', '-j', 'server.key']);
     const first = client({ ca: pki.read('ca.pem'), hostname: 'localhost' });
     await expectTime(first, 1);
     const saved = first.dtls.session();
@@ -49,7 +33,7 @@ describe('dtls: ours -> coap-server-openssl (libcoap)', function () {
   });
 
   it('one-way certificate: resumes by session ID (tickets off, the default) from a new port, like against ThingsBoard', async () => {
-    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key']);
+    await libcoap.start(['-c', 'server.pem', '-j', 'server.key']);
     const first = client({ ca: pki.read('ca.pem'), hostname: 'localhost', tickets: false });
     await expectTime(first, 3);
     const saved = first.dtls.session()!;
@@ -65,7 +49,7 @@ describe('dtls: ours -> coap-server-openssl (libcoap)', function () {
   });
 
   it('one-way certificate: resumes by ticket with tickets: true', async () => {
-    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key']);
+    await libcoap.start(['-c', 'server.pem', '-j', 'server.key']);
     const first = client({ ca: pki.read('ca.pem'), hostname: 'localhost', tickets: true });
     await expectTime(first, 5);
     const saved = first.dtls.session()!;
@@ -78,7 +62,7 @@ describe('dtls: ours -> coap-server-openssl (libcoap)', function () {
 
   it("the ThingsBoard guide's client (coap-client-openssl -m post -R ca.pem coaps://...): bytes per report", async () => {
     const bin = requireBinary('coap-client-openssl');
-    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key']);
+    const peer = await libcoap.start(['-c', 'server.pem', '-j', 'server.key']);
     const proxy = new UdpProxy(peer.dtlsPort);
     const port = await proxy.start();
     let bytes = 0;
@@ -100,14 +84,14 @@ describe('dtls: ours -> coap-server-openssl (libcoap)', function () {
   });
 
   it('PSK: -k secretPSK with an identity -> 2.05', async () => {
-    peer = await startCoapServer(['-k', 'secretPSK']);
+    await libcoap.start(['-k', 'secretPSK']);
     const c = client({ psk: 'secretPSK', pskIdentity: 'Client_identity' });
     await expectTime(c, 7);
     console.log(`      PSK vs libcoap: ${c.handshakeBytes} bytes`);
   });
 
   it('PSK: a wrong key fails (timeout; the message suggests a wrong PSK)', async () => {
-    peer = await startCoapServer(['-k', 'secretPSK']);
+    await libcoap.start(['-k', 'secretPSK']);
     const c = client({ psk: 'wrongPSK', pskIdentity: 'Client_identity' }, { retransmitMs: 100, retransmitMaxMs: 400 });
     c.dtls.send(coapGetTime(8));
     const err = (await c.failed) as DtlsError;
@@ -118,14 +102,14 @@ describe('dtls: ours -> coap-server-openssl (libcoap)', function () {
   });
 
   it('mutual: server with -R ca.pem accepts our device certificate -> 2.05', async () => {
-    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key', '-R', 'ca.pem']);
+    await libcoap.start(['-c', 'server.pem', '-j', 'server.key', '-R', 'ca.pem']);
     const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost', cert: pki.read('device.pem'), key: pki.read('device.key') });
     await expectTime(c, 9);
     console.log(`      mutual vs libcoap: ${c.handshakeBytes} bytes`);
   });
 
   it('mutual: server with -R ca.pem refuses a client without a certificate', async () => {
-    peer = await startCoapServer(['-c', 'server.pem', '-j', 'server.key', '-R', 'ca.pem']);
+    await libcoap.start(['-c', 'server.pem', '-j', 'server.key', '-R', 'ca.pem']);
     const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost' }, { retransmitMs: 200, retransmitMaxMs: 1600 });
     c.dtls.send(coapGetTime(10));
     const err = (await c.failed) as DtlsError;
@@ -134,7 +118,7 @@ describe('dtls: ours -> coap-server-openssl (libcoap)', function () {
   });
 
   it('unknown CA against libcoap: the client refuses before sending data', async () => {
-    peer = await startCoapServer(['-c', 'rogue-server.pem', '-j', 'rogue-server.key']);
+    await libcoap.start(['-c', 'rogue-server.pem', '-j', 'rogue-server.key']);
     const c = client({ ca: pki.read('ca.pem'), hostname: 'localhost' });
     c.dtls.send(coapGetTime(11));
     const err = (await c.failed) as DtlsError;
