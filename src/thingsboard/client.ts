@@ -143,17 +143,7 @@ export class ThingsBoardClient {
    * attributes, later ones only the changed keys, deletions as `deleted`.
    */
   subscribeAttributes(onUpdate: (update: AttributeUpdate) => void, onEnd?: (reason?: Error) => void): TbSubscription {
-    return this.#observe('attribute subscription', this.path('attributes'), (payload) => {
-      if (payload.length === 0) return;
-      let update: AttributeUpdate;
-      try {
-        update = this.codec.decodeAttributeUpdate(payload);
-      } catch (e) {
-        this.#log.warn(`attribute update ignored: ${(e as Error).message}`);
-        return;
-      }
-      onUpdate(update);
-    }, onEnd);
+    return this.#observe('attribute subscription', this.path('attributes'), (p) => this.codec.decodeAttributeUpdate(p), onUpdate, onEnd);
   }
 
   /**
@@ -161,17 +151,7 @@ export class ThingsBoardClient {
    * `handler`; its result is POSTed to rpc/{id}. A handler that throws answers {"error": message}.
    */
   subscribeRpc(handler: RpcHandler, onEnd?: (reason?: Error) => void): TbSubscription {
-    return this.#observe('RPC subscription', this.path('rpc'), (payload) => {
-      if (payload.length === 0) return;
-      let request: RpcRequest;
-      try {
-        request = this.codec.decodeRpcRequest(payload);
-      } catch (e) {
-        this.#log.warn(`RPC request ignored: ${(e as Error).message}`);
-        return;
-      }
-      void this.#answerRpc(handler, request);
-    }, onEnd);
+    return this.#observe('RPC subscription', this.path('rpc'), (p) => this.codec.decodeRpcRequest(p), (r) => void this.#answerRpc(handler, r), onEnd);
   }
 
   async #answerRpc(handler: RpcHandler, request: RpcRequest): Promise<void> {
@@ -299,10 +279,15 @@ export class ThingsBoardClient {
     throw err;
   }
 
-  #observe(
+  /**
+   * GET + Observe on `path`. Each non-empty 2.xx payload is decoded and handed to `deliver`; one
+   * that does not decode is logged and dropped (the observation goes on).
+   */
+  #observe<T>(
     feature: string,
     path: string,
-    onPayload: (payload: Uint8Array) => void,
+    decode: (payload: Uint8Array) => T,
+    deliver: (value: T) => void,
     onEnd?: (reason?: Error) => void,
   ): TbSubscription {
     if (this.#stoppedReason) throw new TbError('stopped', `${feature} not sent: stopped after ${this.#stoppedReason.message}`);
@@ -315,8 +300,15 @@ export class ThingsBoardClient {
     const observation: Observation = this.#coap.observe(
       { method: 'GET', path },
       (res) => {
-        if (!OK.has(res.code)) return;
-        onPayload(res.payload);
+        if (!OK.has(res.code) || res.payload.length === 0) return;
+        let value: T;
+        try {
+          value = decode(res.payload);
+        } catch (e) {
+          this.#log.warn(`${feature}: notification ignored: ${(e as Error).message}`);
+          return;
+        }
+        deliver(value);
       },
       (reason) => end(reason),
     );
