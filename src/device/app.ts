@@ -151,6 +151,8 @@ export class DeviceApp {
   #running = false;
   #subscriptions: TbSubscription[] = [];
   #registeredAt = 0;
+  #dtlsConnections = 0;
+  #x509Recovered = false;
 
   constructor(platform: Platform, config: DeviceConfig, sources: TelemetrySource[], transport?: Datagram) {
     this.#platform = platform;
@@ -210,8 +212,6 @@ export class DeviceApp {
     return this.#dtls;
   }
 
-  #dtlsConnections = 0;
-
   /**
    * A new DTLS session after the first one (server restart, reconnect after silence) carries no
    * observe relations: the server forgot them with the old session. Register them again.
@@ -221,8 +221,6 @@ export class DeviceApp {
     this.#platform.log.info(`DTLS session established (${resumed ? 'resumed' : 'full handshake'})`);
     if (this.#dtlsConnections > 1 && this.#running && this.#subscriptions.length) void this.resubscribe();
   }
-
-  #x509Recovered = false;
 
   /**
    * 4.01 inside a RESUMED X.509 session: ThingsBoard did not see our certificate on this session
