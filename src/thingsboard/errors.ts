@@ -16,12 +16,14 @@ export type TbErrorCode =
   | 'stopped'; // the client refused to send because an earlier 4.01 or security failure stopped it
 
 export class TbError extends Error {
+  // A class field (define semantics), not `this.name =`: on Moddable the built-in Error.prototype
+  // is frozen after preload, and assigning an inherited read-only property throws there.
+  override readonly name: string = 'TbError';
   readonly code: TbErrorCode;
   /** CoAP response code, e.g. "4.01", when one was received. */
   readonly coapCode?: string;
   constructor(code: TbErrorCode, message: string, coapCode?: number) {
     super(message);
-    this.name = 'TbError';
     this.code = code;
     if (coapCode !== undefined) this.coapCode = codeToString(coapCode);
   }

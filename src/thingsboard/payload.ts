@@ -51,9 +51,11 @@ export interface PayloadCodec {
 }
 
 export class PayloadError extends Error {
+  // A class field (define semantics), not `this.name =`: on Moddable the built-in Error.prototype
+  // is frozen after preload, and assigning an inherited read-only property throws there.
+  override readonly name: string = 'PayloadError';
   constructor(message: string) {
     super(message);
-    this.name = 'PayloadError';
   }
 }
 
