@@ -3,8 +3,18 @@
  */
 #include "dtls_core.h"
 
+/*
+ * Mbed TLS versions (MBEDTLS_VERSION_NUMBER):
+ *   2.28 (Debian, the host)  mbedtls/config.h; entropy + CTR-DRBG; RNG arguments everywhere.
+ *   3.6  (ESP-IDF 5.x)       mbedtls/build_info.h; still entropy + CTR-DRBG; private struct fields
+ *                            (MBEDTLS_PRIVATE); PSA crypto initialised when compiled in (TLS 1.3 and
+ *                            MBEDTLS_USE_PSA_CRYPTO need it).
+ *   4.0  (ESP-IDF 6.0, Moddable 8.2) PSA crypto only (TF-PSA-Crypto): no entropy/ctr_drbg modules, no RNG
+ *                            arguments to pk parsing, key checks, cookie setup; no mbedtls_ssl_conf_rng;
+ *                            ticket keys are PSA keys. psa_crypto_init() before anything else.
+ */
 #include "mbedtls/version.h"
-#if MBEDTLS_VERSION_MAJOR >= 3
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
 #include "mbedtls/build_info.h"
 #define DTLS_PRIV(x) MBEDTLS_PRIVATE(x)
 #else
@@ -16,19 +26,34 @@
 #define DTLS_PRIV(x) x
 #endif
 
+/* 4.0: the random generator is PSA's (psa_generate_random); 2.28 and 3.6: our own CTR-DRBG. */
+#if MBEDTLS_VERSION_NUMBER >= 0x04000000
+#define DTLS_PSA_RNG 1
+#define DTLS_PSA_INIT 1
+#else
+#define DTLS_PSA_RNG 0
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_PSA_CRYPTO_C)
+#define DTLS_PSA_INIT 1
+#else
+#define DTLS_PSA_INIT 0
+#endif
+#endif
+
 #include "mbedtls/ssl.h"
 #include "mbedtls/ssl_cookie.h"
 #include "mbedtls/ssl_ticket.h"
 #if defined(MBEDTLS_SSL_CACHE_C)
 #include "mbedtls/ssl_cache.h"
 #endif
+#if !DTLS_PSA_RNG
 #include "mbedtls/entropy.h"
 #include "mbedtls/ctr_drbg.h"
+#endif
 #include "mbedtls/x509_crt.h"
 #include "mbedtls/pk.h"
 #include "mbedtls/error.h"
 #include "mbedtls/platform.h" /* mbedtls_free: ESP-IDF may use its own allocator */
-#if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_PSA_CRYPTO_C)
+#if DTLS_PSA_INIT
 #include "psa/crypto.h"
 #endif
 
@@ -52,8 +77,10 @@ struct dtls_conf {
   int has_cert;
   int auth_mode;
   mbedtls_ssl_config ssl;
+#if !DTLS_PSA_RNG
   mbedtls_entropy_context entropy;
   mbedtls_ctr_drbg_context drbg;
+#endif
   mbedtls_x509_crt ca;
   mbedtls_x509_crt cert;
   mbedtls_pk_context key;
@@ -185,7 +212,10 @@ static int parse_key(dtls_conf *c, const unsigned char *data, size_t len) {
   size_t n;
   unsigned char *copy = pem_copy(data, len, &n);
   int ret;
-#if MBEDTLS_VERSION_MAJOR >= 3
+#if DTLS_PSA_RNG
+  (void)c;
+  ret = mbedtls_pk_parse_key(&c->key, copy ? copy : data, n, NULL, 0);
+#elif MBEDTLS_VERSION_NUMBER >= 0x03000000
   ret = mbedtls_pk_parse_key(&c->key, copy ? copy : data, n, NULL, 0, mbedtls_ctr_drbg_random, &c->drbg);
 #else
   ret = mbedtls_pk_parse_key(&c->key, copy ? copy : data, n, NULL, 0);
@@ -213,7 +243,7 @@ static int cache_has(dtls_conf *c, const unsigned char *id, size_t id_len) {
   int found;
   if (id_len == 0 || id_len > 32 || c->ssl.DTLS_PRIV(f_get_cache) == NULL) return 0;
   mbedtls_ssl_session_init(&s);
-#if MBEDTLS_VERSION_MAJOR >= 3
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
   found = mbedtls_ssl_cache_get(&c->cache, id, id_len, &s) == 0;
 #else
   s.id_len = id_len;
@@ -275,8 +305,10 @@ static void conf_free(dtls_conf *c) {
   mbedtls_x509_crt_free(&c->ca);
   mbedtls_x509_crt_free(&c->cert);
   mbedtls_pk_free(&c->key);
+#if !DTLS_PSA_RNG
   mbedtls_ctr_drbg_free(&c->drbg);
   mbedtls_entropy_free(&c->entropy);
+#endif
   free(c);
 }
 
@@ -284,22 +316,32 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
   dtls_conf *c;
   int ret, n = 0;
   char tmp[128];
+#if !DTLS_PSA_RNG
   static const char pers[] = "tb-dtls-core";
   unsigned char pbuf[64];
   size_t plen;
+#endif
 
   *err = DTLS_OK;
   if (msg && msg_size) msg[0] = 0;
-#if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_PSA_CRYPTO_C)
-  psa_crypto_init();
+#if DTLS_PSA_INIT
+  /* 4.0: every key, hash and random byte goes through PSA. 3.6: TLS 1.3 and MBEDTLS_USE_PSA_CRYPTO
+   * builds need it too. Idempotent. */
+  if (psa_crypto_init() != PSA_SUCCESS) {
+    *err = DTLS_E_INTERNAL;
+    set_msg(msg, msg_size, "PSA crypto initialisation failed (no entropy source?)", 0, 0);
+    return NULL;
+  }
 #endif
   c = (dtls_conf *)calloc(1, sizeof(*c));
   if (!c) { *err = DTLS_E_NO_MEMORY; set_msg(msg, msg_size, "out of memory", 0, 0); return NULL; }
   c->refs = 1;
   c->role = opt->role == DTLS_ROLE_SERVER ? DTLS_ROLE_SERVER : DTLS_ROLE_CLIENT;
   mbedtls_ssl_config_init(&c->ssl);
+#if !DTLS_PSA_RNG
   mbedtls_entropy_init(&c->entropy);
   mbedtls_ctr_drbg_init(&c->drbg);
+#endif
   mbedtls_x509_crt_init(&c->ca);
   mbedtls_x509_crt_init(&c->cert);
   mbedtls_pk_init(&c->key);
@@ -313,6 +355,7 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
   mbedtls_ssl_cache_init(&c->cache);
 #endif
 
+#if !DTLS_PSA_RNG
   plen = sizeof(pers) - 1;
   memcpy(pbuf, pers, plen);
   if (opt->seed && opt->seed_len) {
@@ -322,15 +365,19 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
   }
   ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, pbuf, plen);
   if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "random generator seed failed", 0, 0); goto fail; }
+#endif
+  /* 4.0: opt->seed (extra DRBG personalization) has nothing to personalize: PSA owns the generator. */
 
   ret = mbedtls_ssl_config_defaults(&c->ssl,
                                     c->role == DTLS_ROLE_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
                                     MBEDTLS_SSL_TRANSPORT_DATAGRAM, MBEDTLS_SSL_PRESET_DEFAULT);
   if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "ssl config defaults failed", 0, 0); goto fail; }
+#if !DTLS_PSA_RNG
   mbedtls_ssl_conf_rng(&c->ssl, mbedtls_ctr_drbg_random, &c->drbg);
+#endif
 
   /* DTLS 1.2 only */
-#if MBEDTLS_VERSION_MAJOR >= 3 && (MBEDTLS_VERSION_MINOR >= 2 || MBEDTLS_VERSION_MAJOR > 3)
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000
   mbedtls_ssl_conf_min_tls_version(&c->ssl, MBEDTLS_SSL_VERSION_TLS1_2);
   mbedtls_ssl_conf_max_tls_version(&c->ssl, MBEDTLS_SSL_VERSION_TLS1_2);
 #else
@@ -377,7 +424,9 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
       set_msg(msg, msg_size, "bad key file: key does not match the certificate", 0, 0);
       goto fail;
     }
-#if MBEDTLS_VERSION_MAJOR >= 3
+#if DTLS_PSA_RNG
+    ret = mbedtls_pk_check_pair(&c->cert.pk, &c->key);
+#elif MBEDTLS_VERSION_NUMBER >= 0x03000000
     ret = mbedtls_pk_check_pair(&c->cert.pk, &c->key, mbedtls_ctr_drbg_random, &c->drbg);
 #else
     ret = mbedtls_pk_check_pair(&c->cert.pk, &c->key);
@@ -431,7 +480,7 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
 #if defined(MBEDTLS_SSL_MAX_FRAGMENT_LENGTH)
     mbedtls_ssl_conf_max_frag_len(&c->ssl, MBEDTLS_SSL_MAX_FRAG_LEN_1024);
 #endif
-#if MBEDTLS_VERSION_MAJOR < 3
+#if MBEDTLS_VERSION_NUMBER < 0x03000000
     /* Every ClientHello (sent twice per handshake with cookies, also when resuming) lists the curves
      * and signature hashes. 2.28's defaults list every compiled-in curve (13: 26 bytes) and 4 hashes x 2;
      * keep what servers use (Scandium's recommended set minus X448, plus P-521 certificates):
@@ -481,7 +530,11 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
     }
 #if defined(MBEDTLS_SSL_COOKIE_C) && defined(MBEDTLS_SSL_DTLS_HELLO_VERIFY) && defined(MBEDTLS_SSL_SRV_C)
     if (opt->cookies != DTLS_OPT_OFF) {
+#if DTLS_PSA_RNG
+      ret = mbedtls_ssl_cookie_setup(&c->cookie); /* a PSA HMAC key */
+#else
       ret = mbedtls_ssl_cookie_setup(&c->cookie, mbedtls_ctr_drbg_random, &c->drbg);
+#endif
       if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "cookie setup failed", 0, 0); goto fail; }
       mbedtls_ssl_conf_dtls_cookies(&c->ssl, cookie_write_cb, cookie_check_cb, c);
       c->cookies_on = 1;
@@ -493,8 +546,13 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
 #endif
 #if defined(MBEDTLS_SSL_TICKET_C) && defined(MBEDTLS_SSL_SESSION_TICKETS) && defined(MBEDTLS_SSL_SRV_C)
     if (opt->tickets != DTLS_OPT_OFF) {
-      ret = mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &c->drbg, MBEDTLS_CIPHER_AES_128_GCM,
-                                     opt->session_timeout_s ? opt->session_timeout_s : DTLS_DEFAULT_SESSION_TIMEOUT_S);
+      uint32_t lifetime = opt->session_timeout_s ? opt->session_timeout_s : DTLS_DEFAULT_SESSION_TIMEOUT_S;
+#if DTLS_PSA_RNG
+      /* AES-128-GCM as on 2.28/3.6 (no suite we offer is stronger); the key is a PSA key. */
+      ret = mbedtls_ssl_ticket_setup(&c->ticket, PSA_ALG_GCM, PSA_KEY_TYPE_AES, 128, lifetime);
+#else
+      ret = mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &c->drbg, MBEDTLS_CIPHER_AES_128_GCM, lifetime);
+#endif
       if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "session ticket setup failed", 0, 0); goto fail; }
       mbedtls_ssl_conf_session_tickets_cb(&c->ssl, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse, &c->ticket);
     }
@@ -634,7 +692,11 @@ dtls_core *dtls_core_new(dtls_conf *conf, const char *hostname, const unsigned c
 #if defined(MBEDTLS_SSL_DTLS_CONNECTION_ID)
   {
     unsigned char cid[4];
+#if DTLS_PSA_RNG
+    if (psa_generate_random(cid, sizeof(cid)) != PSA_SUCCESS) memset(cid, 0, sizeof(cid));
+#else
     mbedtls_ctr_drbg_random(&conf->drbg, cid, sizeof(cid));
+#endif
     mbedtls_ssl_set_cid(&core->ssl, MBEDTLS_SSL_CID_ENABLED, cid, sizeof(cid));
   }
 #endif
