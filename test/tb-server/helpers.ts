@@ -7,6 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import * as dgram from 'node:dgram';
+import { generate, parse } from 'coap-packet';
+import type { ParsedPacket } from 'coap-packet';
 import { startTbServer } from '../../tools/tb-server/server';
 import type { TbServer, TbServerOptions } from '../../tools/tb-server/server';
 
@@ -178,3 +180,50 @@ export async function waitFor(cond: () => boolean, timeoutMs = 2000, what = 'con
     await sleep(10);
   }
 }
+
+// Timers as they were when this module loaded: waits in the helpers below keep working while a
+// test runs node-coap's timers on a fake clock (node:test mock.timers).
+const realSetTimeout = globalThis.setTimeout;
+const realClearTimeout = globalThis.clearTimeout;
+
+type CoapPacketInput = Parameters<typeof generate>[0];
+
+/** A raw UDP peer speaking coap-packet datagrams, for wire-level checks. */
+export class RawPeer {
+  readonly sock = dgram.createSocket('udp4');
+  readonly inbox: ParsedPacket[] = [];
+  received = 0;
+  private waiters: (() => void)[] = [];
+  constructor(readonly port: number) {
+    this.sock.on('message', (m) => {
+      this.received++;
+      this.inbox.push(parse(m));
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+  async bind(): Promise<this> { await new Promise<void>((r) => this.sock.bind(0, '127.0.0.1', () => r())); return this; }
+  get address(): string { const a = this.sock.address(); return `${a.address}:${a.port}`; }
+  send(p: CoapPacketInput): void {
+    this.sock.send(generate(p, 65000), this.port, '127.0.0.1');
+  }
+  sendRaw(b: Buffer): void { this.sock.send(b, this.port, '127.0.0.1'); }
+  async next(timeoutMs = 2000): Promise<ParsedPacket> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.inbox.length) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no datagram within ${timeoutMs} ms`);
+      await new Promise<void>((r) => { const t = realSetTimeout(r, left); this.waiters.push(() => { realClearTimeout(t); r(); }); });
+    }
+    return this.inbox.shift()!;
+  }
+  ack(p: { messageId: number }): void {
+    this.send({ messageId: p.messageId, code: '0.00', confirmable: false, ack: true, reset: false, options: [], token: Buffer.alloc(0) });
+  }
+  close(): Promise<void> { return new Promise((r) => this.sock.close(() => r())); }
+}
+
+export const uriPath = (p: string): { name: 'Uri-Path'; value: Buffer }[] =>
+  p.split('/').filter(Boolean).map((s) => ({ name: 'Uri-Path' as const, value: Buffer.from(s) }));
+
+/** Lets pending I/O callbacks and immediates run (real timers). */
+export const settle = (ms = 20): Promise<void> => new Promise((r) => realSetTimeout(r, ms));

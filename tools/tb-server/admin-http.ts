@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Device, JsonObject, JsonValue, PowerMode, Store } from './store';
 import { StoreError, certSha3FromPem } from './store';
 import { RpcTimeoutError, TbCoapService, isObject } from './handler';
+import { MAX_JSON_DEPTH, jsonDepth } from './json';
 
 class HttpError extends Error {
   constructor(readonly status: number, message: string) { super(message); }
@@ -29,7 +30,11 @@ async function readBody(req: http.IncomingMessage): Promise<JsonValue | undefine
     chunks.push(c as Buffer);
   }
   if (!size) return undefined;
-  try { return JSON.parse(Buffer.concat(chunks).toString('utf8')) as JsonValue; } catch { throw new HttpError(400, 'invalid JSON'); }
+  let v: JsonValue;
+  try { v = JSON.parse(Buffer.concat(chunks).toString('utf8')) as JsonValue; } catch { throw new HttpError(400, 'invalid JSON'); }
+  // JSON.parse takes any depth, but JSON.stringify (persistence, notifications) recurses: bound it here.
+  if (jsonDepth(v) > MAX_JSON_DEPTH) throw new HttpError(400, `JSON nested deeper than ${MAX_JSON_DEPTH}`);
+  return v;
 }
 
 export async function startAdminHttp(o: { host: string; port: number; store: Store; service: TbCoapService; log: (l: string) => void }): Promise<{ port: number; close(): Promise<void> }> {

@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { Device, JsonObject, JsonValue, OtaPackage, PowerSettings, RpcRecord, Store } from './store';
 import { randomToken, certSha3FromPem } from './store';
+import { parseLenientJson } from './json';
 
 export type Auth = { kind: 'token' } | { kind: 'x509'; certSha3?: string };
 
@@ -55,6 +56,14 @@ export interface HandlerOptions {
   log: (line: string) => void;
 }
 
+/** Californium's PREFERRED_BLOCK_SIZE in ThingsBoard: bodies above this go out block-wise (Block2). */
+export const BLOCK_SIZE = 1024;
+/** BLOCKWISE_STATUS_LIFETIME: how long the rest of a block-wise notification can be fetched. */
+const BLOCK2_STATUS_LIFETIME_MS = 300_000;
+const MAX_BLOCK2_STATUS = 1024;
+/** Largest JSON body the device API parses (a Block1 upload can be larger; it gets 4.00). */
+export const MAX_JSON_BODY = 256 * 1024;
+
 export const DEFAULT_PSM_ACTIVITY_TIMER = 10000;
 export const DEFAULT_PAGING_TRANSMISSION_WINDOW = 10000;
 const CF_JSON = 50;
@@ -74,6 +83,8 @@ interface Observation {
   token: string;
   con: boolean;
   res: CoapRes;
+  /** URL of the registration (path and query): block-wise follow-ups use it. */
+  url: string;
   contentFormat: number;
   closed: boolean;
 }
@@ -120,9 +131,39 @@ export class TbCoapService {
   private pending = new Map<string, Map<number, PendingRpc>>();
   /** Responses not answered yet: node-coap's deferred-ACK timers must not fire after close. */
   readonly open = new Set<CoapRes>();
+  /** Bodies of block-wise notifications, for the follow-up GETs with Block2 (peer|url -> status). */
+  private block2 = new Map<string, { body: Buffer; cf: number; ts: number }>();
   private closed = false;
 
   constructor(readonly store: Store, readonly opts: HandlerOptions) {}
+
+  /** State held per client, for tests and the fuzzer. */
+  stateCounts(): { observations: number; open: number; pendingRpcs: number; clientStates: number; block2: number } {
+    let pendingRpcs = 0;
+    for (const m of this.pending.values()) pendingRpcs += m.size;
+    return { observations: this.observations.size, open: this.open.size, pendingRpcs, clientStates: this.states.size, block2: this.block2.size };
+  }
+
+  /**
+   * Would a request with this method and Uri-Path be served? null = yes (or: decided later), else
+   * the code it gets. The message layer asks this before it stores any Block1 body.
+   */
+  preauthorize(code: string, segs: string[], auth: Auth): string | null {
+    const method = ({ '0.01': 'GET', '0.02': 'POST', '0.03': 'PUT', '0.04': 'DELETE' } as Record<string, string>)[code] ?? 'OTHER';
+    if (segs[0] !== 'api') return segs[0] === 'fw' || segs[0] === 'sw' ? (method === 'GET' ? null : '4.05') : '4.04';
+    if (segs.length === 1) return '4.05';
+    if (segs[1] !== 'v1') return '4.04';
+    if (method !== 'GET' && method !== 'POST') return '4.05';
+    if (segs.length >= 4 && asFeature(segs[3])) {
+      if (auth.kind === 'x509' && auth.certSha3 && this.store.byCertSha3(auth.certSha3)) return null;
+      return this.store.byToken(segs[2]) ? null : '4.01';
+    }
+    if (segs.length >= 3 && asFeature(segs[2])) {
+      if (asFeature(segs[2]) === 'provision') return null;
+      return auth.kind === 'x509' && auth.certSha3 && this.store.byCertSha3(auth.certSha3) ? null : '4.01';
+    }
+    return segs.includes('provision') ? null : '4.00';
+  }
 
   // ------------------------------------------------------------------ entry point
 
@@ -145,9 +186,12 @@ export class TbCoapService {
     const segs = pathPart.split('/').filter((s) => s.length > 0);
     ctx.query = parseQuery(queryPart);
     ctx.segs = segs;
+    if (this.block2FollowUp(ctx)) return;
     if (segs[0] === 'api') {
+      ctx.piggyback = true; // Californium's own answers
       if (segs.length === 1) return ctx.reply('4.05'); // plain CoapResource
       if (segs[1] !== 'v1') return ctx.reply('4.04');
+      ctx.piggyback = false;
       return this.api(ctx, auth);
     }
     if (segs[0] === 'fw' || segs[0] === 'sw') return this.ota(ctx, segs[0]);
@@ -155,7 +199,61 @@ export class TbCoapService {
       ctx.cf = 40;
       return ctx.reply('2.05', '</api>,</api/v1>;obs,</fw>,</sw>');
     }
+    ctx.piggyback = true; // Californium's ServerMessageDeliverer
     return ctx.reply('4.04');
+  }
+
+  /**
+   * RFC 7959 §2.6: after a notification too large for one datagram (block 0 sent with M=1), the
+   * client GETs the other blocks, without Observe, with Block2 num > 0. Californium serves them from
+   * the block-wise status kept per (peer, URI with query); so does this.
+   */
+  private block2FollowUp(ctx: Ctx): boolean {
+    if (ctx.req.method !== 'GET' || ctx.req.headers['Observe'] !== undefined) return false;
+    const opt = ctx.options().find((o) => o.name === 'Block2');
+    if (!opt || !(uintOf(opt.value) >> 4)) return false;
+    const key = `${ctx.peer}|${ctx.req.url}`;
+    const st = this.block2.get(key);
+    if (!st || Date.now() - st.ts > BLOCK2_STATUS_LIFETIME_MS) return false;
+    if (ctx.segs[0] === 'api') {
+      ctx.tokenSeg = 2;
+      const dev = this.store.byToken(ctx.segs[2] ?? '');
+      if (dev) ctx.device = dev;
+    }
+    ctx.piggyback = true; // answered by Californium's BlockwiseLayer
+    ctx.cf = st.cf;
+    ctx.reply('2.05', st.body); // node-coap's OutMessage slices the requested block, sets Block2 and ETag
+    return true;
+  }
+
+  /**
+   * Writes one notification (or the registration response) on an observe stream. A body larger than
+   * BLOCK_SIZE goes out as block 0 with M=1, ETag and Size2 (what Californium does); the rest is
+   * served by block2FollowUp. Returns false if the stream could not take it.
+   */
+  private writeObserve(o: Observation, url: string, body: Buffer): boolean {
+    const res = o.res;
+    if (o.closed || res.writableEnded || !res.write) return false;
+    const key = `${o.peer}|${url}`;
+    if (body.length > BLOCK_SIZE) {
+      res.setOption('Block2', Buffer.of(0x0e)); // num 0, M=1, SZX 6 (1024)
+      res.setOption('ETag', etagOf(body));
+      res.setOption('Size2', body.length);
+      this.block2.delete(key);
+      this.block2.set(key, { body, cf: o.contentFormat, ts: Date.now() });
+      const now = Date.now();
+      for (const [k, st] of this.block2) {
+        if (this.block2.size <= MAX_BLOCK2_STATUS && now - st.ts <= BLOCK2_STATUS_LIFETIME_MS) break;
+        this.block2.delete(k);
+      }
+      res.write(body.subarray(0, BLOCK_SIZE));
+    } else {
+      res.setOption('Block2', []);
+      res.setOption('ETag', []);
+      res.setOption('Size2', []);
+      res.write(body);
+    }
+    return true;
   }
 
   // ------------------------------------------------------------------ /api/v1
@@ -164,7 +262,7 @@ export class TbCoapService {
     const { req, segs } = ctx;
     // Redact anything in the token position before the first reply can be logged.
     if (segs.length >= 3 && !asFeature(segs[2])) ctx.tokenSeg = 2;
-    if (req.method !== 'GET' && req.method !== 'POST') return ctx.reply('4.05');
+    if (req.method !== 'GET' && req.method !== 'POST') { ctx.piggyback = true; return ctx.reply('4.05'); }
     // Resolve X.509 first: with a DTLS session bound to a known certificate the URL token is ignored.
     let device: Device | undefined;
     if (auth.kind === 'x509' && auth.certSha3) device = this.store.byCertSha3(auth.certSha3);
@@ -183,6 +281,9 @@ export class TbCoapService {
     } else if (segs.includes('provision')) {
       feature = 'provision';
     }
+    // Answers given before a device is known are Californium's / TB's plain exchange.respond(code)
+    // (CoapDeviceAuthCallback: respond(UNAUTHORIZED)): piggybacked, no retransmission state.
+    ctx.piggyback = true;
     if (!feature) return ctx.reply('4.00');
     if (feature === 'provision') {
       if (req.method !== 'POST') return ctx.reply('4.00');
@@ -190,6 +291,7 @@ export class TbCoapService {
     }
     if (!device && token !== undefined) device = this.store.byToken(token);
     if (!device) return ctx.reply('4.01');
+    ctx.piggyback = false;
     ctx.device = device;
     this.awake(device);
 
@@ -430,7 +532,7 @@ export class TbCoapService {
       if (o.deviceId === dev.id && o.feature === feature && o.peer === ctx.peer) this.dropObservation(o, true);
     }
     const obs: Observation = {
-      deviceId: dev.id, feature, peer: ctx.peer, token, con: ctx.con, res,
+      deviceId: dev.id, feature, peer: ctx.peer, token, con: ctx.con, res, url: req.url,
       contentFormat: typeof req.headers['Content-Format'] === 'number' ? (req.headers['Content-Format'] as number) : CF_JSON,
       closed: false,
     };
@@ -441,7 +543,7 @@ export class TbCoapService {
     if (feature === 'attributes') {
       res.setOption('Content-Format', obs.contentFormat);
       res.statusCode = '2.05';
-      res.write(Buffer.from(JSON.stringify(this.store.attributes(dev.id).shared)));
+      this.writeObserve(obs, obs.url, Buffer.from(JSON.stringify(this.store.attributes(dev.id).shared)));
       ctx.logged('2.05', 0);
     } else {
       res.statusCode = '2.03';
@@ -473,7 +575,7 @@ export class TbCoapService {
   private notify(o: Observation, body: JsonValue): void {
     if (o.closed || o.res.writableEnded || !o.res.write) return;
     o.res.statusCode = '2.05';
-    o.res.write(Buffer.from(JSON.stringify(body)));
+    if (!this.writeObserve(o, o.url, Buffer.from(JSON.stringify(body)))) return;
     const dev = this.store.findDevice(o.deviceId);
     this.emitRequest({
       ts: Date.now(), peer: o.peer, type: o.con ? 'CON' : 'NON', method: 'NOTIFY',
@@ -640,6 +742,7 @@ export class TbCoapService {
     }
     this.pending.clear();
     for (const o of [...this.observations]) this.dropObservation(o, false);
+    this.block2.clear();
     for (const res of this.open) {
       if (res._ackTimer) { clearTimeout(res._ackTimer); res._ackTimer = null; }
     }
@@ -662,6 +765,11 @@ class Ctx {
     const rcf = req.headers['Content-Format'];
     this.cf = typeof rcf === 'number' ? rcf : CF_JSON;
     svc.open.add(res);
+  }
+
+  /** The request's raw options (node-coap IncomingMessage.options). */
+  options(): { name: string; value: Buffer }[] {
+    return (this.req as unknown as { options?: { name: string; value: Buffer }[] }).options ?? [];
   }
 
   safePath(): string {
@@ -779,9 +887,30 @@ function pick(o: JsonObject, keys: string[]): JsonObject {
   return out;
 }
 
+/**
+ * A device payload as ThingsBoard reads it: Gson, lenient (json.ts), nesting bounded at 255 and the
+ * body at MAX_JSON_BODY. undefined for an empty, oversized or unparseable body (the caller answers
+ * 4.00, or nothing where TB answers nothing).
+ */
 export function parseJson(buf: Buffer | undefined): JsonValue | undefined {
-  if (!buf || !buf.length) return undefined;
-  try { return JSON.parse(buf.toString('utf8')) as JsonValue; } catch { return undefined; }
+  if (!buf || !buf.length || buf.length > MAX_JSON_BODY) return undefined;
+  try { return parseLenientJson(buf.toString('utf8')); } catch { return undefined; }
+}
+
+function uintOf(value: Buffer): number {
+  let v = 0;
+  for (const b of value) v = v * 256 + b;
+  return v;
+}
+
+/** node-coap's ETag for a block-wise body (XOR of 2-byte words), so block 0 and the rest agree. */
+function etagOf(payload: Buffer): Buffer {
+  const id = Buffer.of(0, 0);
+  for (let i = 0; i < payload.length; i += 2) {
+    id[0] ^= payload[i];
+    id[1] ^= payload[i + 1] ?? 0;
+  }
+  return id;
 }
 
 export function isObject(v: JsonValue | undefined): v is JsonObject {

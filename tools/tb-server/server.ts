@@ -14,6 +14,8 @@ import type { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import * as dgram from 'node:dgram';
 import { MessageLayer } from './message-layer';
+import type { MessageLayerLimits, MessageLayerState, Rinfo } from './message-layer';
+import type { ParsedPacket } from 'coap-packet';
 import { Store } from './store';
 import { TbCoapService, defaultClientRpc } from './handler';
 import type { Auth, ClientRpcHandler, CoapReq, CoapRes } from './handler';
@@ -40,6 +42,8 @@ export interface TbServerOptions {
    * like ThingsBoard, an unregistered certificate still completes the handshake and then gets 4.01.
    */
   dtls?: { port?: number; cert: string | Uint8Array; key: string | Uint8Array; ca?: string | Uint8Array };
+  /** Bounds on per-peer and total message-layer state (dedup, Block1, retransmission); see message-layer.ts. */
+  limits?: Partial<MessageLayerLimits>;
 }
 
 /** Socket-like transport a DTLS layer can feed (the subset of dgram.Socket node-coap uses). */
@@ -60,6 +64,8 @@ export interface TbServer {
   handle(req: CoapReq, res: CoapRes, auth: Auth): void;
   /** Serve CoAP over another datagram transport (DTLS). Returns a detach function. */
   attachCoapSocket(socket: CoapSocketLike, authFor?: (rsinfo: { address: string; port: number }) => Auth): () => Promise<void>;
+  /** State counts, for tests and the fuzzer: the message layers' and the handler's. */
+  state(): { layers: MessageLayerState[]; service: ReturnType<TbCoapService['stateCounts']> };
   close(): Promise<void>;
 }
 
@@ -70,7 +76,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
   const host = options.host ?? '127.0.0.1';
   const log = options.log ?? (() => {});
   const piggybackTimeoutMs = options.piggybackTimeoutMs ?? 500;
-  const store = new Store(path.resolve(options.dataDir ?? '.tb-server'));
+  const store = new Store(path.resolve(options.dataDir ?? '.tb-server'), { log });
   const service = new TbCoapService(store, {
     coapTimeoutMs: options.coapTimeoutMs ?? 10000,
     piggybackTimeoutMs,
@@ -82,14 +88,30 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
   const handle = (req: CoapReq, res: CoapRes, auth: Auth): void => service.handle(req, res, auth);
 
   const servers: coap.Server[] = [];
+  const layers = new Map<coap.Server, MessageLayer>();
   const makeServer = (authFor: (rsinfo: { address: string; port: number }) => Auth): coap.Server => {
     const s = coap.createServer({ piggybackReplyMs: piggybackTimeoutMs, sendAcksForNonConfirmablePackets: true });
     s.on('request', (req: coap.IncomingMessage, res: coap.OutgoingMessage) => {
+      // node-coap emits 'error' on the response when a CON response is never acknowledged
+      // (EXCHANGE_LIFETIME after it was sent) or cannot be encoded; without a listener that
+      // 'error' is thrown from a timer and ends the process.
+      res.on('error', (e: Error) => log(`coap: response to ${req.rsinfo.address}:${req.rsinfo.port}: ${e.message}`));
       handle(req as unknown as CoapReq, res as unknown as CoapRes, authFor(req.rsinfo));
     });
     s.on('error', (e: Error) => log(`coap error: ${e.message}`));
     servers.push(s);
     return s;
+  };
+  /** A message layer over `socket` for server `s`: authenticates Block1 transfers before storing them. */
+  const layerFor = (s: coap.Server, socket: CoapSocketLike, authFor: (rsinfo: { address: string; port: number }) => Auth): MessageLayer => {
+    const ml = new MessageLayer(socket, {
+      ...options.limits,
+      authorize: (p: ParsedPacket, rinfo: Rinfo) => service.preauthorize(
+        p.code, p.options.filter((o) => o.name === 'Uri-Path').map((o) => o.value.toString('utf8')), authFor(rinfo)),
+    });
+    ml.attachServer(s);
+    layers.set(s, ml);
+    return ml;
   };
 
   const udpSocket = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4' });
@@ -99,7 +121,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
   });
   const coapPort = udpSocket.address().port;
   const udp = makeServer(() => ({ kind: 'token' }));
-  udp.listen(new MessageLayer(udpSocket) as unknown as EventEmitter);
+  udp.listen(layerFor(udp, udpSocket as unknown as CoapSocketLike, () => ({ kind: 'token' })) as unknown as EventEmitter);
 
   let dtlsServer: DtlsServer | undefined;
   let coapsPort: number | undefined;
@@ -127,11 +149,12 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
       x509ByPeer.set(key, certSha3FromPem(Buffer.from(info.peerCertificate).toString('base64')));
       if (x509ByPeer.size > X509_SESSION_LIMIT) x509ByPeer.delete(x509ByPeer.keys().next().value!);
     });
-    const dtls = makeServer((rinfo) => {
+    const dtlsAuth = (rinfo: { address: string; port: number }): Auth => {
       const certSha3 = x509ByPeer.get(`${rinfo.address}:${rinfo.port}`);
       return certSha3 ? { kind: 'x509', certSha3 } : { kind: 'token' };
-    });
-    dtls.listen(new MessageLayer(server as unknown as CoapSocketLike) as unknown as EventEmitter);
+    };
+    const dtls = makeServer(dtlsAuth);
+    dtls.listen(layerFor(dtls, server as unknown as CoapSocketLike, dtlsAuth) as unknown as EventEmitter);
   }
 
   const http = await startAdminHttp({ host, port: options.httpPort ?? 8080, store, service, log });
@@ -149,11 +172,16 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
     handle,
     attachCoapSocket(socket, authFor = () => ({ kind: 'token' })) {
       const s = makeServer(authFor);
-      s.listen(new MessageLayer(socket) as unknown as EventEmitter);
+      s.listen(layerFor(s, socket, authFor) as unknown as EventEmitter);
       return async () => {
         await new Promise<void>((r) => s.close(() => r()));
         servers.splice(servers.indexOf(s), 1);
+        layers.get(s)?.close();
+        layers.delete(s);
       };
+    },
+    state() {
+      return { layers: [...layers.values()].map((l) => l.state()), service: service.stateCounts() };
     },
     async close() {
       if (closed) return;
@@ -161,6 +189,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
       service.close();
       await http.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      for (const l of layers.values()) l.close();
       await new Promise<void>((r) => udpSocket.close(() => r()));
       if (dtlsServer) await new Promise<void>((r) => dtlsServer!.close(() => r()));
       store.close();

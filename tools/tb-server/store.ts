@@ -102,9 +102,11 @@ export class Store {
   private rpc: RpcRecord[] = [];
   private saveTimer: NodeJS.Timeout | null = null;
   private readonly historyLimit: number;
+  private readonly log: (line: string) => void;
 
-  constructor(readonly dataDir: string, opts: { historyLimit?: number } = {}) {
+  constructor(readonly dataDir: string, opts: { historyLimit?: number; log?: (line: string) => void } = {}) {
     this.historyLimit = opts.historyLimit ?? HISTORY_LIMIT;
+    this.log = opts.log ?? (() => {});
     fs.mkdirSync(dataDir, { recursive: true });
     this.load();
   }
@@ -124,7 +126,12 @@ export class Store {
   /** Schedules a save shortly (coalesces bursts of writes). */
   private dirty(): void {
     if (this.saveTimer) return;
-    this.saveTimer = setTimeout(() => { this.saveTimer = null; this.flush(); }, 25);
+    // A failed save (disk full, a value JSON.stringify cannot take) must not throw from a timer:
+    // that would end the process. It is logged and retried with the next change or on close.
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = null;
+      try { this.flush(); } catch (e) { this.log(`store: saving ${this.dataDir} failed: ${(e as Error).message}`); }
+    }, 25);
     this.saveTimer.unref();
   }
 
