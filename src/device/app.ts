@@ -17,6 +17,9 @@ import { TbError } from '../thingsboard/errors';
 import type { RpcRequest, TbObject, TbValue } from '../thingsboard/payload';
 import { DtlsDatagram } from '../dtls/datagram';
 import type { DtlsError } from '../dtls/engine';
+import type { Reading, ReadingQueue } from '../storage/queue';
+import { RamQueue } from '../storage/queue';
+import type { SettingsStore } from '../storage/settings';
 
 /**
  * CoAP over DTLS 1.2 (coaps://, port 5684). One-way: `ca` + `hostname`, and the access token in the
@@ -87,18 +90,29 @@ export interface DeviceConfig {
    * unconfirmed: a lost datagram is a lost reading.
    */
   uplink?: UplinkMode;
-  /** Records kept while the server is unreachable (oldest dropped and counted when full). */
+  /** Records kept in RAM while the server is unreachable (oldest dropped and counted when full); without `storage.queue`. */
   queueSize?: number;
+  /**
+   * Flash-backed state (src/storage): `queue` keeps readings until the server confirmed them, across
+   * reboots and power cuts (a FlashQueue; without it a RamQueue of `queueSize`); `settings` keeps
+   * the reporting interval the server set, applied at the next boot over `reportingIntervalMs`.
+   */
+  storage?: { queue?: ReadingQueue; settings?: SettingsStore };
   /** Records per telemetry POST when replaying the queue. */
   batchSize?: number;
   /** Pause between replay batches: ThingsBoard rate-limits bursts (answers 5.00). */
   replayPaceMs?: number;
   firmware?: { title: string; version: string };
   /**
-   * Re-register the Observe relations when this long has passed since the last registration,
-   * checked after each report's uplink (0 = never, the default). Behind a NAT, a UDP mapping that expired
-   * between reports comes back on a new port and ThingsBoard keeps notifying the old one
-   * (issue #5263): set this to the NAT's UDP timeout (30-60 s on cellular) or lower.
+   * Re-register the Observe relations after a confirmed report whose uplink followed at least this
+   * long without any datagram to or from the server, and after the first confirmed report that
+   * follows failed ones (0 = never). Behind a NAT, a UDP mapping that expired in the silence comes
+   * back on a new port, and ThingsBoard keeps notifying the old one (issue #5263): shared-attribute
+   * updates and RPC would never arrive again. Default OBSERVE_REFRESH_MS (25 s), below the shortest
+   * common NAT UDP timeout (30 s: Linux conntrack, many home routers and carrier NATs; RFC 4787
+   * asks for 2 min but is widely ignored). With the default 60 s reporting interval that means
+   * re-registering after every report (two GET + two responses, ~100 B); a device reporting more
+   * often than every 25 s keeps its mapping alive and never re-registers.
    */
   observeRefreshMs?: number;
 }
@@ -123,6 +137,9 @@ export interface DeviceState {
   stopped: string | null;
 }
 
+/** Default observeRefreshMs: below the shortest common NAT UDP mapping timeout (30 s). */
+export const OBSERVE_REFRESH_MS = 25_000;
+
 const MIN_INTERVAL_MS = 1000;
 const MAX_INTERVAL_MS = 24 * 3600 * 1000;
 
@@ -138,19 +155,29 @@ export class DeviceApp {
   #intervalMs: number;
   #timer: TimerHandle | undefined;
   #startedAt = 0;
-  #queue: { ts: number; values: TbObject }[] = [];
-  #queueSize: number;
+  #queue: ReadingQueue;
+  #settings: SettingsStore | undefined;
+  /** The build's (manifest / CLI) interval, and where the current one came from. */
+  #buildIntervalMs: number;
+  #intervalSource: 'build' | 'server';
+  /** Clock time the next reading is due (sampling runs on the clock, whatever the network does). */
+  #nextDue = 0;
   #batchSize: number;
   #replayPaceMs: number;
   #reports = 0;
   #failures = 0;
-  #dropped = 0;
   #flushing = false;
+  /** Last datagram to or from the server, and whether an uplink followed a silence long enough for the NAT to forget us. */
+  #lastTraffic = 0;
+  #mappingMayHaveChanged = false;
+  /** A report failed since the last confirmed one (the server or the path may have lost our observations). */
+  #failedSinceReport = false;
+  /** The next attribute notification is the full snapshot of a (re-)registration. */
+  #snapshotDue = false;
   /** Consecutive reports that got no response at all. */
   #timeouts = 0;
   #running = false;
   #subscriptions: TbSubscription[] = [];
-  #registeredAt = 0;
   #dtlsConnections = 0;
   #x509Recovered = false;
 
@@ -158,8 +185,16 @@ export class DeviceApp {
     this.#platform = platform;
     this.#config = config;
     this.#sources = sources;
-    this.#intervalMs = clampInterval(config.reportingIntervalMs ?? 60000);
-    this.#queueSize = config.queueSize ?? 64;
+    this.#buildIntervalMs = clampInterval(config.reportingIntervalMs ?? 60000);
+    this.#intervalMs = this.#buildIntervalMs;
+    this.#intervalSource = 'build';
+    this.#settings = config.storage?.settings;
+    const stored = this.#settings?.load().reportingInterval;
+    if (stored !== undefined) {
+      this.#intervalMs = clampInterval(stored * 1000);
+      this.#intervalSource = 'server';
+    }
+    this.#queue = config.storage?.queue ?? new RamQueue(config.queueSize ?? 64);
     this.#batchSize = config.batchSize ?? 10;
     this.#replayPaceMs = config.replayPaceMs ?? 1000;
     let udp = transport ?? platform.net.open(config.server.host, config.server.port);
@@ -183,7 +218,7 @@ export class DeviceApp {
       });
       udp = this.#dtls;
     }
-    this.#transport = udp;
+    this.#transport = this.#trackTraffic(udp);
     const t = config.transmission;
     const transmission = t === 'nbiot' ? NBIOT_TRANSMISSION : t === 'rfc7252' || t === undefined ? RFC7252_TRANSMISSION : { ...RFC7252_TRANSMISSION, ...t };
     this.coap = new CoapClient(this.#transport, {
@@ -251,6 +286,36 @@ export class DeviceApp {
     return this.#intervalMs;
   }
 
+  /** Where the reporting interval in force came from: the build (manifest / CLI) or the server. */
+  get intervalSource(): 'build' | 'server' {
+    return this.#intervalSource;
+  }
+
+  /**
+   * The datagram the CoAP client talks through, noting every datagram to and from the server: an
+   * uplink after a silence of observeRefreshMs may have gone out through a new NAT mapping.
+   */
+  #trackTraffic(inner: Datagram): Datagram {
+    const clock = this.#platform.clock;
+    const outer: Datagram = {
+      send: (data) => {
+        const now = clock.now();
+        const refresh = this.#config.observeRefreshMs ?? OBSERVE_REFRESH_MS;
+        if (refresh > 0 && now - this.#lastTraffic >= refresh) this.#mappingMayHaveChanged = true;
+        this.#lastTraffic = now;
+        inner.send(data);
+      },
+      close: () => inner.close(),
+      ...(inner.mtu !== undefined ? { mtu: inner.mtu } : {}),
+    };
+    inner.onReceive = (data) => {
+      this.#lastTraffic = clock.now();
+      outer.onReceive?.(data);
+    };
+    inner.onError = (e) => outer.onError?.(e);
+    return outer;
+  }
+
   get state(): DeviceState {
     return {
       reportingInterval: this.#intervalMs / 1000,
@@ -258,7 +323,7 @@ export class DeviceApp {
       reports: this.#reports,
       failures: this.#failures,
       queued: this.#queue.length,
-      dropped: this.#dropped,
+      dropped: this.#queue.dropped,
       stopped: this.tb.stopped?.message ?? null,
     };
   }
@@ -271,6 +336,9 @@ export class DeviceApp {
     const { log } = this.#platform;
     this.#running = true;
     this.#startedAt = this.#platform.clock.now();
+    if (this.#intervalSource === 'server')
+      log.info(`reporting interval ${this.#intervalMs / 1000} s: the server's value stored in flash wins over the build's ${this.#buildIntervalMs / 1000} s`);
+    else log.info(`reporting interval ${this.#intervalMs / 1000} s from the build config${this.#settings ? ' (no server value stored)' : ''}`);
     const fw = this.#config.firmware;
     const attributes = {
       reportingInterval: this.#intervalMs / 1000,
@@ -296,7 +364,7 @@ export class DeviceApp {
         (reason) => reason && log.warn(`RPC subscription ended: ${reason.message}`),
       );
       this.#subscriptions = [attrs, rpc];
-      this.#registeredAt = this.#platform.clock.now();
+      this.#snapshotDue = true;
       for (const [name, s] of [['attributes', attrs], ['RPC', rpc]] as const) {
         try {
           await s.registered;
@@ -309,12 +377,17 @@ export class DeviceApp {
     const stopped = this.tb.stopped;
     if (stopped) log.error(`device started but not sending: ${stopped.message}`);
     else log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
-    await this.#cycle();
+    this.#mappingMayHaveChanged = false; // just registered
+    // The first reading at once, then on the clock: sampling never waits for the network.
+    this.#sample();
+    this.#nextDue = this.#platform.clock.now() + this.#intervalMs;
+    this.#schedule();
+    await this.#deliver();
   }
 
   /** Re-registers the observations (after a wake-up or an address change). */
   async resubscribe(): Promise<void> {
-    this.#registeredAt = this.#platform.clock.now();
+    this.#snapshotDue = true;
     await Promise.all(this.#subscriptions.map((s) => s.reregister().catch((e: Error) => this.#platform.log.warn(`re-register failed: ${e.message}`))));
   }
 
@@ -330,6 +403,12 @@ export class DeviceApp {
 
   /** Takes one reading of every source into the queue and flushes what the server will take. */
   async reportNow(): Promise<void> {
+    this.#sample();
+    await this.#deliver();
+  }
+
+  /** Reads every source into the queue (with the clock's epoch time as its ts). */
+  #sample(): void {
     const values: TbObject = {};
     for (const source of this.#sources) {
       let v: TbObject | undefined;
@@ -341,11 +420,21 @@ export class DeviceApp {
       if (v) Object.assign(values, v);
     }
     if (Object.keys(values).length) this.#enqueue({ ts: this.#platform.clock.epochMs(), values });
+  }
+
+  /** Flushes the queue, then re-registers the observations if they may be stale. */
+  async #deliver(): Promise<void> {
+    const reportsBefore = this.#reports;
     await this.flush();
-    // The uplink just refreshed (or re-created) the NAT mapping: re-register from it if due.
-    const refresh = this.#config.observeRefreshMs ?? 0;
-    if (refresh > 0 && this.#subscriptions.length && !this.tb.stopped && this.#platform.clock.now() - this.#registeredAt >= refresh)
-      await this.resubscribe();
+    if (this.#reports === reportsBefore) return;
+    // A confirmed uplink just went out through the current NAT mapping. If it followed a silence
+    // long enough for the old mapping to expire, or an outage, the server's observe relations may
+    // point at a dead address: register them again from here.
+    const refresh = this.#config.observeRefreshMs ?? OBSERVE_REFRESH_MS;
+    const stale = this.#mappingMayHaveChanged || this.#failedSinceReport;
+    this.#mappingMayHaveChanged = false;
+    this.#failedSinceReport = false;
+    if (refresh > 0 && stale && this.#subscriptions.length && !this.tb.stopped && this.#running) await this.resubscribe();
   }
 
   /** Sends queued records in batches, paced; keeps them on failure. */
@@ -358,18 +447,21 @@ export class DeviceApp {
         if (this.tb.stopped || this.tb.retryAfter) break;
         if (!first) await this.#sleep(this.#replayPaceMs);
         first = false;
-        const batch = this.#queue.slice(0, this.#batchSize);
+        const batch = this.#queue.peek(this.#batchSize);
+        if (!batch.length) break;
+        const last = batch[batch.length - 1]!.seq;
+        const records = batch.map((r) => ({ ts: r.ts, values: r.values }));
         try {
-          await this.tb.sendTelemetry(batch.length === 1 ? batch[0]! : batch);
+          await this.tb.sendTelemetry(records.length === 1 ? records[0]! : records);
         } catch (e) {
           if (this.#recoverX509(e)) continue;
           this.#failures++;
+          this.#failedSinceReport = true;
           const err = e as Error;
           this.onEvent?.({ type: 'report-failed', error: err.message, queued: this.#queue.length });
           if (e instanceof TbError && e.code === 'bad-request') {
             // The server will never take these records: drop them rather than block the queue.
-            this.#queue.splice(0, batch.length);
-            this.#dropped += batch.length;
+            this.#queue.discard(last);
             this.#platform.log.error(`telemetry rejected (4.00), ${batch.length} records dropped`);
             continue;
           }
@@ -386,7 +478,7 @@ export class DeviceApp {
           this.#platform.log.warn(`telemetry not delivered, ${this.#queue.length} queued: ${err.message}`);
           break;
         }
-        this.#queue.splice(0, batch.length);
+        this.#queue.confirm(last);
         this.#reports++;
         this.#timeouts = 0;
         this.onEvent?.({ type: 'report', records: batch.length, queued: this.#queue.length });
@@ -396,41 +488,61 @@ export class DeviceApp {
     }
   }
 
-  setReportingInterval(ms: number): void {
+  /**
+   * Sets the reporting interval. `source` 'server' (shared attribute, RPC) is kept in flash when
+   * storage is configured, and wins over the build's value at the next boot.
+   */
+  setReportingInterval(ms: number, source: 'build' | 'server' = 'server', via = 'the server'): void {
     const next = clampInterval(ms);
-    if (next === this.#intervalMs) return;
+    const changed = next !== this.#intervalMs;
+    const was = `${this.#intervalMs / 1000} s from ${this.#intervalSource === 'server' ? 'the server' : 'the build config'}`;
+    this.#intervalSource = source;
+    this.#persistInterval(source === 'server' ? next : undefined, via);
+    if (!changed) return;
     this.#intervalMs = next;
     this.onEvent?.({ type: 'interval', ms: next });
-    this.#platform.log.info(`reporting interval now ${next / 1000} s`);
+    this.#platform.log.info(`reporting interval now ${next / 1000} s from ${via} (was ${was})`);
     if (this.#timer !== undefined) {
       this.#platform.clock.clearTimer(this.#timer);
+      this.#nextDue = this.#platform.clock.now() + this.#intervalMs;
       this.#schedule();
     }
   }
 
-  #enqueue(record: { ts: number; values: TbObject }): void {
-    if (this.#queue.length >= this.#queueSize) {
-      this.#queue.shift();
-      this.#dropped++;
-    }
-    this.#queue.push(record);
-  }
-
-  async #cycle(): Promise<void> {
-    if (!this.#running) return;
+  #persistInterval(ms: number | undefined, via: string): void {
+    if (!this.#settings) return;
     try {
-      await this.reportNow();
-    } finally {
-      this.#schedule();
+      this.#settings.save(ms === undefined ? {} : { reportingInterval: ms / 1000, source: via });
+    } catch (e) {
+      this.#platform.log.warn(`reporting interval not saved: ${(e as Error).message}`);
     }
   }
 
+  #enqueue(record: Reading): void {
+    const before = this.#queue.dropped;
+    try {
+      this.#queue.push(record);
+    } catch (e) {
+      this.#platform.log.error(`reading not queued: ${(e as Error).message}`);
+      return;
+    }
+    const lost = this.#queue.dropped - before;
+    if (lost > 0) this.#platform.log.warn(`offline queue full: ${lost} oldest readings dropped (${this.#queue.dropped} in all)`);
+  }
+
+  /** The sampling timer: a reading every interval on the clock; delivery runs beside it. */
   #schedule(): void {
     if (!this.#running) return;
+    const now = this.#platform.clock.now();
+    if (this.#nextDue <= now) this.#nextDue = now + this.#intervalMs;
     this.#timer = this.#platform.clock.setTimer(() => {
       this.#timer = undefined;
-      void this.#cycle();
-    }, this.#intervalMs);
+      if (!this.#running) return;
+      this.#sample();
+      this.#nextDue += this.#intervalMs;
+      this.#schedule();
+      void this.#deliver().catch((e: Error) => this.#platform.log.warn(`delivery: ${e.message}`));
+    }, this.#nextDue - now);
   }
 
   #sleep(ms: number): Promise<void> {
@@ -438,10 +550,17 @@ export class DeviceApp {
   }
 
   #onAttributes(shared: TbObject, deleted: string[]): void {
+    const snapshot = this.#snapshotDue;
+    this.#snapshotDue = false;
     this.onEvent?.({ type: 'attributes', shared, deleted });
     const seconds = shared.reportingInterval;
-    if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds > 0) this.setReportingInterval(seconds * 1000);
+    if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds > 0) this.setReportingInterval(seconds * 1000, 'server', 'shared attribute reportingInterval');
     else if (seconds !== undefined) this.#platform.log.warn('shared attribute reportingInterval ignored: expected seconds > 0');
+    else if (deleted.includes('reportingInterval') || (snapshot && this.#intervalSource === 'server' && this.#settings?.load().source === 'shared attribute reportingInterval')) {
+      // The server no longer has the attribute (deleted now, or absent from the registration's
+      // snapshot of all shared attributes): back to the build's value.
+      this.setReportingInterval(this.#buildIntervalMs, 'build', 'the build config (shared attribute reportingInterval removed on the server)');
+    }
   }
 
   async #onRpc(request: RpcRequest): Promise<TbValue> {
@@ -453,7 +572,7 @@ export class DeviceApp {
         const p = request.params;
         const seconds = typeof p === 'number' ? p : p && typeof p === 'object' && !Array.isArray(p) ? p.interval : undefined;
         if (typeof seconds !== 'number' || !(seconds > 0)) throw new Error('setInterval: params must be {"interval": seconds > 0}');
-        this.setReportingInterval(seconds * 1000);
+        this.setReportingInterval(seconds * 1000, 'server', 'RPC setInterval');
         void this.tb.sendAttributes({ reportingInterval: this.#intervalMs / 1000 }).catch(() => undefined);
         return { interval: this.#intervalMs / 1000 };
       }
