@@ -16,10 +16,10 @@ import {
   emptyMessage,
   encode,
   encodeBlock,
+  decodeUint,
   encodeUint,
   getBlock,
-  getObserve,
-  getUintOption,
+  getOption,
   isResponseCode,
   isSuccessCode,
 } from './codec';
@@ -135,11 +135,31 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * The value of an elective uint option, or undefined when it is absent or malformed (longer than
+ * RFC 7252 Table 4 / RFC 7641 allow): RFC 7252 §5.4.3 treats a malformed elective option like an
+ * unrecognized one, which is silently ignored; it must not cost the whole message.
+ */
+function electiveUint(msg: CoapMessage, number: number, maxLength: number): number | undefined {
+  const o = getOption(msg, number);
+  return o && o.value.length <= maxLength ? decodeUint(o.value) : undefined;
+}
+
+/** Content-Format: 0-2 bytes (RFC 7252 §5.10). */
+function contentFormatOf(msg: CoapMessage): number | undefined {
+  return electiveUint(msg, OptionNumber.CONTENT_FORMAT, 2);
+}
+
+/** Observe: 0-3 bytes (RFC 7641 §2). A longer one is ignored, as if the message had none. */
+function observeOf(msg: CoapMessage): number | undefined {
+  return electiveUint(msg, OptionNumber.OBSERVE, 3);
+}
+
 function toResponse(msg: CoapMessage, payload: Uint8Array = msg.payload): CoapResponse {
   const response: CoapResponse = { code: msg.code, payload, options: msg.options, type: msg.type };
-  const cf = getUintOption(msg, OptionNumber.CONTENT_FORMAT);
+  const cf = contentFormatOf(msg);
   if (cf !== undefined) response.contentFormat = cf;
-  const observe = getObserve(msg);
+  const observe = observeOf(msg);
   if (observe !== undefined) response.observe = observe;
   return response;
 }
@@ -392,7 +412,7 @@ export class CoapClient {
       if (req.block2Szx !== undefined) options.push({ number: OptionNumber.BLOCK2, value: encodeBlock({ num: 0, more: false, szx: req.block2Szx }) });
       const first = await this.#exchangeMessage(Code.GET, options, EMPTY, req.confirmable !== false, params, token);
       if (gen !== obs.generation) return toResponse(first);
-      const seq = getObserve(first);
+      const seq = observeOf(first);
       const accepted = isSuccessCode(first.code) && first.code !== Code.DELETED && seq !== undefined;
       if (accepted && obs.active) {
         // Listen before any remaining blocks are fetched: notifications may arrive meanwhile.
@@ -457,7 +477,7 @@ export class CoapClient {
   }
 
   #notification(obs: ObservationImpl, msg: CoapMessage): void {
-    const seq = getObserve(msg);
+    const seq = observeOf(msg);
     if (!isSuccessCode(msg.code) || msg.code === Code.DELETED) {
       this.#end(obs, new CoapError(`observation ended by ${codeToString(msg.code)}`, 'observe-ended', toResponse(msg)));
       return;

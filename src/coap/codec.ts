@@ -57,19 +57,24 @@ export function encodedSize(msg: CoapMessage): number {
 }
 
 /**
- * Encodes `msg` (options sorted by number, stable). Throws CoapFormatError for values that cannot
- * be represented (token longer than 8, message ID or code out of range, option too long).
+ * Encodes `msg` (options sorted by number, stable). Throws CoapFormatError for anything decode()
+ * would reject or read back differently: type not 0..3, token longer than 8, message ID or code out
+ * of range, an option number that is not an integer 0..65535, an option too long, and an Empty
+ * message (code 0.00) with a token, options or a payload (RFC 7252 §1.2, §4.1).
  */
 export function encode(msg: CoapMessage): Uint8Array {
   const token = msg.token;
   const tkl = token.length;
   if (tkl > 8) throw new CoapFormatError('token-length');
+  const type = msg.type;
+  if (!(type >= 0 && type <= 3) || type !== (type | 0)) throw new CoapFormatError('type');
   const mid = msg.messageId;
   if (!(mid >= 0 && mid <= 0xffff) || mid !== (mid | 0)) throw new CoapFormatError('message-id');
   const code = msg.code;
   if (!(code >= 0 && code <= 0xff) || code !== (code | 0)) throw new CoapFormatError('code');
   const options = sortedOptions(msg.options);
   const payload = msg.payload;
+  if (code === 0 && (tkl > 0 || options.length > 0 || payload.length > 0)) throw new CoapFormatError('empty-with-data');
 
   let size = 4 + tkl;
   let prev = 0;
@@ -77,7 +82,7 @@ export function encode(msg: CoapMessage): Uint8Array {
     const o = options[i]!;
     const len = o.value.length;
     const delta = o.number - prev;
-    if (!(o.number >= 0 && o.number <= 0xffff)) throw new CoapFormatError('option-number');
+    if (!(o.number >= 0 && o.number <= 0xffff) || o.number !== (o.number | 0)) throw new CoapFormatError('option-number');
     if (len > 65804) throw new CoapFormatError('option-length');
     size += 1 + extSize(delta) + extSize(len) + len;
     prev = o.number;
@@ -85,7 +90,7 @@ export function encode(msg: CoapMessage): Uint8Array {
   if (payload.length > 0) size += 1 + payload.length;
 
   const out = new Uint8Array(size);
-  out[0] = 0x40 | ((msg.type & 3) << 4) | tkl;
+  out[0] = 0x40 | (type << 4) | tkl;
   out[1] = code;
   out[2] = mid >> 8;
   out[3] = mid & 0xff;
