@@ -8,6 +8,8 @@ import { type SimFaults, type SimI2CDevice, nackError, noFaults, takeFault } fro
 import type { Environment } from './environment';
 
 const ADDRESS = 0x44;
+/** Commands kept in SimSht3x.commands. */
+export const COMMAND_LOG_LIMIT = 64;
 
 /** Max conversion times, datasheet table 4. */
 const Conversion: Readonly<Record<number, number>> = Object.freeze({
@@ -43,7 +45,7 @@ export class SimSht3x implements SimI2CDevice {
   readonly address: number;
   readonly faults: SimFaults = noFaults();
   readonly enforceTiming: boolean;
-  /** Commands received, for tests. */
+  /** The last COMMAND_LOG_LIMIT commands received, oldest first, for tests. */
   readonly commands: number[] = [];
   #env: Environment;
   #status = STATUS_RESET;
@@ -65,6 +67,8 @@ export class SimSht3x implements SimI2CDevice {
     if (bytes.length !== 2) throw nackError(this.address, 'write');
     const command = (bytes[0] << 8) | bytes[1];
     this.commands.push(command);
+    // a simulation runs for days of device time: keep the log bounded
+    if (this.commands.length > COMMAND_LOG_LIMIT) this.commands.splice(0, this.commands.length - COMMAND_LOG_LIMIT);
     this.#status &= ~STATUS_COMMAND_FAILED;
     const now = this.#env.clock.now();
     const conversion = Conversion[command];
