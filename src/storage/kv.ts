@@ -90,6 +90,11 @@ export class KvStore {
     return this.sectorSize - this.#header - recordSize(0, this.#unit);
   }
 
+  /** Bytes left for appends in the active sector before the next put compacts. */
+  get free(): number {
+    return this.#active < 0 ? 0 : (this.#active + 1) * this.sectorSize - this.#append;
+  }
+
   /** (Re)reads the store from flash, as at boot. */
   open(): void {
     this.#active = -1;

@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileFlash, PowerCut } from '../../tools/sim/flash';
+import { FileFlash, MemFlash, PowerCut } from '../../tools/sim/flash';
 
 describe('sim flash image (NOR semantics, power cuts)', () => {
   let dir: string;
@@ -35,5 +35,46 @@ describe('sim flash image (NOR semantics, power cuts)', () => {
     f.write(3, new Uint8Array([4, 5]));
     assert.deepEqual([...f.read(0, 5)], [1, 2, 3, 4, 5], 'works again after the cut');
     f.close();
+  });
+
+  it('cutAt stops program/erase op number N after the given bytes; ops before it are whole, none after it runs', () => {
+    const f = new MemFlash(8192, 4096);
+    f.cutAt = { op: 3, bytes: 2 };
+    f.write(0, new Uint8Array([1, 1, 1, 1])); // op 1
+    f.erase(1); // op 2
+    assert.throws(() => f.write(8, new Uint8Array([2, 2, 2, 2])), PowerCut); // op 3, torn
+    assert.deepEqual([...f.read(0, 12)], [1, 1, 1, 1, 255, 255, 255, 255, 2, 2, 255, 255]);
+    assert.equal(f.stats.ops, 3);
+    assert.deepEqual(f.stats.eraseCounts, [0, 1]);
+    f.cutAt = { op: 4, bytes: 4096 }; // more bytes than the op has: it completes, then the power goes
+    assert.throws(() => f.write(100, new Uint8Array([0])), PowerCut);
+    assert.equal(f.read(100, 1)[0], 0, 'op 4 completed before the cut');
+  });
+
+  it('an erase cut part way leaves the first bytes erased and the rest as they were', () => {
+    const f = new MemFlash(4096, 4096);
+    f.write(0, new Uint8Array(4096).fill(0));
+    f.cutAt = { op: 2, bytes: 100 };
+    assert.throws(() => f.erase(0), PowerCut);
+    assert.equal(f.read(99, 1)[0], 0xff);
+    assert.equal(f.read(100, 1)[0], 0);
+  });
+
+  it("'noisy' tears leave half-programmed bits past the cut: only bits the op meant to change, some of them", () => {
+    const f = new MemFlash(4096, 4096);
+    f.tornMode = 'noisy';
+    f.cutAt = { op: 1, bytes: 4 };
+    assert.throws(() => f.write(0, new Uint8Array(64).fill(0x00)), PowerCut);
+    const b = f.read(0, 64);
+    assert.deepEqual([...b.subarray(0, 4)], [0, 0, 0, 0]);
+    const rest = [...b.subarray(4)];
+    assert.ok(rest.some((x) => x !== 0 && x !== 0xff) || new Set(rest).size > 1, 'past the cut: neither all done nor all untouched');
+  });
+
+  it('a snapshot restores a scenario start in a new image', () => {
+    const f = new MemFlash(4096, 4096);
+    f.write(0, new Uint8Array([7]));
+    const g = new MemFlash(4096, 4096, f.snapshot());
+    assert.equal(g.read(0, 1)[0], 7);
   });
 });
