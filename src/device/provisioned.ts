@@ -1,0 +1,50 @@
+/*
+ * Boot from the credentials record in flash (src/storage): where to connect and how to
+ * authenticate. The record was checked when written; it is checked again here, so a damaged or
+ * hand-edited one is a clear error at boot rather than a 4.01 or a failed handshake later.
+ */
+import type { Log } from '../platform/types';
+import type { CredentialStore, StoredCredentials } from '../storage/credentials';
+import { CredentialsError, parseServerUrl } from '../storage/credentials';
+import type { DeviceConfig } from './app';
+
+export type Security = Pick<DeviceConfig, 'server' | 'credentials' | 'dtls'>;
+
+/** DeviceConfig's server, credentials and DTLS settings from a (validated) credentials record. */
+export function securityFromCredentials(c: StoredCredentials): Security {
+  const url = parseServerUrl(c.server);
+  if (!url) throw new CredentialsError('invalid', 'credentials: server is not a coap:// or coaps:// URL', 'server');
+  const server = { host: url.host, port: url.port };
+  if (!url.secure) {
+    if (c.token === undefined) throw new CredentialsError('invalid', 'credentials: coap:// needs a token', 'token');
+    return { server, credentials: { kind: 'token', token: c.token } };
+  }
+  const dtls: NonNullable<DeviceConfig['dtls']> = { ca: c.ca ?? '', hostname: c.hostname ?? url.host };
+  if (c.cert && c.key) {
+    dtls.cert = c.cert;
+    dtls.key = c.key;
+    return { server, credentials: { kind: 'x509' }, dtls };
+  }
+  if (c.token === undefined) throw new CredentialsError('invalid', 'credentials: one-way coaps:// needs a token', 'token');
+  return { server, credentials: { kind: 'token', token: c.token }, dtls };
+}
+
+/**
+ * Loads the credentials at boot. Returns the connection settings, or undefined after logging why
+ * not (no record: provision the device; corrupt or invalid: which field). Never logs a secret.
+ */
+export function loadSecurity(store: CredentialStore, log: Log): Security | undefined {
+  try {
+    const c = store.load();
+    const s = securityFromCredentials(c);
+    const how = s.credentials.kind === 'x509' ? 'X.509 certificate' : 'access token';
+    log.info(`credentials loaded from flash: ${c.server} with ${how}${c.provisionKey ? ', provisioning key present' : ''}`);
+    return s;
+  } catch (e) {
+    if (e instanceof CredentialsError) {
+      log.error(`${e.message}${e.code === 'missing' ? '' : ' (credentials in flash rejected at boot)'}`);
+      return undefined;
+    }
+    throw e;
+  }
+}
