@@ -68,6 +68,8 @@
 #define DTLS_DEFAULT_MTU 1024
 #define DTLS_MSG_SIZE 256
 #define DTLS_INBOX_SIZE 2048
+#define DTLS_CID_LEN 4          /* the CID we ask peers to put in the records they send us */
+#define DTLS_RECORD_HEADER 13   /* type, version, epoch, sequence number, length */
 
 struct dtls_conf {
   int refs;
@@ -127,6 +129,7 @@ struct dtls_core {
   int resume_no_cookie_allowed; /* set by the caller before the first ClientHello */
   int cookie_skipped;           /* this handshake skipped the cookie check (peer address not verified) */
   int cookie_fallbacks;         /* resumption turned into a full handshake: restarted with the cookie check */
+  uint32_t discarded;           /* datagrams (or parts) dropped as invalid or unexpected, session kept */
   char message[DTLS_MSG_SIZE];
 };
 
@@ -288,6 +291,64 @@ static int cookie_check_cb(void *ctx, const unsigned char *cookie, size_t cookie
   return 0;
 }
 #endif
+
+/*
+ * Stateless ClientHello check (see dtls_core.h). Stricter than mbedTLS's own pre-check
+ * (mbedtls_ssl_check_dtls_clihlo_cookie) because its answer decides whether memory is allocated:
+ * one whole, unfragmented epoch-0 DTLS handshake record holding a ClientHello whose session ID and
+ * cookie lie inside the message. The HelloVerifyRequest is byte for byte what mbedTLS writes (record
+ * and message sequence numbers copied from the ClientHello, server_version 1.0 as RFC 6347 4.2.1 says).
+ */
+int dtls_conf_check_client_hello(dtls_conf *c, const unsigned char *in, size_t len, const unsigned char *cli_id,
+                                 size_t cli_id_len, int allow_resume, unsigned char *reply, size_t reply_size,
+                                 size_t *reply_len) {
+  size_t rec_len, hs_len, frag_len, sid_len, cookie_len, end;
+  if (reply_len) *reply_len = 0;
+  if (!c || c->role != DTLS_ROLE_SERVER || !in) return DTLS_HELLO_DROP;
+  /* record header (13) + handshake header (12) + client_version (2) + random (32) + session_id length */
+  if (len < DTLS_RECORD_HEADER + 12 + 2 + 32 + 1 + 1) return DTLS_HELLO_DROP;
+  if (in[0] != MBEDTLS_SSL_MSG_HANDSHAKE || in[1] != 0xfe || in[3] != 0 || in[4] != 0) return DTLS_HELLO_DROP;
+  rec_len = ((size_t)in[11] << 8) | in[12];
+  if (DTLS_RECORD_HEADER + rec_len > len) return DTLS_HELLO_DROP;
+  if (in[13] != MBEDTLS_SSL_HS_CLIENT_HELLO) return DTLS_HELLO_DROP;
+  hs_len = ((size_t)in[14] << 16) | ((size_t)in[15] << 8) | in[16];
+  frag_len = ((size_t)in[22] << 16) | ((size_t)in[23] << 8) | in[24];
+  if (in[19] != 0 || in[20] != 0 || in[21] != 0 || frag_len != hs_len || 12 + hs_len > rec_len) return DTLS_HELLO_DROP;
+  end = DTLS_RECORD_HEADER + 12 + hs_len;         /* end of the ClientHello body */
+  sid_len = in[59];
+  if (sid_len > 32 || 60 + sid_len + 1 > end) return DTLS_HELLO_DROP;
+  cookie_len = in[60 + sid_len];
+  if (61 + sid_len + cookie_len > end) return DTLS_HELLO_DROP;
+#if defined(MBEDTLS_SSL_COOKIE_C) && defined(MBEDTLS_SSL_DTLS_HELLO_VERIFY) && defined(MBEDTLS_SSL_SRV_C)
+  if (!c->cookies_on) return DTLS_HELLO_ACCEPT;
+  if (mbedtls_ssl_cookie_check(&c->cookie, in + 61 + sid_len, cookie_len, cli_id, cli_id_len) == 0)
+    return DTLS_HELLO_ACCEPT;
+  if (allow_resume && sid_len > 0 && cache_has(c, in + 60, sid_len)) return DTLS_HELLO_RESUME;
+  {
+    unsigned char *p;
+    size_t olen;
+    if (!reply || reply_size < 28 + 1) return DTLS_HELLO_DROP;
+    memcpy(reply, in, 25);
+    reply[13] = MBEDTLS_SSL_HS_HELLO_VERIFY_REQUEST;
+    reply[25] = 0xfe;
+    reply[26] = 0xff;
+    p = reply + 28;
+    if (mbedtls_ssl_cookie_write(&c->cookie, &p, reply + reply_size, cli_id, cli_id_len) != 0) return DTLS_HELLO_DROP;
+    olen = (size_t)(p - reply);
+    reply[27] = (unsigned char)(olen - 28);
+    reply[14] = reply[22] = (unsigned char)((olen - 25) >> 16);
+    reply[15] = reply[23] = (unsigned char)((olen - 25) >> 8);
+    reply[16] = reply[24] = (unsigned char)(olen - 25);
+    reply[11] = (unsigned char)((olen - 13) >> 8);
+    reply[12] = (unsigned char)(olen - 13);
+    if (reply_len) *reply_len = olen;
+    return DTLS_HELLO_VERIFY;
+  }
+#else
+  (void)cli_id; (void)cli_id_len; (void)allow_resume; (void)reply; (void)reply_size;
+  return DTLS_HELLO_ACCEPT;
+#endif
+}
 
 /* ---------- configuration ---------- */
 
@@ -580,7 +641,7 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
   mbedtls_ssl_conf_dtls_anti_replay(&c->ssl, MBEDTLS_SSL_ANTI_REPLAY_ENABLED);
 #endif
 #if defined(MBEDTLS_SSL_DTLS_CONNECTION_ID)
-  mbedtls_ssl_conf_cid(&c->ssl, 4, MBEDTLS_SSL_UNEXPECTED_CID_IGNORE);
+  mbedtls_ssl_conf_cid(&c->ssl, DTLS_CID_LEN, MBEDTLS_SSL_UNEXPECTED_CID_IGNORE);
 #endif
   return c;
 fail:
@@ -691,7 +752,7 @@ dtls_core *dtls_core_new(dtls_conf *conf, const char *hostname, const unsigned c
   }
 #if defined(MBEDTLS_SSL_DTLS_CONNECTION_ID)
   {
-    unsigned char cid[4];
+    unsigned char cid[DTLS_CID_LEN];
 #if DTLS_PSA_RNG
     if (psa_generate_random(cid, sizeof(cid)) != PSA_SUCCESS) memset(cid, 0, sizeof(cid));
 #else
@@ -873,14 +934,57 @@ int dtls_core_step(dtls_core *core) {
   return DTLS_STEP_DATA;
 }
 
+/*
+ * Copies into the inbox what mbedTLS may see of a datagram, and counts what it leaves out:
+ * - whole records only. A trailing fragment shorter than a record header, or than its length field
+ *   says, makes mbedTLS 2.28-4.0 fail with MBEDTLS_ERR_SSL_INTERNAL_ERROR ("should never happen" in
+ *   ssl_fetch_input) instead of discarding it, when the records before it were skipped (other epoch,
+ *   replay): 15 bytes from anyone would end the session. mbedTLS drops the rest of a datagram after
+ *   an invalid record anyway.
+ * - once established, no epoch-0 record. mbedTLS discards those as "other epoch", except a
+ *   ClientHello at a server: it parses it (a malformed one is a fatal error) and, with a valid cookie
+ *   (a replay will do), resets the established session in place. A peer's new handshake belongs on a
+ *   new endpoint (dtls_conf_check_client_hello), which takes over only when it completes.
+ */
+static size_t filter_datagram(dtls_core *core, const unsigned char *d, size_t len) {
+  size_t off = 0, out = 0;
+  int dropped = 0, established = core->state == DTLS_STATE_CONNECTED;
+  while (len - off >= DTLS_RECORD_HEADER) {
+    size_t hdr = DTLS_RECORD_HEADER, rec;
+#if defined(MBEDTLS_SSL_DTLS_CONNECTION_ID)
+    if (d[off] == MBEDTLS_SSL_MSG_CID) hdr += DTLS_CID_LEN; /* tls12_cid record: the CID sits before the length */
+#endif
+    if (len - off < hdr) break;
+    rec = hdr + (((size_t)d[off + hdr - 2] << 8) | d[off + hdr - 1]);
+    if (len - off < rec) break;
+    if (established && d[off + 3] == 0 && d[off + 4] == 0) {
+      dropped = 1;
+    } else {
+      if (out + rec > sizeof(core->inbox)) break; /* larger than any datagram we accept */
+      memcpy(core->inbox + out, d + off, rec);
+      out += rec;
+    }
+    off += rec;
+  }
+  if (off < len || dropped) core->discarded++;
+  return out;
+}
+
+/* mbedTLS gave up on the datagram in its input buffer: forget it (and where it was in it). */
+static void discard_input(dtls_core *core) {
+  core->ssl.DTLS_PRIV(in_left) = 0;
+  core->ssl.DTLS_PRIV(next_record_offset) = 0;
+  core->inbox_full = 0;
+  core->discarded++;
+}
+
 int dtls_core_feed(dtls_core *core, const unsigned char *data, size_t len) {
   if (core->state == DTLS_STATE_FAILED || core->state == DTLS_STATE_CLOSED) return DTLS_STEP_ERROR;
-  if (len > sizeof(core->inbox)) len = sizeof(core->inbox); /* larger than any record we accept */
-  memcpy(core->inbox, data, len);
+  len = filter_datagram(core, data, len);
   core->inbox_len = len;
-  core->inbox_full = 1;
+  core->inbox_full = len > 0;
   if (core->state == DTLS_STATE_HANDSHAKING) {
-    int r = run_handshake(core);
+    int r = len > 0 ? run_handshake(core) : DTLS_STEP_WANT;
     /* The cookie-less resumption is decided on the first datagram only (the caller's budget was for it). */
     if (!core->cookie_skipped) core->resume_no_cookie_allowed = 0;
     if (r == DTLS_STEP_CONNECTED && core->inbox_full) {
@@ -913,8 +1017,15 @@ int dtls_core_read(dtls_core *core, unsigned char *buf, size_t size) {
       return 0;
     }
 #endif
-    map_error(core, ret);
-    return -core->error;
+    if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
+      /* An alert in the session's epoch: decrypted and authenticated, so the peer really sent it. */
+      map_error(core, ret);
+      return -core->error;
+    }
+    /* Anything else was caused by a datagram that did not authenticate or did not parse (RFC 6347
+     * 4.1.2.7: invalid records are discarded silently): drop it and keep the session. */
+    discard_input(core);
+    return 0;
   }
 }
 
@@ -961,6 +1072,7 @@ void dtls_core_allow_resume_without_cookie(dtls_core *core, int allow) {
 }
 int dtls_core_peer_unverified(const dtls_core *core) { return core->cookie_skipped; }
 int dtls_core_cookie_fallbacks(const dtls_core *core) { return core->cookie_fallbacks; }
+uint32_t dtls_core_discarded(const dtls_core *core) { return core->discarded; }
 int dtls_core_resumed(const dtls_core *core) { return core->state == DTLS_STATE_CONNECTED && core->resumed; }
 
 size_t dtls_core_save_session(dtls_core *core, unsigned char *buf, size_t size) {

@@ -8,7 +8,13 @@
  * - Client and server roles. A server shares one dtls_conf (certificates, cookie key, session-ticket
  *   key) between all its per-peer endpoints, so a session resumed from a new address still works.
  *
- * Compiles against mbedTLS 2.28 (Debian) and 3.x (ESP-IDF, nRF Connect SDK).
+ * - Invalid input never ends a session (RFC 6347 4.1.2.7): a datagram's trailing bytes that do not
+ *   form a whole record are cut off before mbedTLS sees them, an established endpoint drops every
+ *   epoch-0 record (a ClientHello included: see dtls_conf_check_client_hello for how a server starts
+ *   a peer's new handshake beside the running session), and a datagram mbedTLS gives up on in an
+ *   established session is discarded. Only an authenticated alert (fatal or close_notify) ends it.
+ *
+ * Compiles against Mbed TLS 2.28 (Debian), 3.6 (ESP-IDF 5.x, nRF Connect SDK) and 4.0 (ESP-IDF 6.0).
  * Used by napi_binding.cc (Node) and xs_binding.c (Moddable XS).
  */
 #ifndef DTLS_CORE_H
@@ -152,6 +158,32 @@ void dtls_core_allow_resume_without_cookie(dtls_core *core, int allow);
 int dtls_core_peer_unverified(const dtls_core *core);
 /* How often a cookie-less resumption turned into a full handshake and was restarted with a HelloVerifyRequest. */
 int dtls_core_cookie_fallbacks(const dtls_core *core);
+
+/*
+ * Server, before any per-peer state exists: a stateless look at a datagram from `client_id` (the
+ * peer's transport address). HelloVerifyRequest exists so that a server can answer a ClientHello
+ * without allocating anything until the peer has proved it receives at its address; this checks the
+ * cookie with the shared cookie key and writes the HelloVerifyRequest itself, so an endpoint (~40 KB
+ * with mbedTLS) is only created for a verified ClientHello. Returns one of DTLS_HELLO_*:
+ *   DROP    not a well-formed, unfragmented epoch-0 ClientHello: discard the datagram
+ *   VERIFY  no valid cookie: reply[0..*reply_len) is the HelloVerifyRequest to send; keep nothing
+ *   ACCEPT  valid cookie (or cookies off): create an endpoint with dtls_core_new(.., client_id ..)
+ *           and feed it this datagram
+ *   RESUME  no valid cookie, but allow_resume was set and its session ID is in the session cache:
+ *           create an endpoint, call dtls_core_allow_resume_without_cookie(core, 1), feed it
+ * Also for a peer whose session is established: its new ClientHello goes to a NEW endpoint (the old
+ * one ignores epoch-0 records) and the caller replaces the old session when the new handshake
+ * completes; a replayed or forged ClientHello then never disturbs the running session.
+ * reply_size: 128 bytes are enough.
+ */
+enum { DTLS_HELLO_DROP = 0, DTLS_HELLO_VERIFY = 1, DTLS_HELLO_ACCEPT = 2, DTLS_HELLO_RESUME = 3 };
+int dtls_conf_check_client_hello(dtls_conf *conf, const unsigned char *data, size_t len,
+                                 const unsigned char *client_id, size_t client_id_len, int allow_resume,
+                                 unsigned char *reply, size_t reply_size, size_t *reply_len);
+
+/* Datagrams (or their trailing parts, or records) this endpoint discarded as invalid or unexpected
+ * without ending the session (see above). */
+uint32_t dtls_core_discarded(const dtls_core *core);
 
 /* 1 if the completed handshake was abbreviated (session resumed). */
 int dtls_core_resumed(const dtls_core *core);
