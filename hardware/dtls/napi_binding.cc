@@ -80,7 +80,9 @@ class DtlsContext : public Napi::ObjectWrap<DtlsContext> {
  public:
   static Napi::FunctionReference *ctor;
   static Napi::Function Init(Napi::Env env) {
-    Napi::Function f = DefineClass(env, "DtlsContext", {InstanceAccessor<&DtlsContext::Role>("role")});
+    Napi::Function f = DefineClass(env, "DtlsContext",
+                                   {InstanceAccessor<&DtlsContext::Role>("role"),
+                                    InstanceMethod<&DtlsContext::CheckClientHello>("checkClientHello")});
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
   }
@@ -142,6 +144,42 @@ class DtlsContext : public Napi::ObjectWrap<DtlsContext> {
   Napi::Value Role(const Napi::CallbackInfo &info) {
     return Napi::String::New(info.Env(), conf_ && dtls_conf_role(conf_) == DTLS_ROLE_SERVER ? "server" : "client");
   }
+
+  // Server: checkClientHello(datagram, clientId, allowResume) -> { verdict: 'drop'|'verify'|'accept'|'resume',
+  // reply: Buffer|null } without creating any per-peer state (see dtls_conf_check_client_hello).
+  Napi::Value CheckClientHello(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsTypedArray()) {
+      Napi::TypeError::New(env, "checkClientHello(datagram: Uint8Array, clientId: string | Uint8Array, allowResume?: boolean)")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+    const unsigned char *p = static_cast<const unsigned char *>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    std::vector<unsigned char> id;
+    if (info[1].IsString()) {
+      std::string s = info[1].As<Napi::String>().Utf8Value();
+      id.assign(s.begin(), s.end());
+    } else if (info[1].IsTypedArray()) {
+      Napi::TypedArray t = info[1].As<Napi::TypedArray>();
+      const unsigned char *q = static_cast<const unsigned char *>(t.ArrayBuffer().Data()) + t.ByteOffset();
+      id.assign(q, q + t.ByteLength());
+    }
+    bool allowResume = info.Length() > 2 && info[2].ToBoolean().Value();
+    unsigned char reply[256];
+    size_t replyLen = 0;
+    int v = conf_ ? dtls_conf_check_client_hello(conf_, p, ta.ByteLength(), id.data(), id.size(), allowResume ? 1 : 0,
+                                                 reply, sizeof(reply), &replyLen)
+                  : DTLS_HELLO_DROP;
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("verdict", Napi::String::New(env, v == DTLS_HELLO_VERIFY   ? "verify"
+                                            : v == DTLS_HELLO_ACCEPT ? "accept"
+                                            : v == DTLS_HELLO_RESUME ? "resume"
+                                                                     : "drop"));
+    r.Set("reply", v == DTLS_HELLO_VERIFY && replyLen ? Napi::Buffer<unsigned char>::Copy(env, reply, replyLen).As<Napi::Value>()
+                                                      : env.Null());
+    return r;
+  }
   dtls_conf *conf_ = nullptr;
 };
 Napi::FunctionReference *DtlsContext::ctor = nullptr;
@@ -165,6 +203,7 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
                            InstanceMethod<&DtlsEndpoint::AllowResumeWithoutCookie>("allowResumeWithoutCookie"),
                            InstanceAccessor<&DtlsEndpoint::PeerUnverified>("peerUnverified"),
                            InstanceAccessor<&DtlsEndpoint::CookieFallbacks>("cookieFallbacks"),
+                           InstanceAccessor<&DtlsEndpoint::Discarded>("discarded"),
                            InstanceAccessor<&DtlsEndpoint::State>("state"),
                            InstanceAccessor<&DtlsEndpoint::TimerGeneration>("timerGeneration"),
                            InstanceAccessor<&DtlsEndpoint::Resumed>("resumed"),
@@ -234,7 +273,9 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
     return true;
   }
 
-  // Delivers queued records to this.onSend. Returns false if onSend threw.
+  // Delivers queued records to this.onSend. Returns false if onSend threw. onSend may call anything on
+  // this endpoint, destroy() included: nothing here touches core_ after a callback, and delivery stops
+  // once the endpoint is destroyed (the rest of the flight is dropped with it).
   bool Flush(Napi::Env env) {
     if (outbox_.empty()) return true;
     std::vector<std::vector<unsigned char>> out;
@@ -242,6 +283,7 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
     Napi::Value cb = Value().Get("onSend");
     if (!cb.IsFunction()) return true;  // nobody listening: records are dropped (like a lost datagram)
     for (auto &d : out) {
+      if (!core_) break;
       Napi::Buffer<unsigned char> b = Napi::Buffer<unsigned char>::Copy(env, d.data(), d.size());
       cb.As<Napi::Function>().Call(Value(), {b});
       if (env.IsExceptionPending()) return false;
@@ -249,12 +291,31 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
     return true;
   }
 
+  // Error details of the core, copied before onSend runs (it may destroy the core).
+  struct Failure {
+    int code = DTLS_OK, mbed = 0, alert = -1;
+    std::string message;
+  };
+  Failure Capture() const {
+    Failure f;
+    if (!core_) {
+      f.code = DTLS_E_STATE;
+      f.message = "endpoint destroyed";
+      return f;
+    }
+    f.code = dtls_core_error(core_);
+    f.mbed = dtls_core_mbedtls_error(core_);
+    f.alert = dtls_core_alert(core_);
+    f.message = dtls_core_message(core_);
+    return f;
+  }
+
   Napi::Value Result(Napi::Env env, int r) {
+    Failure f;
+    if (r == DTLS_STEP_ERROR) f = Capture();
     if (!Flush(env)) return env.Undefined();
     if (r == DTLS_STEP_ERROR) {
-      MakeError(env, dtls_core_error(core_), dtls_core_message(core_), dtls_core_mbedtls_error(core_),
-                dtls_core_alert(core_))
-          .ThrowAsJavaScriptException();
+      MakeError(env, f.code, f.message.c_str(), f.mbed, f.alert).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     return Napi::Number::New(env, r);
@@ -311,13 +372,15 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
     Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
     const unsigned char *p = static_cast<const unsigned char *>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
     int n = dtls_core_write(core_, p, ta.ByteLength());
+    Failure f;
+    if (n < 0) f = Capture();
     if (!Flush(env)) return env.Undefined();
     if (n < 0) {
       int code = -n;
       const char *msg = code == DTLS_E_STATE    ? "write before the handshake completed (or after close)"
                         : code == DTLS_E_TOO_LONG ? "datagram larger than one DTLS record (see maxPayload)"
-                                                  : dtls_core_message(core_);
-      MakeError(env, code, msg, dtls_core_mbedtls_error(core_), dtls_core_alert(core_)).ThrowAsJavaScriptException();
+                                                  : f.message.c_str();
+      MakeError(env, code, msg, f.mbed, f.alert).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     return Napi::Number::New(env, n);
@@ -381,6 +444,9 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
   }
   Napi::Value CookieFallbacks(const Napi::CallbackInfo &info) {
     return Napi::Number::New(info.Env(), core_ ? dtls_core_cookie_fallbacks(core_) : 0);
+  }
+  Napi::Value Discarded(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), core_ ? dtls_core_discarded(core_) : 0);
   }
 
   Napi::Value State(const Napi::CallbackInfo &info) {
