@@ -3,6 +3,9 @@
  * from binding.gyp) and provides DtlsServer, a dgram.Socket look-alike that terminates DTLS for many
  * peers on one UDP port (one server endpoint per peer address), for the local ThingsBoard endpoint.
  * All endpoints share one DtlsContext: certificates, cookie key, ticket key and the session-ID cache.
+ * A ClientHello is checked statelessly against that cookie key (DtlsContext.checkClientHello) before
+ * any endpoint exists: a cookie-less one gets its HelloVerifyRequest from the context, so floods of
+ * spoofed ClientHellos allocate nothing.
  */
 import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
@@ -16,8 +19,21 @@ import type {
   DtlsError,
 } from '../../src/dtls/engine';
 
+export type ClientHelloVerdict = 'drop' | 'verify' | 'accept' | 'resume';
+
 export interface NativeDtlsContext {
   readonly role: 'client' | 'server';
+  /**
+   * Server: a stateless look at a datagram from clientId (the peer's address) before any endpoint
+   * exists for it. 'drop': not a well-formed ClientHello; 'verify': no valid cookie, send `reply`
+   * (a HelloVerifyRequest) and keep nothing; 'accept': valid cookie (or cookies off): create an
+   * endpoint and feed it the datagram; 'resume': no cookie, but allowResume and its session ID is in
+   * the session cache: create an endpoint, allowResumeWithoutCookie(true), feed it.
+   */
+  checkClientHello(datagram: Uint8Array, clientId: string | Uint8Array, allowResume?: boolean): {
+    verdict: ClientHelloVerdict;
+    reply: Buffer | null;
+  };
 }
 
 export interface NativeDtlsEndpoint extends DtlsEngine {
@@ -37,6 +53,8 @@ export interface NativeDtlsEndpoint extends DtlsEngine {
   readonly peerUnverified: boolean;
   /** Server: cookie-less resumptions that turned into full handshakes and were restarted with a HelloVerifyRequest. */
   readonly cookieFallbacks: number;
+  /** Datagrams (or parts of them) discarded as invalid or unexpected without ending the session. */
+  readonly discarded: number;
 }
 
 export interface NativeEndpointOptions extends Partial<DtlsEngineOptions> {
@@ -139,6 +157,16 @@ interface Peer {
   timerGen: number;
   lastSeen: number;
   peerCert: Buffer | null;
+  /** The ClientHello this endpoint was created for: a retransmission of it goes to this endpoint. */
+  hello: Buffer;
+  /**
+   * A new handshake from the same address, running beside this endpoint (whose session stays up):
+   * it replaces this one when it completes, and is dropped if it fails. A replayed or forged
+   * ClientHello therefore never ends a session; only the peer's new verified handshake does.
+   */
+  next: Peer | null;
+  /** Set on a `next` endpoint: the one it will replace. */
+  parent: Peer | null;
 }
 
 /**
@@ -170,6 +198,8 @@ export class DtlsServer extends dgram.Socket {
     resumptionsWithoutCookie: 0,
     /** Cookie-less resumptions that mbedTLS turned into a full handshake: restarted with a HelloVerifyRequest. */
     resumptionFallbacks: 0,
+    /** Datagrams from addresses without an endpoint that were not a well-formed ClientHello (nothing allocated). */
+    dropped: 0,
   };
   #raw: dgram.Socket;
   #ctx: NativeDtlsContext;
@@ -240,6 +270,7 @@ export class DtlsServer extends dgram.Socket {
   closePeer(address: string, port: number): boolean {
     const peer = this.peers.get(`${address}:${port}`);
     if (!peer) return false;
+    if (peer.next) this.#drop(peer.next, false);
     this.#drop(peer, true);
     return true;
   }
@@ -300,7 +331,10 @@ export class DtlsServer extends dgram.Socket {
     }
     this.#closed = true;
     if (this.#sweep) clearInterval(this.#sweep);
-    for (const peer of this.peers.values()) this.#drop(peer, true);
+    for (const peer of [...this.peers.values()]) {
+      if (peer.next) this.#drop(peer.next, false);
+      this.#drop(peer, true);
+    }
     this.#raw.close(() => {
       // Close the (never bound) base handle too; dgram.Socket.close emits 'close' and calls back.
       dgram.Socket.prototype.close.call(this, callback);
@@ -318,50 +352,127 @@ export class DtlsServer extends dgram.Socket {
     return this;
   }
 
+  /** Native endpoints alive: one per peer, plus the new handshakes running beside established sessions. */
+  get endpoints(): number {
+    let n = 0;
+    for (const p of this.peers.values()) n += p.next ? 2 : 1;
+    return n;
+  }
+
   #onRaw(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     this.stats.datagramsIn++;
     this.stats.bytesIn += msg.length;
     const key = `${rinfo.address}:${rinfo.port}`;
-    let peer = this.peers.get(key);
-    if (peer && this.#opt.cookies === false && peer.ep.state === 'connected' && isInitialClientHello(msg)) {
-      // Without cookies mbedTLS cannot tell a client that came back from the same address (it uses the
-      // cookie to detect that); start a fresh endpoint for it. With cookies mbedTLS handles this itself.
-      this.#drop(peer, false);
-      peer = undefined;
+    const cur = this.peers.get(key);
+    if (isInitialClientHello(msg)) {
+      this.#onClientHello(msg, rinfo, key, cur);
+      return;
     }
-    const created = !peer;
-    if (!peer) {
-      if (this.peers.size >= (this.#opt.maxPeers ?? 1000)) return;
-      const ep = new this.#addon.DtlsEndpoint({ context: this.#ctx, clientId: key, mtu: this.#opt.mtu });
-      const p: Peer = { key, rinfo, ep, timer: null, timerGen: -1, lastSeen: Date.now(), peerCert: null };
-      ep.onSend = (record) => {
-        this.stats.bytesOut += record.length;
-        if (isHelloVerifyRequest(record)) this.stats.helloVerifyRequests++;
-        this.#raw.send(record, p.rinfo.port, p.rinfo.address);
-      };
-      if (this.#unverified.size < this.#unverifiedMax && clientHelloSessionId(msg) !== null) {
-        // The core skips the cookie only if this session ID is in the session cache (checked inside
-        // mbedTLS's ClientHello parsing) and the handshake really is abbreviated.
-        ep.allowResumeWithoutCookie(true);
+    if (!cur) {
+      this.stats.dropped++; // junk, or a flight for an endpoint we no longer have: nothing is allocated
+      return;
+    }
+    cur.lastSeen = Date.now();
+    const next = cur.next;
+    // The established endpoint drops epoch-0 records and cannot authenticate the new handshake's
+    // Finished: whatever gives it no plaintext is offered to the new handshake running beside it.
+    const delivered = this.#deliver(cur, msg, rinfo);
+    if (next && delivered === 0 && this.#alive(next)) {
+      next.lastSeen = Date.now();
+      this.#deliver(next, msg, rinfo);
+    }
+  }
+
+  /** An epoch-0 ClientHello: a retransmission for a running handshake, or checked statelessly first. */
+  #onClientHello(msg: Buffer, rinfo: dgram.RemoteInfo, key: string, cur: Peer | undefined): void {
+    for (const p of [cur, cur?.next]) {
+      if (p && p.ep.state === 'handshaking' && p.hello.equals(msg)) {
+        // The same ClientHello again: mbedTLS answers a retransmission with its flight again.
+        p.lastSeen = Date.now();
+        this.#deliver(p, msg, rinfo);
+        return;
       }
-      this.peers.set(key, p);
-      peer = p;
     }
-    peer.lastSeen = Date.now();
-    const p = peer;
-    this.#call(p, () => p.ep.feed(msg));
-    if (created && this.peers.get(key) === p) this.stats.resumptionFallbacks += p.ep.cookieFallbacks;
-    if (this.peers.get(key) === p && p.ep.state === 'handshaking' && p.ep.peerUnverified && !this.#unverified.has(p)) {
+    const allowResume = this.#unverified.size < this.#unverifiedMax && clientHelloSessionId(msg) !== null;
+    const { verdict, reply } = this.#ctx.checkClientHello(msg, key, allowResume);
+    if (verdict === 'drop') {
+      this.stats.dropped++;
+      return;
+    }
+    if (verdict === 'verify') {
+      // Stateless: the HelloVerifyRequest comes from the shared cookie key, nothing is kept.
+      if (reply) this.#sendRaw(reply, rinfo);
+      return;
+    }
+    if (!cur && this.peers.size >= (this.#opt.maxPeers ?? 1000)) return;
+    const p = this.#newPeer(key, rinfo, msg);
+    if (verdict === 'resume') p.ep.allowResumeWithoutCookie(true);
+    if (!cur) {
+      this.peers.set(key, p);
+    } else {
+      // The peer started over (or someone replays its ClientHello): keep the current endpoint until
+      // this handshake completes.
+      if (cur.next) this.#drop(cur.next, false);
+      cur.next = p;
+      p.parent = cur;
+    }
+    this.#deliver(p, msg, rinfo);
+    if (!this.#alive(p)) return;
+    if (p.ep.cookieFallbacks > 0) {
+      // mbedTLS would have answered a cookie-less resumption with a full handshake: the endpoint sent
+      // a HelloVerifyRequest instead. Keep nothing; the peer comes back with the cookie.
+      this.stats.resumptionFallbacks += p.ep.cookieFallbacks;
+      this.#drop(p, false);
+      return;
+    }
+    if (p.ep.state === 'handshaking' && p.ep.peerUnverified && !this.#unverified.has(p)) {
       this.#unverified.add(p);
       this.stats.resumptionsWithoutCookie++;
     }
-    if (!this.peers.has(key)) return;
-    for (;;) {
+  }
+
+  #newPeer(key: string, rinfo: dgram.RemoteInfo, hello: Buffer): Peer {
+    const ep = new this.#addon.DtlsEndpoint({ context: this.#ctx, clientId: key, mtu: this.#opt.mtu });
+    const p: Peer = {
+      key,
+      rinfo,
+      ep,
+      timer: null,
+      timerGen: -1,
+      lastSeen: Date.now(),
+      peerCert: null,
+      hello: Buffer.from(hello),
+      next: null,
+      parent: null,
+    };
+    ep.onSend = (record) => this.#sendRaw(record, p.rinfo);
+    return p;
+  }
+
+  #sendRaw(record: Uint8Array, to: { address: string; port: number }): void {
+    this.stats.bytesOut += record.length;
+    if (isHelloVerifyRequest(record)) this.stats.helloVerifyRequests++;
+    this.#raw.send(record, to.port, to.address);
+  }
+
+  /** True while p is a peer's endpoint or the new handshake beside it. */
+  #alive(p: Peer): boolean {
+    const cur = this.peers.get(p.key);
+    return cur === p || (cur !== undefined && cur.next === p);
+  }
+
+  /** Feeds one datagram to an endpoint and emits what it decrypts. Returns the number of plaintexts. */
+  #deliver(p: Peer, msg: Buffer, rinfo: dgram.RemoteInfo): number {
+    this.#call(p, () => p.ep.feed(msg));
+    let n = 0;
+    while (this.#alive(p)) {
       const m = p.ep.read();
       if (!m) break;
+      n++;
       this.stats.messages++;
       this.emit('message', m, { address: rinfo.address, family: rinfo.family, port: rinfo.port, size: m.length });
     }
+    return n;
   }
 
   #call(peer: Peer, fn: () => number): void {
@@ -375,8 +486,18 @@ export class DtlsServer extends dgram.Socket {
       this.emit('handshakeError', err, peer.rinfo);
       return;
     }
+    if (!this.#alive(peer)) return;
     if (this.#unverified.has(peer) && peer.ep.state !== 'handshaking') this.#unverified.delete(peer);
     if (r === 1) {
+      if (peer.parent) {
+        // The peer's new handshake completed: it replaces the old session (no close_notify: the peer
+        // has left that session behind).
+        const old = peer.parent;
+        old.next = null;
+        peer.parent = null;
+        this.#drop(old, false);
+        this.peers.set(peer.key, peer);
+      }
       this.stats.handshakes++;
       if (peer.ep.resumed) this.stats.resumed++;
       peer.peerCert = peer.ep.peerCertificate();
@@ -399,13 +520,17 @@ export class DtlsServer extends dgram.Socket {
         peer.timer = setTimeout(() => {
           peer.timer = null;
           peer.timerGen = -1;
-          if (this.peers.get(peer.key) === peer) this.#call(peer, () => peer.ep.timerExpired());
+          if (this.#alive(peer)) this.#call(peer, () => peer.ep.timerExpired());
         }, ms);
         peer.timer.unref();
       }
     }
   }
 
+  /**
+   * Forgets an endpoint. Dropping a peer's established endpoint promotes the new handshake running
+   * beside it, if any; dropping that new handshake leaves the established session alone.
+   */
   #drop(peer: Peer, notify: boolean): void {
     this.#unverified.delete(peer);
     if (peer.timer) clearTimeout(peer.timer);
@@ -418,13 +543,27 @@ export class DtlsServer extends dgram.Socket {
       }
     }
     peer.ep.destroy();
-    if (this.peers.get(peer.key) === peer) this.peers.delete(peer.key);
+    if (peer.parent) {
+      if (peer.parent.next === peer) peer.parent.next = null;
+      peer.parent = null;
+      return;
+    }
+    const next = peer.next;
+    peer.next = null;
+    if (this.peers.get(peer.key) !== peer) return;
+    if (next) {
+      next.parent = null;
+      this.peers.set(peer.key, next);
+    } else {
+      this.peers.delete(peer.key);
+    }
   }
 
   #expire(): void {
     const now = Date.now();
     const idle = this.#opt.idleMs ?? 600_000;
     for (const peer of [...this.peers.values()]) {
+      if (peer.next && now - peer.next.lastSeen > Math.min(idle, 30_000)) this.#drop(peer.next, false);
       const limit = peer.ep.state === 'connected' ? idle : Math.min(idle, 30_000);
       if (now - peer.lastSeen > limit) this.#drop(peer, false);
     }
