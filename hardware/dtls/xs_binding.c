@@ -1,7 +1,9 @@
 /*
  * xsmc binding (Moddable XS) over dtls_core: the `dtls/native` module's DtlsEndpoint class
  * (hardware/dtls/dtls_native.js declares the host functions). Same contract as the N-API class:
- * JavaScript owns the UDP socket and the timers; records leave through `this.onSend(ArrayBuffer)`.
+ * JavaScript owns the UDP socket and the timers; records leave through `this.onSend(Uint8Array)`.
+ * Bytes handed to JavaScript (onSend, read, saveSession, peerCertificate) are Uint8Arrays, as
+ * src/dtls/engine.ts and dtls_native.d.ts say (the N-API class gives Buffers, also Uint8Arrays).
  *
  * Build: Moddable SDK (`mcconfig`) with hardware/dtls/manifest.json included; links ESP-IDF's
  * mbedTLS 3.x on esp32 (CID available there when CONFIG_MBEDTLS_SSL_DTLS_CONNECTION_ID is set).
@@ -76,6 +78,12 @@ static xsDtls *get_dtls(xsMachine *the) {
 }
 
 /* Throws Error(message) with .code = name (and .alert when known). Uses xsVar(0..1). */
+/* *result = new Uint8Array(copy of data). Uses xsVar(0). */
+static void set_bytes(xsMachine *the, xsSlot *result, const void *data, size_t len) {
+  xsmcSetArrayBuffer(xsVar(0), (void *)data, (xsUnsignedValue)len);
+  *result = xsNew1(xsGlobal, xsID_Uint8Array, xsVar(0));
+}
+
 static void throw_dtls(xsMachine *the, int code, const char *message, int alert) {
   xsVar(0) = xsNew1(xsGlobal, xsID_Error, xsString(message && message[0] ? message : dtls_core_error_name(code)));
   xsmcSetString(xsVar(1), (char *)dtls_core_error_name(code));
@@ -95,7 +103,8 @@ static unsigned char *get_bytes(xsMachine *the, const char *name, xsIdentifier i
   if (!xsmcHas(xsArg(0), id)) return NULL;
   xsmcGet(xsVar(0), xsArg(0), id);
   if (xsmcTest(xsVar(0)) == 0) return NULL;
-  if (xsmcIsInstanceOf(xsVar(0), xsStringPrototype)) {
+  /* a primitive string is not an instance of String.prototype: test its type */
+  if (xsmcTypeOf(xsVar(0)) == xsStringType || xsmcTypeOf(xsVar(0)) == xsStringXType) {
     const char *s = xsmcToString(xsVar(0));
     *len = strlen(s);
     copy = (unsigned char *)malloc(*len + 1);
@@ -121,13 +130,13 @@ static int get_int(xsMachine *the, xsIdentifier id, int def) {
   return xsmcToInteger(xsVar(0));
 }
 
-/* Delivers queued records to this.onSend(ArrayBuffer). */
+/* Delivers queued records to this.onSend(Uint8Array). Uses xsVar(0), xsVar(2), xsVar(3). */
 static void flush(xsMachine *the, xsDtls *d) {
   xs_dtls_record *r;
   xsmcGet(xsVar(2), xsThis, xsID_onSend);
   while ((r = queue_pop(&d->out_head, &d->out_tail)) != NULL) {
     if (xsmcTest(xsVar(2))) {
-      xsmcSetArrayBuffer(xsVar(3), r->data, (xsUnsignedValue)r->len);
+      set_bytes(the, &xsVar(3), r->data, r->len);
       free(r);
       xsCallFunction1(xsVar(2), xsThis, xsVar(3));
     } else {
@@ -239,7 +248,8 @@ void xs_dtls_read(xsMachine *the) {
     xsmcSetNull(xsResult);
     return;
   }
-  xsmcSetArrayBuffer(xsResult, r->data, (xsUnsignedValue)r->len);
+  xsmcVars(1);
+  set_bytes(the, &xsResult, r->data, r->len);
   free(r);
 }
 
@@ -281,8 +291,13 @@ void xs_dtls_save_session(xsMachine *the) {
     xsmcSetNull(xsResult);
     return;
   }
-  xsmcSetArrayBuffer(xsResult, NULL, (xsUnsignedValue)n);
-  if (dtls_core_save_session(d->core, (unsigned char *)xsmcToArrayBuffer(xsResult), n) != n) xsmcSetNull(xsResult);
+  xsmcVars(1);
+  xsmcSetArrayBuffer(xsVar(0), NULL, (xsUnsignedValue)n);
+  if (dtls_core_save_session(d->core, (unsigned char *)xsmcToArrayBuffer(xsVar(0)), n) != n) {
+    xsmcSetNull(xsResult);
+    return;
+  }
+  xsResult = xsNew1(xsGlobal, xsID_Uint8Array, xsVar(0));
 }
 
 void xs_dtls_peer_certificate(xsMachine *the) {
@@ -290,7 +305,10 @@ void xs_dtls_peer_certificate(xsMachine *the) {
   size_t len = 0;
   const unsigned char *p = dtls_core_peer_cert(d->core, &len);
   if (!p) xsmcSetNull(xsResult);
-  else xsmcSetArrayBuffer(xsResult, (void *)p, (xsUnsignedValue)len);
+  else {
+    xsmcVars(1);
+    set_bytes(the, &xsResult, p, len);
+  }
 }
 
 void xs_dtls_close(xsMachine *the) {
