@@ -12,7 +12,7 @@ import { fuzzEndpoint } from './endpoint';
 import type { FuzzResult } from './rng';
 
 export const FULL = { codec: 1_000_000, client: 20_000, endpoint: 50_000 };
-export const QUICK = { codec: 20_000, client: 300, endpoint: 2_000 };
+export const QUICK = { codec: 50_000, client: 1_000, endpoint: 3_000 };
 
 export async function runFuzz(o: { seed: number; counts: { codec: number; client: number; endpoint: number }; timeLimitS: number; only?: string; onlyCase?: number; log: (l: string) => void }): Promise<FuzzResult[]> {
   const deadline = Date.now() + o.timeLimitS * 1000;

@@ -91,7 +91,7 @@ export async function fuzzEndpoint(o: EndpointFuzzOptions): Promise<FuzzResult> 
   const r = new Rng(caseSeed(o.seed, 0));
   const nonce = r.u32().toString(36);
   const nDev = o.legitDevices ?? 3;
-  const reports = o.reportsPerDevice ?? 20;
+  const reports = o.reportsPerDevice ?? Math.max(20, Math.ceil(o.count / 500));
   const figures: Record<string, number> = { junkSent: 0, legitReports: 0, legitRetries: 0, maxSeen: 0, maxOutstanding: 0, maxTransfers: 0, maxCoapLru: 0, maxOpen: 0 };
   const sample = (): void => {
     const s = tb.state();
@@ -133,8 +133,11 @@ export async function fuzzEndpoint(o: EndpointFuzzOptions): Promise<FuzzResult> 
       for (let attempt = 0; ; attempt++) {
         if (attempt > 20) { failures.push(`${key}#${n}: no 2.01 after 20 attempts`); return; }
         try {
+          // device 1 sends every 4th report block-wise (Block1), beside the junk Block1 fragments
+          const values: Record<string, unknown> = { [key]: n };
+          if (i === 1 && n % 4 === 0) values.pad = 'p'.repeat(2500);
           const res = await client.request({ method: 'POST', path: `/api/v1/${devices[i]!.token}/telemetry`, contentFormat: ContentFormat.JSON,
-            payload: encodeUtf8(JSON.stringify({ ts: baseTs + n, values: { [key]: n } })) });
+            payload: encodeUtf8(JSON.stringify({ ts: baseTs + n, values })), confirmable: !(i === 2 && n % 3 === 0) });
           if (res.code !== Code.CREATED) { failures.push(`${key}#${n}: answered ${res.code >> 5}.${res.code & 31}`); return; }
           figures.legitReports!++;
           break;
