@@ -4,7 +4,11 @@
  */
 import type { DeviceConfig, TelemetrySource } from '../../src/device/app';
 import { DeviceApp } from '../../src/device/app';
-import type { Clock, Log, LogLevel, Platform } from '../../src/platform/types';
+import type { Clock, Flash, Log, LogLevel, Platform } from '../../src/platform/types';
+import { openDeviceStorage } from '../../src/storage/index';
+import type { DeviceStorage, StorageLayout } from '../../src/storage/index';
+import { loadSecurity } from '../../src/device/provisioned';
+import type { Security } from '../../src/device/provisioned';
 import { ScaledClock } from './clock';
 import { cryptoRandom } from './random';
 import { createSimBoard } from './board';
@@ -20,6 +24,12 @@ export interface SimDeviceOptions extends DeviceConfig {
   log?: Log;
   /** Receives one line per datagram, e.g. "-> CON POST /api/v1/***\/telemetry ...". */
   trace?: (line: string) => void;
+  /**
+   * The device's storage partition (a FileFlash image, or a MemFlash in tests): the offline queue
+   * and the server's settings then live in it, as on the device (src/storage).
+   */
+  flash?: Flash;
+  storageLayout?: StorageLayout;
 }
 
 export interface SimDevice {
@@ -27,6 +37,8 @@ export interface SimDevice {
   udp: UdpDatagram;
   clock: Clock;
   platform: Platform;
+  /** Open stores of `options.flash`, when given. */
+  storage?: DeviceStorage;
 }
 
 const LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
@@ -51,8 +63,15 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
   const log = options.log ?? consoleLog('info', clock);
   const platform: Platform = { clock, random: cryptoRandom, log, net: { open: () => udp } };
   if (options.dtls) platform.dtls = loadDtlsEngine().create;
+  let storage: DeviceStorage | undefined;
+  let config: DeviceConfig = options;
+  if (options.flash) {
+    platform.flash = options.flash;
+    storage = openDeviceStorage(options.flash, options.storageLayout);
+    if (!options.storage) config = { ...options, storage: { queue: storage.queue, settings: storage.settings } };
+  }
   const sources = options.sources ? options.sources(clock) : [createSimBoard(clock, log).source];
-  const app = new DeviceApp(platform, options, sources, udp);
+  const app = new DeviceApp(platform, config, sources, udp);
   const dtls = app.dtls;
   if (dtls && options.trace) {
     // Show the CoAP inside the DTLS records too ("=>" / "<=" = plaintext, "->" / "<-" = wire).
@@ -68,5 +87,14 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
       receive?.(data);
     };
   }
-  return { app, udp, clock, platform };
+  return { app, udp, clock, platform, ...(storage ? { storage } : {}) };
+}
+
+/**
+ * Server, credentials and DTLS settings from the credentials record in a flash image (written by
+ * `npm run provision -- --flash FILE`), as the device does at boot; undefined (reason logged) when
+ * there is none or it is invalid.
+ */
+export function securityFromFlash(flash: Flash, log: Log, layout?: StorageLayout): Security | undefined {
+  return loadSecurity(openDeviceStorage(flash, layout).credentials, log);
 }
