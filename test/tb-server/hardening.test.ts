@@ -208,6 +208,20 @@ describe('tb-server hardening (issue 14)', () => {
     });
   });
 
+  it('node-coap\'s cache of block-wise response bodies is bounded (a new token per GET)', async function () {
+    this.timeout(30000);
+    const id = tb.store.findDevice('h')!.id;
+    tb.store.setSharedAttributes(id, { big: 'y'.repeat(1200) });
+    const served = (): number => tb.lines.filter((l) => l.includes('NON GET')).length;
+    for (let i = 0; i < 1100; i++) {
+      raw.send({ messageId: 5000 + i, token: Buffer.from(`g${i}`), code: '0.01', confirmable: false, options: [...uriPath('/api/v1/HARD_TOKEN/attributes'), { name: 'Block2', value: Buffer.of(0x06) }] });
+      // in steps of 50, each served before the next (a burst overflows the loopback socket buffer)
+      if (i % 50 === 49) await waitFor(() => served() >= i + 1, 5000, `request ${i} served`);
+    }
+    const n = tb.state().layers[0].coapBlock2Cache;
+    assert.equal(n, 1024, 'the newest 1024 bodies');
+  });
+
   describe('block-wise notifications', () => {
     it('a shared-attribute update of 1.5 KB reaches the observer block-wise (Block2), and later updates still do', async () => {
       raw.send({ messageId: 100, token: Buffer.from('ob'), code: '0.01', confirmable: true, options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriPath('/api/v1/HARD_TOKEN/attributes')] });

@@ -40,7 +40,7 @@ export interface DatagramLike extends EventEmitter {
 export interface Rinfo { address: string; port: number; family?: string; size?: number }
 
 /** The node-coap server internals this layer manages (its response LRU). */
-interface CoapServerInternals { _lru?: { delete(key: string): boolean; size: number } }
+interface CoapServerInternals { _lru?: { delete(key: string): boolean; size: number }; _block2Cache?: { _cache?: Map<string, unknown> } }
 
 export const EXCHANGE_LIFETIME_MS = 247_000;
 const BLOCKWISE_STATUS_LIFETIME_MS = 300_000;
@@ -91,6 +91,8 @@ export interface MessageLayerState {
   outstanding: number;
   /** node-coap's response LRU entries (each with a RetrySend and its timers). */
   coapLru: number;
+  /** node-coap's cached bodies of block-wise responses. */
+  coapBlock2Cache: number;
   dropped: { notCoap: number; unauthorizedBlocks: number; evictedOutstanding: number; evictedTransfers: number; tooLarge: number };
 }
 
@@ -139,7 +141,8 @@ export class MessageLayer extends EventEmitter implements DatagramLike {
   state(): MessageLayerState {
     return {
       seen: this.seenCount, seenPeers: this.seen.size, transfers: this.transfers.size, transferBytes: this.transferBytes,
-      outstanding: this.outstanding.size, coapLru: this.server?._lru?.size ?? 0, dropped: { ...this.dropped },
+      outstanding: this.outstanding.size, coapLru: this.server?._lru?.size ?? 0,
+      coapBlock2Cache: this.server?._block2Cache?._cache?.size ?? 0, dropped: { ...this.dropped },
     };
   }
 

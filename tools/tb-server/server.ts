@@ -69,6 +69,25 @@ export interface TbServer {
   close(): Promise<void>;
 }
 
+/** Bodies node-coap keeps for Block2 follow-ups (one per token and peer, 247 s each). */
+const BLOCK2_CACHE_LIMIT = 1024;
+
+/**
+ * node-coap caches the whole body of every block-wise response per (token, peer) for 247 s, with no
+ * bound on their number: a client using a new token per GET would grow it without limit. Keep the
+ * newest BLOCK2_CACHE_LIMIT (node-coap internals: `_block2Cache._cache` is a Map, `remove` clears
+ * the entry's timer).
+ */
+function boundBlock2Cache(s: coap.Server): void {
+  const cache = (s as unknown as { _block2Cache?: { _cache?: Map<string, unknown>; add(k: string, v: unknown): void; remove(k: string): boolean } })._block2Cache;
+  if (!cache?._cache || typeof cache.add !== 'function') return;
+  const add = cache.add.bind(cache);
+  cache.add = (k: string, v: unknown): void => {
+    add(k, v);
+    while (cache._cache!.size > BLOCK2_CACHE_LIMIT) cache.remove(cache._cache!.keys().next().value as string);
+  };
+}
+
 /** Entries in the (peer address -> client certificate) map of X.509 DTLS sessions. */
 const X509_SESSION_LIMIT = 10000;
 
@@ -99,6 +118,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
       handle(req as unknown as CoapReq, res as unknown as CoapRes, authFor(req.rsinfo));
     });
     s.on('error', (e: Error) => log(`coap error: ${e.message}`));
+    boundBlock2Cache(s);
     servers.push(s);
     return s;
   };
