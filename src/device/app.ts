@@ -339,6 +339,11 @@ export class DeviceApp {
     if (this.#intervalSource === 'server')
       log.info(`reporting interval ${this.#intervalMs / 1000} s: the server's value stored in flash wins over the build's ${this.#buildIntervalMs / 1000} s`);
     else log.info(`reporting interval ${this.#intervalMs / 1000} s from the build config${this.#settings ? ' (no server value stored)' : ''}`);
+    // The first reading at once, then on the clock: sampling never waits for the network (not even
+    // for the registrations below, which take minutes of retransmissions when the server is down).
+    this.#sample();
+    this.#nextDue = this.#platform.clock.now() + this.#intervalMs;
+    this.#schedule();
     const fw = this.#config.firmware;
     const attributes = {
       reportingInterval: this.#intervalMs / 1000,
@@ -378,10 +383,6 @@ export class DeviceApp {
     if (stopped) log.error(`device started but not sending: ${stopped.message}`);
     else log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
     this.#mappingMayHaveChanged = false; // just registered
-    // The first reading at once, then on the clock: sampling never waits for the network.
-    this.#sample();
-    this.#nextDue = this.#platform.clock.now() + this.#intervalMs;
-    this.#schedule();
     await this.#deliver();
   }
 
