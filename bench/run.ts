@@ -4,10 +4,12 @@
  */
 import { run as coapCodec } from './coap-codec';
 import { run as dtlsBytes } from './dtls-bytes';
+import { run as storage } from './storage';
 
 const benches: [name: string, run: () => Promise<void>][] = [
   ['coap-codec', coapCodec],
   ['dtls-bytes', dtlsBytes],
+  ['storage', storage],
 ];
 
 async function main(): Promise<void> {
