@@ -4,7 +4,7 @@
  * so the same checks run on 2.28 (Debian, from test/dtls/core.test.ts) and on a 3.6 or 4.0 build
  * (docs/dtls.md has the command lines).
  *
- *   core_check PKI_DIR        (ca.pem, server.pem, server.key from npm run certs)
+ *   core_check PKI_DIR        (ca.pem, server.pem/.key, device.pem/.key from npm run certs)
  *
  * Prints one line per check; exits 0 when all pass.
  */
@@ -179,6 +179,8 @@ int main(int argc, char **argv) {
   check(hvr_sent == 1, "the first ClientHello got a stateless HelloVerifyRequest");
   check(dtls_core_state(client) == DTLS_STATE_CONNECTED && server_ep && dtls_core_state(server_ep) == DTLS_STATE_CONNECTED,
         "full handshake, endpoint created only for the ClientHello with the cookie");
+  printf("     %s, Connection ID %s\n", dtls_core_ciphersuite(client),
+         dtls_core_cid_in_use(client) && dtls_core_cid_in_use(server_ep) ? "in use" : "not in use");
   if (failures) { printf("client: %s\n", dtls_core_message(client)); return 1; }
   check(roundtrip(sconf, client, "one"), "application data both ways");
   for (i = 0; i < client_sent_n; i++)
@@ -239,11 +241,74 @@ int main(int argc, char **argv) {
   pump(sconf, client);
   check(dtls_core_read(server_ep, saved, sizeof(saved)) < 0 && dtls_core_state(server_ep) == DTLS_STATE_CLOSED,
         "close_notify ends the session");
-
   dtls_core_free(client);
   dtls_core_free(server_ep);
+  server_ep = NULL;
   dtls_conf_unref(cconf);
   dtls_conf_unref(sconf);
+
+  /* 6. other configurations: mutual X.509, PSK, session tickets */
+  {
+    size_t dcert_len, dkey_len;
+    unsigned char *dcert = slurp(argv[1], "device.pem", &dcert_len), *dkey = slurp(argv[1], "device.key", &dkey_len);
+    static const unsigned char psk[] = "0123456789abcdef";
+    int k;
+    for (k = 0; k < 3; k++) {
+      const char *name = k == 0 ? "mutual X.509" : k == 1 ? "PSK" : "session ticket";
+      size_t peer_len = 0;
+      char what[128];
+      memset(&so, 0, sizeof(so));
+      so.role = DTLS_ROLE_SERVER;
+      so.auth_mode = DTLS_AUTH_DEFAULT;
+      memset(&co, 0, sizeof(co));
+      co.role = DTLS_ROLE_CLIENT;
+      co.auth_mode = DTLS_AUTH_DEFAULT;
+      if (k == 1) {
+        so.psk = co.psk = psk;
+        so.psk_len = co.psk_len = sizeof(psk) - 1;
+      } else {
+        so.cert = cert; so.cert_len = cert_len;
+        so.key = key; so.key_len = key_len;
+        co.ca = ca; co.ca_len = ca_len;
+      }
+      if (k == 0) {
+        so.ca = ca; so.ca_len = ca_len;
+        so.auth_mode = DTLS_AUTH_REQUIRED;
+        co.cert = dcert; co.cert_len = dcert_len;
+        co.key = dkey; co.key_len = dkey_len;
+      }
+      if (k == 2) co.tickets = DTLS_OPT_ON;
+      sconf = dtls_conf_new(&so, &err, msg, sizeof(msg));
+      cconf = sconf ? dtls_conf_new(&co, &err, msg, sizeof(msg)) : NULL;
+      if (!sconf || !cconf) { printf("FAIL %s configuration: %s\n", name, msg); return 1; }
+      client = dtls_core_new(cconf, k == 1 ? NULL : "localhost", NULL, 0, NULL, 0, 0, send_to_server, NULL, &err, msg, sizeof(msg));
+      if (!client) { printf("FAIL %s client: %s\n", name, msg); return 1; }
+      dtls_core_step(client);
+      pump(sconf, client);
+      snprintf(what, sizeof(what), "%s handshake (%s)", name, dtls_core_ciphersuite(client));
+      check(dtls_core_state(client) == DTLS_STATE_CONNECTED && server_ep && dtls_core_state(server_ep) == DTLS_STATE_CONNECTED, what);
+      if (k == 0) check(dtls_core_peer_cert(server_ep, &peer_len) != NULL && peer_len > 300, "the server sees the client certificate");
+      check(roundtrip(sconf, client, name), "application data both ways");
+      if (k == 2) {
+        saved_len = dtls_core_save_session(client, saved, sizeof(saved));
+        dtls_core_free(client);
+        dtls_core_free(server_ep);
+        server_ep = NULL;
+        client = dtls_core_new(cconf, "localhost", NULL, 0, saved, saved_len, 0, send_to_server, NULL, &err, msg, sizeof(msg));
+        if (!client) { printf("FAIL ticket client: %s\n", msg); return 1; }
+        dtls_core_step(client);
+        pump(sconf, client);
+        check(dtls_core_resumed(client) && server_ep && dtls_core_resumed(server_ep), "resumed with the session ticket");
+      }
+      dtls_core_free(client);
+      dtls_core_free(server_ep);
+      server_ep = NULL;
+      dtls_conf_unref(cconf);
+      dtls_conf_unref(sconf);
+    }
+    free(dcert);
+    free(dkey);
+  }
   free(ca);
   free(cert);
   free(key);
