@@ -1,86 +1,93 @@
 /*
  * Device entry point on Moddable XS (built by mcconfig from manifest.json). Reads the build's
- * config (server, token, board wiring), opens the sensors through embedded:io, and starts the
+ * config (server, token, DTLS resources), opens the board's sensors through the `board/sensors` module
+ * (src/board/esp32.ts on ESP32, src/board/lin.ts on the Moddable Linux host), and starts the
  * firmware app. The host simulator (tools/sim) wires the same app to host implementations.
  */
 import config from 'mc/config';
-import Timer from 'timer';
-import I2C from 'embedded:io/i2c';
-import Analog from 'embedded:io/analog';
 import Resource from 'Resource';
+import { openBoard } from 'board/sensors';
 import { create as createDtlsEngine } from 'dtls/native';
 import { moddablePlatform } from './platform/moddable/index';
 import { DeviceApp } from './device/app';
-import type { DtlsConfig, TelemetrySource } from './device/app';
-import { boardSensors } from './device/sources';
-import type { SampledSensor } from './device/sources';
-import { Sht3x } from './sensors/sht3x';
-import { Bme280 } from './sensors/bme280';
-import { Battery } from './sensors/battery';
-import type { I2CIoConstructor, AnalogIoConstructor } from './platform/types';
+import type { DtlsConfig } from './device/app';
+import type { BoardConfig } from './board/types';
 
-interface BoardConfig {
-  server: { host: string; port: number };
+interface AppConfig extends BoardConfig {
+  /** "coap://host[:5683]" or "coaps://host[:5684]" (a string, so `mcconfig ... server=...` can set it). */
+  server: string;
   token: string;
   reportingInterval: number;
   transmission: 'rfc7252' | 'nbiot';
   firmware: { title: string; version: string };
   /** coaps://: names of resources (DER or PEM files listed in the manifest's "resources"). */
-  dtls?: { hostname: string; ca: string; cert?: string; key?: string } | null;
-  i2c?: { data: number; clock: number; hz: number };
-  sht3x?: { address: number };
-  bme280?: { address: number };
-  battery?: { pin: number; divider: number; vref: number };
+  dtls?: { hostname?: string; ca?: string; cert?: string; key?: string; retransmitMs?: number } | null;
+  /** Seconds (0 = never): re-register Observe after an uplink when this long passed (NAT rebinding). */
+  observeRefresh?: number;
 }
 
-const cfg = config as unknown as BoardConfig;
-const { log } = moddablePlatform;
-const delay = (ms: number) => (Timer as unknown as { delay(ms: number): void }).delay(ms);
+const cfg = config as unknown as AppConfig;
+const { log, clock } = moddablePlatform;
 
-/** A part that fails to open (absent, wrong chip id) is left out, with the reason logged. */
-function open<T>(name: string, make: () => T): T | undefined {
-  try {
-    return make();
-  } catch (e) {
-    log.warn(`${name} not available: ${(e as Error).message}`);
-    return undefined;
-  }
+/** Configuration errors stop the app at boot with the reason, before anything is sent. */
+function configError(message: string): never {
+  log.error(`config: ${message}`);
+  throw new Error(`config: ${message}`);
 }
 
-const onError = (e: Error) => log.warn(`sensor: ${e.message}`);
-const parts: { sht3x?: SampledSensor; bme280?: SampledSensor; battery?: SampledSensor } = {};
-if (cfg.i2c) {
-  const bus = { io: I2C as unknown as I2CIoConstructor, ...cfg.i2c, delay };
-  if (cfg.sht3x) parts.sht3x = open('SHT3x', () => new Sht3x({ sensor: { ...bus, ...cfg.sht3x }, onError }));
-  if (cfg.bme280) parts.bme280 = open('BME280', () => new Bme280({ sensor: { ...bus, ...cfg.bme280 }, onError }));
+function resource(name: string): Uint8Array {
+  if (!Resource.exists(name)) configError(`resource "${name}" is not in the build (add it to the manifest's "resources")`);
+  const r = new Resource(name);
+  return new Uint8Array(r.slice(0, r.byteLength));
 }
-if (cfg.battery) {
-  const b = cfg.battery;
-  parts.battery = open('battery', () => new Battery({ sensor: { io: Analog as unknown as AnalogIoConstructor, pin: b.pin }, divider: b.divider, vref: b.vref, onError }));
-}
-const sources: TelemetrySource[] = [boardSensors(parts)];
 
-const resource = (name: string) => new Uint8Array(new Resource(name));
+/** coap://host[:port] or coaps://host[:port]; IPv6 literals in brackets. */
+function parseServer(url: unknown): { secure: boolean; host: string; port: number } {
+  const m = typeof url === 'string' ? /^(coaps?):\/\/(\[[0-9a-fA-F:.]+\]|[^\/:\[\]]+)(?::(\d{1,5}))?\/?$/.exec(url) : null;
+  if (!m) return configError(`server must be coap://host[:port] or coaps://host[:port], got ${JSON.stringify(url)}`);
+  const secure = m[1] === 'coaps';
+  const port = m[3] ? Number(m[3]) : secure ? 5684 : 5683;
+  if (!(port > 0 && port < 65536)) configError(`server port ${port} is out of range 1-65535`);
+  return { secure, host: m[2]!.replace(/^\[|\]$/g, ''), port };
+}
+
+const server = parseServer(cfg.server);
+// Values set on the mcconfig command line arrive as strings.
+const reportingInterval = Number(cfg.reportingInterval);
+if (!(reportingInterval >= 1 && reportingInterval <= 86400)) configError('reportingInterval must be seconds, 1 to 86400');
+const observeRefresh = Number(cfg.observeRefresh ?? 0);
+if (!(observeRefresh >= 0)) configError('observeRefresh must be seconds (0 = never)');
+if (server.secure && !cfg.dtls?.ca) configError('coaps:// needs dtls.ca: the CA that signed the server certificate, as a resource');
+if (!server.secure && cfg.dtls?.ca) configError('dtls is configured but server is coap://: use coaps:// (port 5684)');
+
 let dtls: DtlsConfig | undefined;
-if (cfg.dtls) {
-  dtls = { hostname: cfg.dtls.hostname, ca: resource(cfg.dtls.ca) };
-  if (cfg.dtls.cert && cfg.dtls.key) {
+if (server.secure && cfg.dtls?.ca) {
+  dtls = { hostname: cfg.dtls.hostname || server.host, ca: resource(cfg.dtls.ca) };
+  if (cfg.dtls.retransmitMs) dtls.retransmitMs = Number(cfg.dtls.retransmitMs);
+  if (cfg.dtls.cert || cfg.dtls.key) {
+    if (!cfg.dtls.cert || !cfg.dtls.key) configError('dtls.cert and dtls.key go together (mutual X.509)');
     dtls.cert = resource(cfg.dtls.cert);
     dtls.key = resource(cfg.dtls.key);
   }
 }
 const x509 = !!dtls?.cert;
-if (!x509 && !cfg.token) log.error('no access token configured (config.token): provision the device first');
+if (!x509 && !cfg.token) configError('no access token (config.token): set it with `mcconfig ... token=...`, or use dtls.cert/dtls.key');
+
+const board = openBoard(cfg, log, clock);
+log.info(`board ${board.description}`);
+log.info(`ThingsBoard ${dtls ? 'coaps' : 'coap'}://${server.host}:${server.port} (${x509 ? 'X.509' : 'access token'}), every ${reportingInterval} s`);
+
 const app = new DeviceApp(
   { ...moddablePlatform, dtls: createDtlsEngine },
   {
-    server: cfg.server,
+    server: { host: server.host, port: server.port },
     credentials: x509 ? { kind: 'x509' } : { kind: 'token', token: cfg.token },
     ...(dtls ? { dtls } : {}),
-    reportingIntervalMs: cfg.reportingInterval * 1000,
+    reportingIntervalMs: reportingInterval * 1000,
     transmission: cfg.transmission,
     firmware: cfg.firmware,
+    ...(observeRefresh ? { observeRefreshMs: observeRefresh * 1000 } : {}),
   },
-  sources,
+  board.sources,
 );
 app.start().catch((e: Error) => log.error(`start failed: ${e.message}`));

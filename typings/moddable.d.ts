@@ -1,85 +1,165 @@
 /*
- * The slice of Moddable SDK modules the device build uses, typed for `tsc -p src/tsconfig.json`.
- * With the SDK installed, $MODDABLE/typings has the full declarations; these match them.
+ * The slice of Moddable SDK modules the device build uses, for `tsc -p src/tsconfig.json` when no
+ * SDK is installed. Written from the declarations of Moddable SDK 8.2.3 ($MODDABLE/typings and
+ * $MODDABLE/xs/includes/xs.d.ts) and kept to their shapes, so code that checks here checks there:
+ * `npm run build:moddable` type-checks the same code against the SDK's own typings (mcconfig).
+ * Where the SDK's declaration omits a member the runtime has (UDP.close), the code casts locally
+ * rather than widening these declarations.
  */
-declare function trace(...args: unknown[]): void;
+
+/** xs.d.ts: trace() prints to the debugger / serial console. */
+interface Trace {
+  (...log: (string | number | boolean)[]): void;
+  left(log: string | ArrayBufferLike, conversation?: string): void;
+  center(log: string | ArrayBufferLike, conversation?: string): void;
+  right(log: string | ArrayBufferLike, conversation?: string): void;
+}
+declare const trace: Trace;
+
+/** xs.d.ts: memory owned by the host (flash, resources). */
+declare class HostBuffer {
+  readonly byteLength: number;
+  private brand: boolean;
+}
+interface ArrayBufferTypes {
+  HostBuffer: HostBuffer;
+}
+interface ByteBufferTypes extends ArrayBufferTypes {
+  Uint8Array: Uint8Array;
+  Uint8ClampedArray: Uint8ClampedArray;
+  Int8Array: Int8Array;
+  DataView: DataView;
+}
+type ByteBuffer = ByteBufferTypes[keyof ByteBufferTypes];
 
 declare module 'timer' {
-  type TimerID = object;
-  const Timer: {
-    set(callback: (id: TimerID) => void, delay?: number, repeat?: number): TimerID;
-    clear(id: TimerID): void;
-  };
+  export type TimerCallback = (timer: Timer) => void;
+  class Timer {
+    private constructor();
+    static set: (callback: TimerCallback, interval?: number, repeat?: number) => Timer;
+    static repeat: (callback: TimerCallback, interval: number) => Timer;
+    static schedule: (timer: Timer, interval?: number, repeat?: number) => void;
+    static clear: (timer: Timer | undefined | null) => void;
+    static delay: (milliseconds: number) => void;
+    private brand: boolean;
+  }
   export { Timer as default };
 }
 
 declare module 'time' {
-  const Time: { readonly ticks: number; delta(start: number, end?: number): number };
+  var Time: {
+    set: (seconds: number) => void;
+    timezone: number;
+    dst: number;
+    ticks: number;
+    delta(start: number, end?: number): number;
+    readonly microseconds?: number;
+  };
   export { Time as default };
 }
 
 declare module 'net' {
-  const Net: { resolve(host: string, callback: (name: string, address?: string) => void): void; get(property: string): unknown };
+  var Net: {
+    get(what: 'IP', mode?: 'station' | 'ap' | 'ethernet'): string;
+    get(what: 'MAC', mode?: 'station' | 'ap' | 'ethernet'): string;
+    get(what: 'SSID'): string;
+    get(what: 'BSSID'): string;
+    get(what: 'RSSI'): number;
+    get(what: 'DNS'): string[];
+    resolve(name: string, callback: (name: string, address?: string) => void): void;
+  };
   export { Net as default };
 }
 
 declare module 'embedded:io/socket/udp' {
-  interface UDPOptions {
-    port?: number;
-    address?: string;
-    onReadable?(this: UDP, count: number): void;
-    onError?(this: UDP): void;
-  }
   class UDP {
-    constructor(options: UDPOptions);
+    constructor(
+      options: {
+        port?: number;
+        address?: string;
+        onReadable?: (this: UDP, packets: number) => void;
+        onError?: () => void;
+        format?: 'buffer';
+        target?: any;
+      } & ({} | { multicast: string; timeToLive: number }),
+    );
+    write(buffer: ByteBuffer, address: string, port: number): void;
     read(): ArrayBuffer & { address: string; port: number };
-    write(buffer: ArrayBufferLike | ArrayBufferView, address: string, port: number): void;
-    close(): void;
+    get format(): 'buffer';
+    set format(value: 'buffer');
   }
-  export { UDP as default };
+  export default UDP;
+}
+
+declare module 'embedded:io/_common' {
+  export type PinSpecifier = number | string;
+  export type PortSpecifier = number | string;
 }
 
 declare module 'embedded:io/i2c' {
+  import { PinSpecifier, PortSpecifier } from 'embedded:io/_common';
   class I2C {
-    constructor(options: { data: number; clock: number; hz?: number; address: number; port?: number });
-    read(byteLength: number | ArrayBufferView, stop?: boolean): ArrayBuffer | void;
-    write(buffer: ArrayBufferLike | ArrayBufferView, stop?: boolean): void;
-    close(): void;
+    constructor(options: {
+      data: PinSpecifier;
+      clock: PinSpecifier;
+      hz: number;
+      address: number;
+      port?: PortSpecifier;
+      format?: 'buffer';
+      target?: any;
+    });
+    readonly resolution: number;
+    write(value: ByteBuffer, stop?: boolean): void;
+    read(byteLength: number, stop?: boolean): ArrayBuffer;
+    read(buffer: ByteBuffer, stop?: boolean): number;
+    get format(): 'buffer';
+    set format(value: 'buffer');
   }
-  export { I2C as default };
+  export default I2C;
 }
 
 declare module 'embedded:io/analog' {
+  import { PinSpecifier } from 'embedded:io/_common';
   class Analog {
-    constructor(options: { pin: number; resolution?: number });
-    read(): number;
+    constructor(options: { pin: PinSpecifier; resolution?: number; onReadable?: (this: Analog) => void; format?: 'number' });
     readonly resolution: number;
-    close(): void;
+    onReadable?: () => void;
+    read(): number;
+    get format(): 'number';
+    set format(value: 'number');
+    target?: any;
   }
-  export { Analog as default };
+  export default Analog;
 }
 
 declare module 'mc/config' {
-  const config: Record<string, unknown>;
-  export { config as default };
+  var Config: { file: { root: string } } & Record<string, any>;
+  export { Config as default };
 }
 
 declare module 'flash' {
   class Flash {
-    constructor(partition: string);
-    read(offset: number, byteLength: number): ArrayBuffer;
-    write(offset: number, byteLength: number, buffer: ArrayBufferLike | ArrayBufferView): void;
+    constructor(partition?: string);
+    constructor(offset: number, byteLength: number);
     erase(sector: number): void;
+    read(offset: number, byteLength: number, useHostBuffer?: boolean): ArrayBuffer | HostBuffer;
+    write(offset: number, byteLength: number, buffer: ByteBuffer): void;
     readonly byteLength: number;
     readonly blockSize: number;
+    map(): HostBuffer;
   }
   export { Flash as default };
 }
 
 declare module 'Resource' {
-  class Resource extends ArrayBuffer {
-    constructor(path: string);
-    static exists(path: string): boolean;
+  interface ResourcePrototype extends HostBuffer {
+    slice(begin: number, end?: number): ArrayBuffer;
+    slice(begin: number, end?: number, copy?: boolean): HostBuffer;
   }
+  export interface ResourceConstructor {
+    new (path: string): ResourcePrototype;
+    exists(path: string): boolean;
+  }
+  const Resource: ResourceConstructor;
   export { Resource as default };
 }

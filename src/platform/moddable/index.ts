@@ -4,14 +4,14 @@
  *   Datagram -> ECMA-419 `embedded:io/socket/udp`, host names through `net` Net.resolve
  *   Random   -> Math.random (XS seeds it from the chip's RNG on ESP32)
  *   Log      -> trace()
- *   Flash    -> `flash` on a data partition (ESP32: a partition table entry, e.g. "storage")
+ * The Flash platform lives in ./flash (module `platform/moddable/flash`), so an app that keeps
+ * nothing in flash does not need the SDK's `flash` module in its manifest.
  */
 import Timer from 'timer';
 import Time from 'time';
 import Net from 'net';
 import UDP from 'embedded:io/socket/udp';
-import ModdableFlash from 'flash';
-import type { Clock, Datagram, DatagramFactory, Flash, Log, Platform, Random, TimerHandle } from '../types';
+import type { Clock, Datagram, DatagramFactory, Log, Platform, Random, TimerHandle } from '../types';
 
 export const moddableClock: Clock = {
   now: () => Time.ticks,
@@ -20,7 +20,7 @@ export const moddableClock: Clock = {
     return Timer.set(() => callback(), Math.max(0, ms));
   },
   clearTimer(handle: TimerHandle): void {
-    Timer.clear(handle as object);
+    Timer.clear(handle as Timer);
   },
 };
 
@@ -74,7 +74,8 @@ class ModdableUdp implements Datagram {
   }
 
   close(): void {
-    this.#socket.close();
+    // The runtime's UDP has close() (ECMA-419 IO classes all do); SDK 8.2.3's udp.d.ts omits it.
+    (this.#socket as unknown as { close(): void }).close();
   }
 }
 
@@ -95,18 +96,6 @@ export const moddableLog: Log = {
   warn: (m) => trace(`[warn] ${m}\n`),
   error: (m) => trace(`[error] ${m}\n`),
 };
-
-/** A flash data partition as the platform Flash. */
-export function moddableFlash(partition = 'storage'): Flash {
-  const f = new ModdableFlash(partition);
-  return {
-    byteLength: f.byteLength,
-    blockSize: f.blockSize,
-    read: (offset, byteLength) => new Uint8Array(f.read(offset, byteLength)),
-    write: (offset, data) => f.write(offset, data.byteLength, data),
-    erase: (block) => f.erase(block),
-  };
-}
 
 export const moddablePlatform: Platform = {
   clock: moddableClock,
