@@ -82,7 +82,7 @@ typedef struct {
   int auth_mode;                     /* DTLS_AUTH_*; server default NONE (REQUIRED if ca given), client REQUIRED */
   uint32_t retransmit_min_ms;        /* initial handshake retransmission timeout (0 = 2000) */
   uint32_t retransmit_max_ms;        /* timeouts double up to this; one more wait at it, then fail (0 = 32000) */
-  const unsigned char *seed; size_t seed_len;    /* extra DRBG personalization (cookie secret) */
+  const unsigned char *seed; size_t seed_len;    /* extra DRBG personalization (unused on Mbed TLS 4.0: PSA RNG) */
   /*
    * Session resumption. tickets: DTLS_OPT_DEFAULT (client: OFF, the client resumes by session ID as
    * ThingsBoard/Scandium needs; server: ON), DTLS_OPT_ON or DTLS_OPT_OFF.

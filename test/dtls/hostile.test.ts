@@ -154,6 +154,45 @@ describe('dtls: hostile datagrams (issue 14)', function () {
       assertSessionWorks(p, '4');
     });
 
+    it("a lost last flight is still resent: the established side drops the retransmission's epoch-0 records but sees its Finished", () => {
+      const { DtlsContext, DtlsEndpoint } = addon();
+      const ctx = new DtlsContext({ role: 'server', cert: pki.read('server.pem'), key: pki.read('server.key'), cookies: false });
+      let session: Buffer | null = null;
+      for (const resume of [false, true]) {
+        // full handshake: the server sends the last flight; resumed: the client does
+        const server = new DtlsEndpoint({ context: ctx, clientId: 'z' });
+        const client = new DtlsEndpoint({ role: 'client', ...one, ...(resume ? { session: session! } : {}) });
+        const up: Buffer[] = [];
+        const down: Buffer[] = [];
+        client.onSend = (r) => up.push(Buffer.from(r));
+        server.onSend = (r) => down.push(Buffer.from(r));
+        client.step();
+        const first = resume ? client : server; // completes first, its last flight is lost
+        const waiting = resume ? server : client;
+        for (let i = 0; i < 10 && first.state !== 'connected'; i++) {
+          for (const d of up.splice(0)) server.feed(d);
+          if (first.state === 'connected') break;
+          for (const d of down.splice(0)) client.feed(d);
+        }
+        assert.equal(first.state, 'connected');
+        (resume ? up : down).length = 0; // the last flight is lost
+        assert.equal(waiting.state, 'handshaking');
+        const discarded = first.discarded;
+        waiting.timerExpired(); // retransmits its flight, which starts with epoch-0 records
+        for (const d of (resume ? down : up).splice(0)) first.feed(d);
+        assert.ok(first.discarded > discarded, 'the epoch-0 records were dropped');
+        for (const d of (resume ? up : down).splice(0)) waiting.feed(d);
+        assert.equal(waiting.state, 'connected', 'the last flight came again');
+        assert.equal(client.resumed, resume);
+        session = client.saveSession();
+        client.write(enc('after'));
+        for (const d of up.splice(0)) server.feed(d);
+        assert.equal(Buffer.from(server.read()!).toString(), 'after');
+        client.destroy();
+        server.destroy();
+      }
+    });
+
     it('an authenticated close_notify still ends the session', () => {
       const p = connectedPair();
       p.client.close();
