@@ -216,6 +216,41 @@ describe('storage: a power cut at every program/erase step', function () {
     for (let i = 0; i < 200 && s.queue.stats.erases === start; i++) s.queue.push(reading(700 + i));
   });
 
+  it('queue append into a full ring (drop-oldest): every reading is still queued or counted as dropped, never silently gone', () => {
+    const f = new MemFlash(BLOCKS * BS, BS);
+    const s = openDeviceStorage(f, LAYOUT);
+    let k = 0;
+    // Fill the ring with unconfirmed readings until the next push must drop the oldest block.
+    for (let i = 0; i < 5000; i++) {
+      const before = s.queue.dropped;
+      const snap = f.snapshot();
+      s.queue.push(reading(k++));
+      if (s.queue.dropped > before) {
+        // Back to just before the push that dropped: that push is the scenario.
+        f.cutAt = undefined;
+        const g = new MemFlash(f.byteLength, BS, snap);
+        runDrop(g, k - 1);
+        return;
+      }
+    }
+    assert.fail('the ring never filled');
+
+    function runDrop(g: MemFlash, next: number) {
+      const base = g.snapshot();
+      const before = openDeviceStorage(new MemFlash(base.length, BS, base), LAYOUT);
+      const all = before.queue.peek(100_000).map((r) => r.values.n as number);
+      assert.equal(before.queue.dropped, 0);
+      counts['queue append that drops the oldest block'] = everyCut(base, (fl) => openDeviceStorage(fl, LAYOUT).queue.push(reading(next)), (img, where) => {
+        const after = openDeviceStorage(img, LAYOUT);
+        const left = after.queue.peek(100_000).map((r) => r.values.n as number);
+        const lost = all.filter((n) => !left.includes(n));
+        assert.equal(after.queue.dropped, lost.length, `${where}: ${lost.length} readings gone, ${after.queue.dropped} counted`);
+        assert.deepEqual(lost, all.slice(0, lost.length), `${where}: only the oldest go`);
+        assert.ok(lost.length <= 60, `${where}: at most a block's worth (${lost.length})`);
+      });
+    }
+  });
+
   queueCase('confirmation (mark record)', (s) => {
     n = 0;
     push(s, 20);
