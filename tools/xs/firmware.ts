@@ -1,5 +1,5 @@
 /*
- * Runs the firmware (manifest.json -> src/main.ts) on the XS host (build/xs-host/xshost, built at
+ * Runs the firmware (manifest.json -> src/main.ts) on the XS host (node_modules/.cache/xs-host/xshost, built at
  * `npm install` by tools/xs/host/Makefile), the way a Moddable lin build runs it.
  *
  *   npx tsx tools/xs/firmware.ts [--manifest manifest.json] [--speed N] [--duration S]
@@ -30,7 +30,7 @@ export function assertHost(): void {
 
 /** One line of the host's `xs-host:stats {...}` output. Slot counts are in slots, sizes in bytes. */
 export interface XsStats {
-  when: 'baseline' | 'interval' | 'end';
+  when: 'baseline' | 'preloaded' | 'interval' | 'end';
   deviceMs: number;
   slotBytes: number;
   slots: number;
@@ -43,6 +43,8 @@ export interface XsStats {
   stack: number;
   hostBytes: number;
   hostBytesPeak: number;
+  /** C heap in use besides the machine's blocks (mbedTLS, bindings, host modules; malloc overhead included) */
+  nativeBytes: number;
   gc: number;
 }
 
@@ -72,6 +74,8 @@ export interface RunResult {
 
 export interface RunningFirmware {
   done: Promise<RunResult>;
+  /** the output so far (the same arrays `done` resolves with) */
+  live: RunResult;
   stop(): void;
 }
 
@@ -115,7 +119,7 @@ export function startFirmware(options: RunOptions): RunningFirmware {
       finish();
     });
   });
-  return { done, stop: () => child.kill('SIGTERM') };
+  return { done, live: result, stop: () => child.kill('SIGTERM') };
 }
 
 export function runFirmware(options: RunOptions): Promise<RunResult> {

@@ -17,7 +17,8 @@ import { transformSync } from 'esbuild';
 
 export const ROOT = resolve(__dirname, '../..');
 export const HOST_MODULES = join(ROOT, 'tools/xs/host/modules');
-export const HOST_BINARY = join(ROOT, 'build/xs-host/xshost');
+/** Built by tools/xs/host/Makefile (npm postinstall); not under build/, which `node-gyp rebuild` wipes. */
+export const HOST_BINARY = join(ROOT, 'node_modules/.cache/xs-host/xshost');
 export const PLATFORM = 'lin';
 
 /** Native sources the host links (tools/xs/host/Makefile); a manifest naming another C file fails. */
@@ -27,6 +28,8 @@ interface SdkManifest {
   modules: Record<string, string>;
   preload: string[];
   include?: string[];
+  /** "strip": xsl then freezes the built-ins even without preloads */
+  strip?: boolean;
 }
 /**
  * The SDK manifests this firmware includes, as they resolve on lin (Moddable 8.2.3), and the host
@@ -39,6 +42,7 @@ const SDK_MANIFESTS: Record<string, SdkManifest> = {
     modules: { Resource: 'Resource.js', time: 'time.js', timer: 'timer.js' },
     preload: ['Resource', 'time', 'timer'],
     include: ['examples/manifest_typings.json'],
+    strip: true, // "strip": "*"
   },
   'examples/manifest_typings.json': { modules: {}, preload: [] },
   // on lin: network/net, socket, sntp, wifi; the firmware uses net only
@@ -82,6 +86,8 @@ export interface Plan {
   main: string;
   config: Record<string, unknown>;
   creation: Creation;
+  /** the built-ins are frozen after the preload phase */
+  freeze: boolean;
 }
 
 export class ManifestError extends Error {
@@ -97,6 +103,7 @@ interface Merged {
   preload: string[];
   resources: { path: string; dir: string }[];
   errors: string[];
+  strip: boolean;
 }
 
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -151,6 +158,7 @@ function readManifest(path: string, merged: Merged, seen: Set<string>): void {
       for (const [key, value] of Object.entries(section.modules))
         for (const p of list(value)) merged.modules.push({ key, path: p, dir, from: path });
     merged.preload.push(...list(section.preload));
+    if (section.strip !== undefined) merged.strip = true;
     if (isObject(section.resources))
       for (const value of Object.values(section.resources)) for (const p of list(value)) merged.resources.push({ path: p, dir });
     if (section === platform && typeof platform.error === 'string') merged.errors.push(`${path}: ${platform.error}`);
@@ -168,6 +176,7 @@ function includeSdk(name: string, from: string, merged: Merged, seen: Set<string
   for (const inc of sdk.include ?? []) includeSdk(inc, `$(MODDABLE)/${name}`, merged, seen);
   for (const [spec, file] of Object.entries(sdk.modules)) merged.hostModules.set(spec, { file: join(HOST_MODULES, file), from: `$(MODDABLE)/${name}` });
   merged.preload.push(...sdk.preload);
+  if (sdk.strip) merged.strip = true;
 }
 
 /** Files a manifest module path names: "./src/main" -> src/main.ts, "./src/coap/*" -> every module in src/coap. */
@@ -235,7 +244,7 @@ export interface BuildOptions {
 }
 
 export function buildFirmware(options: BuildOptions): Plan {
-  const merged: Merged = { config: {}, creation: {}, modules: [], hostModules: new Map(), preload: [], resources: [], errors: [] };
+  const merged: Merged = { config: {}, creation: {}, modules: [], hostModules: new Map(), preload: [], resources: [], errors: [], strip: false };
   readManifest(resolve(options.manifest), merged, new Set());
   if (merged.errors.length) throw new ManifestError(`manifest error for platform ${PLATFORM}:\n  ${merged.errors.join('\n  ')}`);
 
@@ -298,11 +307,14 @@ export function buildFirmware(options: BuildOptions): Plan {
   }
   for (const p of preloads) lines.push(`preload\t${p}`);
   lines.push(`main\t${creation.main}`);
+  // xsl freezes the built-ins when there are preloads or "strip" (manifest_base strips)
+  const freeze = preloads.length > 0 || merged.strip;
+  lines.push(`freeze\t${freeze ? 1 : 0}`);
   for (const r of merged.resources)
     for (const f of expandResource(r.dir, r.path)) copyFileSync(f, join(resourcesDir, basename(f)));
   const planPath = join(dir, 'plan.txt');
   writeFileSync(planPath, lines.join('\n') + '\n');
-  return { dir, planPath, resourcesDir, modules, preloads, main: creation.main, config, creation };
+  return { dir, planPath, resourcesDir, modules, preloads, main: creation.main, config, creation, freeze };
 }
 
 function expandResource(dir: string, path: string): string[] {

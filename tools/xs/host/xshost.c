@@ -10,6 +10,7 @@
  *   module <specifier> <path of its JavaScript>        (one per module the manifests name)
  *   preload <specifier>                                (in manifest order, as mcconfig lists them)
  *   main <specifier>
+ *   freeze 1|0                                         (xsl freezes when there are preloads or "strip")
  *
  * Like a device: only the listed modules exist (an import of any other fails, naming it); preload
  * modules run first, then the built-in prototypes are frozen as the linker (xsl) does, then the main
@@ -17,13 +18,16 @@
  * Then the event loop runs timers and sockets until nothing is left, or until --duration-ms of
  * device time. Time runs --speed times faster than the wall clock (Time.ticks, Date.now, timers).
  *
- * Output: trace() to stdout; host messages to stderr, prefixed "xs-host:"; with --stats-every-ms,
- * and at the end, one line "xs-host:stats {json}" on stderr after a garbage collection.
+ * Output: trace() to stdout; host messages to stderr, prefixed "xs-host:"; at the end, and with
+ * --stats-every-ms also before the preloads ("baseline": the engine's built-ins, which a device keeps
+ * in flash), after them ("preloaded") and every so often, one line "xs-host:stats {json}" on stderr,
+ * taken after a garbage collection: slots and chunk bytes in use, peaks, allocated, JS stack peak.
  * Exit status: 0 when the loop ends, 1 when a module fails to load or throws, 2 on usage errors,
  * 3 on an abort (stack overflow, memory full, unhandled exception in a callback).
  */
 #include "xshost.h"
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/time.h>
 
@@ -42,6 +46,7 @@ static int gModuleCount = 0;
 static char** gPreloads = NULL;
 static int gPreloadCount = 0;
 static char* gMain = NULL;
+static int gFreeze = -1; /* -1: when there are preloads */
 static xsCreation gCreation;
 static size_t gStaticSize = 0;
 
@@ -152,25 +157,51 @@ void fxQueuePromiseJobs(txMachine* the)
 
 static void print_exception(txMachine* the, txSlot* exception)
 {
-	char message[1024];
-	txSlot* slot;
-	mxPush(*exception);
-	slot = the->stack;
-	mxTry(the) {
-		fxToStringBuffer(the, slot, message, sizeof(message));
-		fprintf(stderr, "xs-host:   %s\n", message);
-		if (mxIsReference(slot)) {
-			mxPushSlot(slot);
-			mxGetID(fxID(the, "stack"));
-			if ((the->stack->kind == XS_STRING_KIND) || (the->stack->kind == XS_STRING_X_KIND))
-				fprintf(stderr, "xs-host:   stack: %s\n", the->stack->value.string);
-			mxPop();
+	xsSlot error = *exception;
+	xsTry {
+		xsSlot stack = xsUndefined;
+		if (xsTypeOf(error) == xsReferenceType)
+			stack = xsGet(error, xsID("stack"));
+		if ((xsTypeOf(stack) == xsStringType) || (xsTypeOf(stack) == xsStringXType)) {
+			/* "Name: message\n at f (module:line)\n ..." */
+			const char* p = xsToString(stack);
+			while (*p) {
+				const char* nl = strchr(p, '\n');
+				int n = nl ? (int)(nl - p) : (int)strlen(p);
+				fprintf(stderr, "xs-host:   %.*s\n", n, p);
+				p += n + (nl ? 1 : 0);
+			}
 		}
+		else
+			fprintf(stderr, "xs-host:   %s\n", xsToString(error));
 	}
-	mxCatch(the) {
+	xsCatch {
 		fprintf(stderr, "xs-host:   (exception not printable)\n");
 	}
-	mxPop();
+}
+
+/* The JS call stack at an abort: function name and module:line of each frame, innermost first. */
+static void print_backtrace(txMachine* the)
+{
+	txSlot* frame = the->frame;
+	int depth = 0;
+	while (frame && frame->next && depth < 64) {
+		txSlot* environment = mxFrameToEnvironment(frame);
+		txSlot* function = frame + 3;
+		const char* name = "?";
+		const char* path = "";
+		if (function->kind == XS_REFERENCE_KIND && mxIsFunction(function->value.reference)) {
+			txSlot* property = mxBehaviorGetProperty(the, function->value.reference, mxID(_name), 0, XS_OWN);
+			if (property && ((property->kind == XS_STRING_KIND) || (property->kind == XS_STRING_X_KIND)))
+				name = property->value.string;
+		}
+		if (environment->ID != XS_NO_ID)
+			path = fxGetKeyName(the, environment->ID);
+		fprintf(stderr, "xs-host:   at %s (%s:%d)\n", name[0] ? name : "(anonymous)", path ? path : "", (int)environment->value.environment.line);
+		frame = frame->next;
+		depth++;
+	}
+	fprintf(stderr, "xs-host:   %d frame(s) shown\n", depth);
 }
 
 void fxAbort(txMachine* the, int status)
@@ -197,6 +228,8 @@ void fxAbort(txMachine* the, int status)
 	fprintf(stderr, "xs-host: abort: %s (creation.stack %d slots, heap %d+%d slots, chunks %d+%d bytes)\n", why,
 		gCreation.stackCount, gCreation.initialHeapCount, gCreation.incrementalHeapCount,
 		gCreation.initialChunkSize, gCreation.incrementalChunkSize);
+	fprintf(stderr, "xs-host:   stack use at the abort: %ld of %d slots; JS frames:\n", (long)(the->stackTop - the->stack), gCreation.stackCount);
+	print_backtrace(the);
 	if ((status == XS_UNHANDLED_EXCEPTION_EXIT) && (mxException.kind != XS_UNDEFINED_KIND))
 		print_exception(the, &mxException);
 	fflush(stderr);
@@ -228,7 +261,7 @@ txID fxFindModule(txMachine* the, txSlot* realm, txID moduleID, txSlot* slot)
 	char name[C_PATH_MAX];
 	char buffer[C_PATH_MAX + 1];
 	char* path;
-	int dots = 0, skip = 0;
+	int dots = 0, skip = 0, relative;
 	char* s;
 	fxToStringBuffer(the, slot, name, sizeof(name));
 	if ((name[0] == '.') && (name[1] == '/')) {
@@ -249,6 +282,7 @@ txID fxFindModule(txMachine* the, txSlot* realm, txID moduleID, txSlot* slot)
 	s = strrchr(s ? s : name, '.');
 	if (s && (!strcmp(s, ".js") || !strcmp(s, ".mjs")))
 		*s = 0;
+	relative = dots > 0;
 	if (dots) {
 		if (moduleID == XS_NO_ID)
 			return XS_NO_ID;
@@ -272,7 +306,7 @@ txID fxFindModule(txMachine* the, txSlot* realm, txID moduleID, txSlot* slot)
 		return fxNewNameC(the, path);
 missing:
 	fprintf(stderr, "xs-host: module \"%s\" (imported as \"%s\" by \"%s\") is not in the manifest: add it to \"modules\" or include the manifest that provides it\n",
-		dots ? buffer + 1 : name, fxToString(the, slot), moduleID == XS_NO_ID ? "the host" : fxGetKeyName(the, moduleID));
+		relative ? buffer + 1 : name, fxToString(the, slot), moduleID == XS_NO_ID ? "the host" : fxGetKeyName(the, moduleID));
 	return XS_NO_ID;
 }
 
@@ -424,6 +458,14 @@ static void freeze_builtins(txMachine* the)
 
 /* stats */
 
+/* C heap in use outside the XS machine's own blocks: mbedTLS contexts, binding and host module data */
+static size_t native_bytes(txMachine* the)
+{
+	struct mallinfo2 info = mallinfo2();
+	size_t blocks = the->allocatedSpace;
+	return info.uordblks > blocks ? info.uordblks - blocks : 0;
+}
+
 static void print_stats(txMachine* the, const char* when)
 {
 	xsCollectGarbage();
@@ -432,12 +474,12 @@ static void print_stats(txMachine* the, const char* when)
 		"xs-host:stats {\"when\":\"%s\",\"deviceMs\":%.0f,\"slotBytes\":%d,"
 		"\"slots\":%d,\"slotsPeak\":%d,\"slotsAllocated\":%d,"
 		"\"chunks\":%d,\"chunksPeak\":%d,\"chunksAllocated\":%d,"
-		"\"stackPeak\":%ld,\"stack\":%d,\"hostBytes\":%zu,\"hostBytesPeak\":%zu,\"gc\":%d}\n",
+		"\"stackPeak\":%ld,\"stack\":%d,\"hostBytes\":%zu,\"hostBytesPeak\":%zu,\"nativeBytes\":%zu,\"gc\":%d}\n",
 		when, host_now_ms(), (int)sizeof(txSlot),
 		(int)the->currentHeapCount, (int)the->peakHeapCount, (int)the->maximumHeapCount,
 		(int)the->currentChunksSize, (int)the->peakChunksSize, (int)the->maximumChunksSize,
 		(long)(the->stackTop - the->stackPeak), gCreation.stackCount,
-		the->allocatedSpace, the->peakAllocatedSpace, (int)the->garbageCollectionCount);
+		the->allocatedSpace, the->peakAllocatedSpace, native_bytes(the), (int)the->garbageCollectionCount);
 	fflush(stderr);
 }
 
@@ -507,6 +549,8 @@ static void read_plan(const char* path)
 		}
 		else if (!strcmp(line, "main"))
 			gMain = dup_string(value);
+		else if (!strcmp(line, "freeze"))
+			gFreeze = atoi(value);
 	}
 	fclose(f);
 	if (!gCreation.stackCount || !gMain) {
@@ -577,6 +621,8 @@ int main(int argc, char* argv[])
 		host_modules_init(the);
 	}
 	xsEndHost(the);
+	if (gStatsEveryMs > 0)
+		print_stats(the, "baseline"); /* the engine alone: built-ins, that a device has in flash */
 
 	/* preload phase, then the linker's freeze */
 	for (i = 0; i < gPreloadCount; i++) {
@@ -585,13 +631,15 @@ int main(int argc, char* argv[])
 		xsCollectGarbage();
 	}
 	run_jobs(the);
-	if (gPreloadCount > 0) {
+	if ((gFreeze > 0) || ((gFreeze < 0) && (gPreloadCount > 0))) {
 		xsBeginHost(the);
 		{
 			freeze_builtins(the);
 		}
 		xsEndHost(the);
 	}
+	if (gStatsEveryMs > 0)
+		print_stats(the, "preloaded");
 
 	/* the app */
 	if (!import_module(the, gMain, "main"))

@@ -627,7 +627,9 @@ static void xs_host_resource_read(xsMachine* the)
 static void xs_host_resource_exists(xsMachine* the)
 {
 	char path[1024];
-	xsResult = xsBoolean(resource_path(xsToString(xsArg(0)), path, sizeof(path)) && (access(path, R_OK) == 0));
+	const char* name = xsToString(xsArg(0));
+	int found = resource_path(name, path, sizeof(path)) && (access(path, R_OK) == 0);
+	xsResult = xsBoolean(found);
 }
 
 /* setup before the preload phase */
