@@ -12,6 +12,7 @@ import { parseArgs, num } from './args';
 import { consoleLog, createSimDevice } from './device';
 import { ScaledClock } from './clock';
 import { readFileSync } from 'node:fs';
+import { runSimOnXs } from '../xs/sim-engine';
 import type { LogLevel } from '../../src/platform/types';
 import type { Credentials } from '../../src/thingsboard/client';
 import type { DtlsConfig } from '../../src/device/app';
@@ -26,6 +27,7 @@ export function parseServer(url: string): { host: string; port: number; secure: 
 const USAGE = [
   'usage: npm run sim -- --server coap://HOST:5683 --token TOKEN [--interval S] [--speed N] [--duration S] [--nbiot] [--non | --no-response] [--observe-refresh S] [--quiet] [--log LEVEL]',
   '       npm run sim -- --server coaps://HOST:5684 --ca CA.pem (--token TOKEN | --cert DEVICE.pem --key DEVICE.key) [--hostname NAME]',
+  '       npm run sim -- --engine xs ...   runs src/main.ts on the XS host (docs/xs.md) with the same options as config',
 ].join('\n');
 
 /** Credentials and DTLS settings from the command line; exported for tests. */
@@ -53,6 +55,8 @@ export function securityFromArgs(args: Record<string, unknown>, server: { host: 
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.engine === 'xs') process.exit(await runSimOnXs(args)); // the firmware itself on the XS host (tools/xs/sim-engine.ts)
+  if (args.engine !== undefined && args.engine !== 'node') throw new Error('--engine is node (default) or xs');
   if (args.help || typeof args.server !== 'string') {
     console.error(USAGE);
     process.exit(args.help ? 0 : 2);
