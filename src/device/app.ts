@@ -20,6 +20,8 @@ import type { DtlsError } from '../dtls/engine';
 import type { Reading, ReadingQueue } from '../storage/queue';
 import { RamQueue } from '../storage/queue';
 import type { SettingsStore } from '../storage/settings';
+import type { ProvisioningConfig } from './provisioning';
+import { confirmProvisioned, needsProvisioning, provision } from './provisioning';
 
 /**
  * CoAP over DTLS 1.2 (coaps://, port 5684). One-way: `ca` + `hostname`, and the access token in the
@@ -98,6 +100,13 @@ export interface DeviceConfig {
    * the reporting interval the server set, applied at the next boot over `reportingIntervalMs`.
    */
   storage?: { queue?: ReadingQueue; settings?: SettingsStore };
+  /**
+   * Network provisioning (src/device/provisioning.ts): when the credentials record in `store`
+   * holds a provisioning key/secret and no confirmed token, the device gets its token from
+   * POST /api/v1/provision first and sends nothing else before (readings are still taken and
+   * queued; provisioning is retried at each reading while the server does not answer).
+   */
+  provisioning?: ProvisioningConfig;
   /** Records per telemetry POST when replaying the queue. */
   batchSize?: number;
   /** Pause between replay batches: ThingsBoard rate-limits bursts (answers 5.00). */
@@ -174,6 +183,12 @@ export class DeviceApp {
   #failedSinceReport = false;
   /** The next attribute notification is the full snapshot of a (re-)registration. */
   #snapshotDue = false;
+  /** Announce + Observe registrations, started once the device has credentials the server knows. */
+  #setup: Promise<void> | undefined;
+  #provisioned = true;
+  #provisioning: Promise<boolean> | undefined;
+  /** A token from an earlier provisioning attempt, to mark 'done' once the server accepts it. */
+  #provisionUnverified = false;
   /** Consecutive reports that got no response at all. */
   #timeouts = 0;
   #running = false;
@@ -195,6 +210,7 @@ export class DeviceApp {
       this.#intervalSource = 'server';
     }
     this.#queue = config.storage?.queue ?? new RamQueue(config.queueSize ?? 64);
+    if (config.provisioning && config.credentials.kind === 'token' && needsProvisioning(config.provisioning.store.load())) this.#provisioned = false;
     this.#batchSize = config.batchSize ?? 10;
     this.#replayPaceMs = config.replayPaceMs ?? 1000;
     let udp = transport ?? platform.net.open(config.server.host, config.server.port);
@@ -344,6 +360,51 @@ export class DeviceApp {
     this.#sample();
     this.#nextDue = this.#platform.clock.now() + this.#intervalMs;
     this.#schedule();
+    if (await this.#ready()) await (this.#setup ??= this.#announceAndSubscribe());
+    else {
+      this.onEvent?.({ type: 'started' });
+      if (!this.tb.stopped) log.warn('not provisioned yet: readings are queued, provisioning is tried again at the next reading');
+      return;
+    }
+    await this.#deliver();
+  }
+
+  /**
+   * True once the device has credentials the server knows: at once without provisioning, else
+   * after POST /api/v1/provision (one attempt at a time).
+   */
+  async #ready(): Promise<boolean> {
+    if (this.#provisioned) return true;
+    if (this.tb.stopped || !this.#config.provisioning) return false;
+    const cfg = this.#config.provisioning;
+    this.#provisioning ??= provision(this.tb, cfg, this.#platform.random, this.#platform.log)
+      .then((outcome) => {
+        if (outcome.kind === 'done' || outcome.kind === 'unverified') {
+          this.tb.resume({ kind: 'token', token: outcome.token });
+          this.#provisionUnverified = outcome.kind === 'unverified';
+          this.#provisioned = true;
+          return true;
+        }
+        if (outcome.kind === 'refused') {
+          const reason = new TbError('unauthorized', outcome.reason);
+          this.tb.halt(reason);
+          this.onEvent?.({ type: 'stopped', reason: reason.message });
+        } else this.#platform.log.warn(outcome.reason);
+        return false;
+      })
+      .catch((e: Error) => {
+        this.#platform.log.error(`provisioning: ${e.message}`);
+        return false;
+      })
+      .finally(() => {
+        this.#provisioning = undefined;
+      });
+    return this.#provisioning;
+  }
+
+  /** Announces the firmware and registers the observations (once). */
+  async #announceAndSubscribe(): Promise<void> {
+    const { log } = this.#platform;
     const fw = this.#config.firmware;
     const attributes = {
       reportingInterval: this.#intervalMs / 1000,
@@ -352,6 +413,10 @@ export class DeviceApp {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         await this.tb.sendAttributes(attributes);
+        if (this.#provisionUnverified && this.#config.provisioning) {
+          this.#provisionUnverified = false;
+          confirmProvisioned(this.#config.provisioning, log);
+        }
         break;
       } catch (e) {
         if (this.#recoverX509(e)) continue;
@@ -383,7 +448,6 @@ export class DeviceApp {
     if (stopped) log.error(`device started but not sending: ${stopped.message}`);
     else log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
     this.#mappingMayHaveChanged = false; // just registered
-    await this.#deliver();
   }
 
   /** Re-registers the observations (after a wake-up or an address change). */
@@ -425,6 +489,11 @@ export class DeviceApp {
 
   /** Flushes the queue, then re-registers the observations if they may be stale. */
   async #deliver(): Promise<void> {
+    if (!this.#setup) {
+      // Not provisioned at start: try again now, and set up once it worked.
+      if (!(await this.#ready())) return;
+      await (this.#setup ??= this.#announceAndSubscribe());
+    }
     const reportsBefore = this.#reports;
     await this.flush();
     if (this.#reports === reportsBefore) return;

@@ -15,9 +15,12 @@ export function securityFromCredentials(c: StoredCredentials): Security {
   const url = parseServerUrl(c.server);
   if (!url) throw new CredentialsError('invalid', 'credentials: server is not a coap:// or coaps:// URL', 'server');
   const server = { host: url.host, port: url.port };
+  // A device to be provisioned over the network has no token yet: DeviceApp gets one first
+  // (DeviceConfig.provisioning) and sends nothing else before.
+  const token = c.token ?? (c.provisionKey ? '' : undefined);
   if (!url.secure) {
-    if (c.token === undefined) throw new CredentialsError('invalid', 'credentials: coap:// needs a token', 'token');
-    return { server, credentials: { kind: 'token', token: c.token } };
+    if (token === undefined) throw new CredentialsError('invalid', 'credentials: coap:// needs a token', 'token');
+    return { server, credentials: { kind: 'token', token } };
   }
   const dtls: NonNullable<DeviceConfig['dtls']> = { ca: c.ca ?? '', hostname: c.hostname ?? url.host };
   if (c.cert && c.key) {
@@ -25,8 +28,8 @@ export function securityFromCredentials(c: StoredCredentials): Security {
     dtls.key = c.key;
     return { server, credentials: { kind: 'x509' }, dtls };
   }
-  if (c.token === undefined) throw new CredentialsError('invalid', 'credentials: one-way coaps:// needs a token', 'token');
-  return { server, credentials: { kind: 'token', token: c.token }, dtls };
+  if (token === undefined) throw new CredentialsError('invalid', 'credentials: one-way coaps:// needs a token', 'token');
+  return { server, credentials: { kind: 'token', token }, dtls };
 }
 
 /**
@@ -37,8 +40,9 @@ export function loadSecurity(store: CredentialStore, log: Log): Security | undef
   try {
     const c = store.load();
     const s = securityFromCredentials(c);
-    const how = s.credentials.kind === 'x509' ? 'X.509 certificate' : 'access token';
-    log.info(`credentials loaded from flash: ${c.server} with ${how}${c.provisionKey ? ', provisioning key present' : ''}`);
+    const how = s.credentials.kind === 'x509' ? 'X.509 certificate' : c.token ? 'access token' : 'no token yet (to be provisioned)';
+    const prov = c.provisionKey ? `, provisioning ${c.provisionState === 'done' ? 'done' : 'key present'}` : '';
+    log.info(`credentials loaded from flash: ${c.server} with ${how}${prov}`);
     return s;
   } catch (e) {
     if (e instanceof CredentialsError) {

@@ -26,6 +26,11 @@ export interface StoredCredentials {
   /** Device provisioning (ThingsBoard device profile key and secret). */
   provisionKey?: string;
   provisionSecret?: string;
+  /**
+   * Network provisioning progress: 'pending' = `token` was chosen by the device and saved before it
+   * asked the server to provision it with that token; 'done' = the server confirmed it.
+   */
+  provisionState?: 'pending' | 'done';
 }
 
 export type CredentialsErrorCode = 'missing' | 'invalid' | 'corrupt';
@@ -42,7 +47,7 @@ export class CredentialsError extends Error {
   }
 }
 
-const FIELDS = ['server', 'token', 'cert', 'key', 'ca', 'hostname', 'provisionKey', 'provisionSecret'] as const;
+const FIELDS = ['server', 'token', 'cert', 'key', 'ca', 'hostname', 'provisionKey', 'provisionSecret', 'provisionState'] as const;
 type Field = (typeof FIELDS)[number];
 const VERSION = 1;
 
@@ -135,6 +140,10 @@ export function validateCredentials(c: StoredCredentials): void {
   if (c.hostname !== undefined && !/^[A-Za-z0-9.-]+$/.test(c.hostname)) throw new CredentialsError('invalid', 'credentials: hostname is not a host name', 'hostname');
   if (!!c.provisionKey !== !!c.provisionSecret)
     throw new CredentialsError('invalid', 'credentials: provisionKey and provisionSecret go together', c.provisionKey ? 'provisionSecret' : 'provisionKey');
+  if (c.provisionState !== undefined) {
+    if (c.provisionState !== 'pending' && c.provisionState !== 'done') throw new CredentialsError('invalid', "credentials: provisionState is 'pending' or 'done'", 'provisionState');
+    if (!c.provisionKey || c.token === undefined) throw new CredentialsError('invalid', 'credentials: provisionState needs the provisioning key and a token', 'provisionState');
+  }
   if (server.secure && !c.ca) throw new CredentialsError('invalid', 'credentials: coaps:// needs ca (the server certificate is always verified)', 'ca');
   if (!server.secure && c.cert) throw new CredentialsError('invalid', 'credentials: an X.509 certificate needs a coaps:// server', 'server');
   if (c.token === undefined && !c.cert && !c.provisionKey)

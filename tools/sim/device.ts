@@ -30,6 +30,8 @@ export interface SimDeviceOptions extends DeviceConfig {
    */
   flash?: Flash;
   storageLayout?: StorageLayout;
+  /** With `flash`: the name to provision under when its credentials ask for network provisioning. */
+  deviceName?: string;
 }
 
 export interface SimDevice {
@@ -68,7 +70,12 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
   if (options.flash) {
     platform.flash = options.flash;
     storage = openDeviceStorage(options.flash, options.storageLayout);
-    if (!options.storage) config = { ...options, storage: { queue: storage.queue, settings: storage.settings } };
+    config = {
+      ...options,
+      ...(options.storage ? {} : { storage: { queue: storage.queue, settings: storage.settings } }),
+      // The same store instance as the queue's: one KvStore per partition (it caches its index).
+      ...(options.provisioning || !storage.credentials.present ? {} : { provisioning: { store: storage.credentials, deviceName: options.deviceName ?? 'sim-device' } }),
+    };
   }
   const sources = options.sources ? options.sources(clock) : [createSimBoard(clock, log).source];
   const app = new DeviceApp(platform, config, sources, udp);
