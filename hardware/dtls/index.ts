@@ -407,14 +407,20 @@ export class DtlsServer extends dgram.Socket {
     if (!cur && this.peers.size >= (this.#opt.maxPeers ?? 1000)) return;
     const p = this.#newPeer(key, rinfo, msg);
     if (verdict === 'resume') p.ep.allowResumeWithoutCookie(true);
-    if (!cur) {
-      this.peers.set(key, p);
-    } else {
-      // The peer started over (or someone replays its ClientHello): keep the current endpoint until
-      // this handshake completes.
+    if (cur && cur.ep.state === 'connected') {
+      // The peer started over (or someone replays its ClientHello): keep the established session
+      // until this handshake completes.
       if (cur.next) this.#drop(cur.next, false);
       cur.next = p;
       p.parent = cur;
+    } else {
+      // No session to keep: a new verified ClientHello replaces an unfinished handshake (run side by
+      // side, the stale one would answer the peer's next flight with an alert it still accepts).
+      if (cur) {
+        if (cur.next) this.#drop(cur.next, false);
+        this.#drop(cur, false);
+      }
+      this.peers.set(key, p);
     }
     this.#deliver(p, msg, rinfo);
     if (!this.#alive(p)) return;

@@ -273,6 +273,32 @@ describe('dtls: hostile datagrams (issue 14)', function () {
     });
   });
 
+  describe('a new ClientHello from an address whose handshake never finished', () => {
+    const peers = usePeers();
+
+    it('a new verified handshake replaces the unfinished one at once', async () => {
+      const { s, port } = await peers.server({ retransmitMs: 100 });
+      s.on('message', (m: Buffer, rinfo) => s.send(m, rinfo));
+      const px = new UdpProxy(port);
+      try {
+        const front = await px.start();
+        px.filterToClient = (d) => d[13] === 3; // only the HelloVerifyRequest gets through
+        const c1 = peers.client(front, one, { retransmitMs: 5000, retransmitMaxMs: 5000 });
+        assert.ok(await until(() => s.peers.size === 1), 'the server holds the unfinished handshake');
+        c1.dtls.close();
+        px.filterToClient = () => true;
+        const c2 = peers.client(front, one, { retransmitMs: 200, retransmitMaxMs: 400 });
+        const outcome = await Promise.race([c2.connected.then(() => 'connected'), c2.failed.then((e) => (e as { code?: string }).code)]);
+        assert.equal(outcome, 'connected');
+        c2.dtls.send(enc('second'));
+        assert.equal(Buffer.from(await nextMessage(c2)).toString(), 'second');
+        assert.equal(s.endpoints, 1);
+      } finally {
+        px.close();
+      }
+    });
+  });
+
   describe('ClientHello flood', () => {
     const peers = usePeers();
 
