@@ -20,6 +20,8 @@ import type { DtlsError } from '../dtls/engine';
 import type { Reading, ReadingQueue } from '../storage/queue';
 import { RamQueue } from '../storage/queue';
 import type { SettingsStore } from '../storage/settings';
+import type { SessionStore } from '../storage/session';
+import { sessionTag } from '../storage/session';
 import type { ProvisioningConfig } from './provisioning';
 import { confirmProvisioned, needsProvisioning, provision } from './provisioning';
 
@@ -97,9 +99,11 @@ export interface DeviceConfig {
   /**
    * Flash-backed state (src/storage): `queue` keeps readings until the server confirmed them, across
    * reboots and power cuts (a FlashQueue; without it a RamQueue of `queueSize`); `settings` keeps
-   * the reporting interval the server set, applied at the next boot over `reportingIntervalMs`.
+   * the reporting interval the server set, applied at the next boot over `reportingIntervalMs`;
+   * `session` keeps the DTLS session across reboots (saved after each handshake when it changed,
+   * offered at the next boot when `dtls.session` is not given).
    */
-  storage?: { queue?: ReadingQueue; settings?: SettingsStore };
+  storage?: { queue?: ReadingQueue; settings?: SettingsStore; session?: SessionStore };
   /**
    * Network provisioning (src/device/provisioning.ts): when the credentials record in `store`
    * holds a provisioning key/secret and no confirmed token, the device gets its token from
@@ -195,6 +199,7 @@ export class DeviceApp {
   #subscriptions: TbSubscription[] = [];
   #dtlsConnections = 0;
   #x509Recovered = false;
+  #sessionTag = 0;
 
   constructor(platform: Platform, config: DeviceConfig, sources: TelemetrySource[], transport?: Datagram) {
     this.#platform = platform;
@@ -216,7 +221,13 @@ export class DeviceApp {
     let udp = transport ?? platform.net.open(config.server.host, config.server.port);
     if (config.dtls) {
       if (!platform.dtls) throw new Error('coaps:// configured but this platform has no DTLS engine');
-      const d = config.dtls;
+      let d = config.dtls;
+      const store = config.storage?.session;
+      if (store) {
+        this.#sessionTag = sessionTag([config.server.host, String(config.server.port), d.hostname, d.cert, d.key]);
+        const saved = d.session ? undefined : store.load(this.#sessionTag);
+        if (saved) d = { ...d, session: saved };
+      }
       this.#dtls = new DtlsDatagram({
         transport: udp,
         clock: platform.clock,
@@ -270,6 +281,15 @@ export class DeviceApp {
   #onDtlsConnected(resumed: boolean): void {
     this.#dtlsConnections++;
     this.#platform.log.info(`DTLS session established (${resumed ? 'resumed' : 'full handshake'})`);
+    const store = this.#config.storage?.session;
+    const session = store ? this.#dtls?.session() : null;
+    if (store && session) {
+      try {
+        store.save(this.#sessionTag, session);
+      } catch (e) {
+        this.#platform.log.warn(`DTLS session not saved: ${(e as Error).message}`);
+      }
+    }
     if (this.#dtlsConnections > 1 && this.#running && this.#subscriptions.length) void this.resubscribe();
   }
 

@@ -14,6 +14,7 @@ import { KvStore } from './kv';
 import { FlashQueue } from './queue';
 import { FlashRegion } from './region';
 import { SettingsStore } from './settings';
+import { SessionStore } from './session';
 
 export { CredentialStore, CredentialsError, validateCredentials, parseServerUrl } from './credentials';
 export type { StoredCredentials } from './credentials';
@@ -23,6 +24,7 @@ export { FlashQueue, RamQueue } from './queue';
 export type { Reading, QueuedReading, ReadingQueue } from './queue';
 export { FlashRegion } from './region';
 export { SettingsStore } from './settings';
+export { SessionStore, sessionTag } from './session';
 
 export interface StorageLayout {
   /** Erase blocks for the key/value store (default 4). */
@@ -40,6 +42,7 @@ export interface DeviceStorage {
   queue: FlashQueue;
   credentials: CredentialStore;
   settings: SettingsStore;
+  session: SessionStore;
 }
 
 /** Opens (reads, never writes) the stores of a storage partition. */
@@ -50,5 +53,5 @@ export function openDeviceStorage(flash: Flash, layout: StorageLayout = {}): Dev
   if (total - kvBlocks < 2) throw new StorageError('layout', `storage partition of ${total} blocks: needs ${kvBlocks} for settings and at least 2 for the queue`);
   const kv = new KvStore(new FlashRegion(flash, 0, kvBlocks), { sectorBlocks: layout.sectorBlocks ?? DEFAULT_LAYOUT.sectorBlocks, writeSize });
   const queue = new FlashQueue(new FlashRegion(flash, kvBlocks, total - kvBlocks), { writeSize });
-  return { kv, queue, credentials: new CredentialStore(kv), settings: new SettingsStore(kv) };
+  return { kv, queue, credentials: new CredentialStore(kv), settings: new SettingsStore(kv), session: new SessionStore(kv) };
 }

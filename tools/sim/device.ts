@@ -72,7 +72,7 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
     storage = openDeviceStorage(options.flash, options.storageLayout);
     config = {
       ...options,
-      ...(options.storage ? {} : { storage: { queue: storage.queue, settings: storage.settings } }),
+      ...(options.storage ? {} : { storage: { queue: storage.queue, settings: storage.settings, session: storage.session } }),
       // The same store instance as the queue's: one KvStore per partition (it caches its index).
       ...(options.provisioning || !storage.credentials.present ? {} : { provisioning: { store: storage.credentials, deviceName: options.deviceName ?? 'sim-device' } }),
     };
