@@ -30,7 +30,13 @@ export async function runFuzz(o: { seed: number; counts: { codec: number; client
   o.log(`fuzz: seed ${o.seed}, time limit ${o.timeLimitS} s`);
   if (want('codec') && o.counts.codec > 0) report(fuzzCodec({ count: o.counts.codec, seed: o.seed, deadline, onlyCase: o.onlyCase }));
   if (want('client') && o.counts.client > 0) report(await fuzzClient({ count: o.counts.client, seed: o.seed, deadline, onlyCase: o.onlyCase }));
-  if (want('endpoint') && o.counts.endpoint > 0) report(await fuzzEndpoint({ count: o.counts.endpoint, seed: o.seed, deadline, log: o.log }));
+  if (want('endpoint') && o.counts.endpoint > 0) {
+    const t0 = Date.now();
+    report(await fuzzEndpoint({ count: o.counts.endpoint, seed: o.seed, deadline, log: o.log }).catch((e: Error) => ({
+      target: 'endpoint', seed: o.seed, requested: o.counts.endpoint, ran: 0, ms: Date.now() - t0,
+      failures: [{ target: 'endpoint', seed: o.seed, index: -1, message: `run threw ${e.name}: ${e.message}` }],
+    })));
+  }
   return results;
 }
 

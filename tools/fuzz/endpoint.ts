@@ -52,7 +52,12 @@ function junkDatagram(r: Rng, junkToken: string, mid: number): Uint8Array {
   let payload: Uint8Array = new Uint8Array(0);
   switch (kind) {
     case 1: case 2: payload = encodeUtf8(r.pick(['{a:1}', '{"x":', '[1,,2]', "{'q':'r'}", '{"ts":"x","values":{}}', 'null', '1', '"s"', '{' + '"a":['.repeat(40) + ']'.repeat(40) + '}'])); code = Code.POST; break;
-    case 3: payload = encodeUtf8('['.repeat(300 + r.int(6000)) + ']'.repeat(300)); code = Code.POST; break;
+    case 3: { // deep nesting, balanced (valid JSON) or not
+      const depth = 200 + r.int(6000);
+      payload = encodeUtf8('{"d":' + '['.repeat(depth) + ']'.repeat(r.chance(0.7) ? depth : r.int(depth)) + '}');
+      code = Code.POST;
+      break;
+    }
     case 4: // Block1 fragment, any number, any size
       options.push({ number: OptionNumber.BLOCK1, value: r.chance(0.9) ? encodeBlock({ num: r.int(3) === 0 ? 0 : r.int(2000), more: r.chance(0.8), szx: r.int(7) }) : r.bytes(r.int(5)) });
       if (r.chance(0.3)) options.push({ number: 292, value: r.bytes(r.int(5)) });
@@ -207,7 +212,11 @@ export async function fuzzEndpoint(o: EndpointFuzzOptions): Promise<FuzzResult> 
   closing = true;
   for (const { client, udp } of clients) { client.close(); udp.close(); }
   await Promise.all(socks.map((s) => new Promise<void>((res) => s.close(() => res()))));
-  await tb.close();
+  try {
+    await tb.close();
+  } catch (e) {
+    failures.push(`close() threw ${(e as Error).name}: ${(e as Error).message}`);
+  }
   fs.rmSync(dataDir, { recursive: true, force: true });
   process.off('uncaughtException', onUncaught);
   if (failures.length) log(`endpoint: server log excerpts: ${serverLines.slice(0, 5).join(' | ')}`);
