@@ -509,7 +509,7 @@ export class DeviceApp {
 
   /** Flushes the queue, then re-registers the observations if they may be stale. */
   async #deliver(): Promise<void> {
-    if (!this.#setup) {
+    if (!this.#provisioned) {
       // Not provisioned at start: try again now, and set up once it worked.
       if (!(await this.#ready())) return;
       await (this.#setup ??= this.#announceAndSubscribe());
