@@ -382,7 +382,7 @@ export class DeviceApp {
     this.#schedule();
     if (await this.#ready()) await (this.#setup ??= this.#announceAndSubscribe());
     else {
-      this.onEvent?.({ type: 'started' });
+      this.#emitStarted();
       if (!this.tb.stopped) log.warn('not provisioned yet: readings are queued, provisioning is tried again at the next reading');
       return;
     }
@@ -420,6 +420,14 @@ export class DeviceApp {
         this.#provisioning = undefined;
       });
     return this.#provisioning;
+  }
+
+  #startedEmitted = false;
+
+  #emitStarted(): void {
+    if (this.#startedEmitted) return;
+    this.#startedEmitted = true;
+    this.onEvent?.({ type: 'started' });
   }
 
   /** Announces the firmware and registers the observations (once). */
@@ -463,7 +471,7 @@ export class DeviceApp {
         }
       }
     }
-    this.onEvent?.({ type: 'started' });
+    this.#emitStarted();
     const stopped = this.tb.stopped;
     if (stopped) log.error(`device started but not sending: ${stopped.message}`);
     else log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
