@@ -193,6 +193,7 @@ export class DeviceApp {
   #provisioning: Promise<boolean> | undefined;
   /** A token from an earlier provisioning attempt, to mark 'done' once the server accepts it. */
   #provisionUnverified = false;
+  #startedEmitted = false;
   /** Consecutive reports that got no response at all. */
   #timeouts = 0;
   #running = false;
@@ -421,8 +422,6 @@ export class DeviceApp {
       });
     return this.#provisioning;
   }
-
-  #startedEmitted = false;
 
   #emitStarted(): void {
     if (this.#startedEmitted) return;
