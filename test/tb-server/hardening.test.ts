@@ -122,6 +122,17 @@ describe('tb-server hardening (issue 14)', () => {
       assert.equal(tb.state().layers[0].transferBytes, 0);
     });
 
+    it('Block1 to /fw with an unknown token, or to an unknown path: refused on the first block', async () => {
+      for (const [i, p, code] of [[0, '/fw/NOPE', '4.01'], [1, '/nowhere/x', '4.04'], [2, '/api/v1/HARD_TOKEN/nofeature', '4.00']] as const) {
+        raw.send({
+          messageId: 25 + i, token: Buffer.from('b'), code: i === 0 ? '0.01' : '0.02', confirmable: true,
+          options: [...uriPath(p), { name: 'Block1', value: Buffer.of(0x0e) }], payload: Buffer.alloc(1024, 0x20),
+        });
+        assert.equal((await raw.next()).code, code, p);
+      }
+      assert.equal(tb.state().layers[0].transfers, 0);
+    });
+
     it('Block1 transfers are bounded per peer and in total bytes', async () => {
       await tb.close();
       tb = await startTemp({ piggybackTimeoutMs: 200, limits: { maxTransfersPerPeer: 2, maxTransferBytes: 4096 } });

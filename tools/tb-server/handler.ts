@@ -150,7 +150,11 @@ export class TbCoapService {
    */
   preauthorize(code: string, segs: string[], auth: Auth): string | null {
     const method = ({ '0.01': 'GET', '0.02': 'POST', '0.03': 'PUT', '0.04': 'DELETE' } as Record<string, string>)[code] ?? 'OTHER';
-    if (segs[0] !== 'api') return segs[0] === 'fw' || segs[0] === 'sw' ? (method === 'GET' ? null : '4.05') : '4.04';
+    if (segs[0] === 'fw' || segs[0] === 'sw') {
+      if (method !== 'GET') return '4.05';
+      return segs[1] !== undefined && this.store.byToken(segs[1]) ? null : '4.01';
+    }
+    if (segs[0] !== 'api') return '4.04';
     if (segs.length === 1) return '4.05';
     if (segs[1] !== 'v1') return '4.04';
     if (method !== 'GET' && method !== 'POST') return '4.05';
