@@ -24,6 +24,8 @@ export interface XsDeviceOptions {
   /** extra "modules" of the wrapper manifest (paths absolute) */
   modules?: Record<string, string>;
   wallLimitMs?: number;
+  /** each host line (stderr) as it arrives */
+  onHost?: (line: string) => void;
 }
 
 export interface XsDevice extends RunningFirmware {
@@ -75,7 +77,10 @@ export function startXsDevice(o: XsDeviceOptions): XsDevice {
     durationMs: o.durationMs,
     statsEveryMs: o.statsEveryMs,
     wallLimitMs: o.wallLimitMs ?? 60000,
-    onHost: process.env.XS_HOST_VERBOSE ? (l) => console.error(l) : undefined,
+    onHost: (l) => {
+      if (process.env.XS_HOST_VERBOSE) console.error(l);
+      o.onHost?.(l);
+    },
     onTrace: process.env.XS_HOST_VERBOSE ? (l) => console.log(l) : undefined,
   });
   const device: XsDevice = {
