@@ -61,12 +61,12 @@ export interface Log {
 }
 
 /** A log that drops everything. */
-export const silentLog: Log = {
+export const silentLog: Log = Object.freeze<Log>({
   debug() {},
   info() {},
   warn() {},
   error() {},
-};
+});
 
 /**
  * ECMA-419 I2C IO instance (embedded:io/i2c): the subset drivers use.

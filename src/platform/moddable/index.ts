@@ -13,7 +13,7 @@ import Net from 'net';
 import UDP from 'embedded:io/socket/udp';
 import type { Clock, Datagram, DatagramFactory, Log, Platform, Random, TimerHandle } from '../types';
 
-export const moddableClock: Clock = {
+export const moddableClock: Clock = Object.freeze<Clock>({
   now: () => Time.ticks,
   epochMs: () => Date.now(),
   setTimer(callback: () => void, ms: number): TimerHandle {
@@ -22,7 +22,7 @@ export const moddableClock: Clock = {
   clearTimer(handle: TimerHandle): void {
     Timer.clear(handle as Timer);
   },
-};
+});
 
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 
@@ -79,27 +79,27 @@ class ModdableUdp implements Datagram {
   }
 }
 
-export const moddableNet: DatagramFactory = {
+export const moddableNet: DatagramFactory = Object.freeze<DatagramFactory>({
   open: (host, port) => new ModdableUdp(host, port),
-};
+});
 
-export const moddableRandom: Random = {
+export const moddableRandom: Random = Object.freeze<Random>({
   fill(bytes: Uint8Array) {
     for (let i = 0; i < bytes.length; i++) bytes[i] = (Math.random() * 256) & 0xff;
   },
   next: () => Math.random(),
-};
+});
 
-export const moddableLog: Log = {
+export const moddableLog: Log = Object.freeze<Log>({
   debug: (m) => trace(`[debug] ${m}\n`),
   info: (m) => trace(`[info] ${m}\n`),
   warn: (m) => trace(`[warn] ${m}\n`),
   error: (m) => trace(`[error] ${m}\n`),
-};
+});
 
-export const moddablePlatform: Platform = {
+export const moddablePlatform: Platform = Object.freeze<Platform>({
   clock: moddableClock,
   net: moddableNet,
   random: moddableRandom,
   log: moddableLog,
-};
+});

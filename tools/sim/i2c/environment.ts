@@ -25,12 +25,12 @@ export interface EnvironmentOptions {
 
 const DAY_MS = 86_400_000;
 
-const Defaults: Required<EnvironmentOptions> = {
-  temperature: { base: 22, amplitude: 4, periodMs: DAY_MS },
-  humidity: { base: 50, amplitude: 15, periodMs: DAY_MS, phaseMs: DAY_MS / 2 },
-  pressure: { base: 101_325, amplitude: 600, periodMs: 3 * DAY_MS },
-  battery: { base: 3.9, amplitude: 0 },
-};
+const Defaults: Required<EnvironmentOptions> = Object.freeze({
+  temperature: Object.freeze({ base: 22, amplitude: 4, periodMs: DAY_MS }),
+  humidity: Object.freeze({ base: 50, amplitude: 15, periodMs: DAY_MS, phaseMs: DAY_MS / 2 }),
+  pressure: Object.freeze({ base: 101_325, amplitude: 600, periodMs: 3 * DAY_MS }),
+  battery: Object.freeze({ base: 3.9, amplitude: 0 }),
+});
 
 export type Quantity = keyof EnvironmentOptions;
 
