@@ -193,10 +193,13 @@ export class RawPeer {
   readonly sock = dgram.createSocket('udp4');
   readonly inbox: ParsedPacket[] = [];
   received = 0;
+  /** false: count datagrams only (a flood's answers would otherwise pile up in the inbox). */
+  keep = true;
   private waiters: (() => void)[] = [];
   constructor(readonly port: number) {
     this.sock.on('message', (m) => {
       this.received++;
+      if (!this.keep) return;
       this.inbox.push(parse(m));
       for (const w of this.waiters.splice(0)) w();
     });
