@@ -3,7 +3,7 @@
 # (npm ci also builds the mbedTLS DTLS addon through binding.gyp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS="libmbedtls-dev libcoap3-bin openssl make g++ python3"
+PKGS="libmbedtls-dev libcoap3-bin openssl make g++ python3 mosquitto-clients python3-paho-mqtt"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
