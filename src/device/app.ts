@@ -180,7 +180,7 @@ export class DeviceApp {
   #reports = 0;
   #failures = 0;
   #flushing = false;
-  /** Last datagram to or from the server, and whether an uplink followed a silence long enough for the NAT to forget us. */
+  /** Last exchange with the server, and whether an uplink followed a silence long enough for the NAT to forget us. */
   #lastTraffic = 0;
   #mappingMayHaveChanged = false;
   /** A report failed since the last confirmed one (the server or the path may have lost our observations). */
@@ -246,7 +246,7 @@ export class DeviceApp {
       });
       udp = this.#dtls;
     }
-    this.#transport = this.#trackTraffic(udp);
+    this.#transport = udp;
     const t = config.transmission;
     const transmission = t === 'nbiot' ? NBIOT_TRANSMISSION : t === 'rfc7252' || t === undefined ? RFC7252_TRANSMISSION : { ...RFC7252_TRANSMISSION, ...t };
     this.coap = new CoapClient(this.#transport, {
@@ -329,28 +329,12 @@ export class DeviceApp {
   }
 
   /**
-   * The datagram the CoAP client talks through, noting every datagram to and from the server: an
-   * uplink after a silence of observeRefreshMs may have gone out through a new NAT mapping.
+   * Notes traffic with the server (a response or a notification just came in): the NAT mapping is
+   * alive now. Called inline where the app sees the traffic, not from a wrapper around the socket:
+   * on XS the receive path is already deep (stack of a few hundred slots).
    */
-  #trackTraffic(inner: Datagram): Datagram {
-    const clock = this.#platform.clock;
-    const outer: Datagram = {
-      send: (data) => {
-        const now = clock.now();
-        const refresh = this.#config.observeRefreshMs ?? OBSERVE_REFRESH_MS;
-        if (refresh > 0 && now - this.#lastTraffic >= refresh) this.#mappingMayHaveChanged = true;
-        this.#lastTraffic = now;
-        inner.send(data);
-      },
-      close: () => inner.close(),
-      ...(inner.mtu !== undefined ? { mtu: inner.mtu } : {}),
-    };
-    inner.onReceive = (data) => {
-      this.#lastTraffic = clock.now();
-      outer.onReceive?.(data);
-    };
-    inner.onError = (e) => outer.onError?.(e);
-    return outer;
+  #noteTraffic(): void {
+    this.#lastTraffic = this.#platform.clock.now();
   }
 
   get state(): DeviceState {
@@ -475,12 +459,14 @@ export class DeviceApp {
     if (stopped) log.error(`device started but not sending: ${stopped.message}`);
     else log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
     this.#mappingMayHaveChanged = false; // just registered
+    this.#noteTraffic();
   }
 
   /** Re-registers the observations (after a wake-up or an address change). */
   async resubscribe(): Promise<void> {
     this.#snapshotDue = true;
     await Promise.all(this.#subscriptions.map((s) => s.reregister().catch((e: Error) => this.#platform.log.warn(`re-register failed: ${e.message}`))));
+    this.#noteTraffic();
   }
 
   stop(): void {
@@ -546,6 +532,8 @@ export class DeviceApp {
         first = false;
         const batch = this.#queue.peek(this.#batchSize);
         if (!batch.length) break;
+        const refresh = this.#config.observeRefreshMs ?? OBSERVE_REFRESH_MS;
+        if (refresh > 0 && this.#platform.clock.now() - this.#lastTraffic >= refresh) this.#mappingMayHaveChanged = true;
         const last = batch[batch.length - 1]!.seq;
         const records = batch.map((r) => ({ ts: r.ts, values: r.values }));
         try {
@@ -576,6 +564,7 @@ export class DeviceApp {
           break;
         }
         this.#queue.confirm(last);
+        this.#noteTraffic();
         this.#reports++;
         this.#timeouts = 0;
         this.onEvent?.({ type: 'report', records: batch.length, queued: this.#queue.length });
@@ -607,12 +596,17 @@ export class DeviceApp {
   }
 
   #persistInterval(ms: number | undefined, via: string): void {
-    if (!this.#settings) return;
-    try {
-      this.#settings.save(ms === undefined ? {} : { reportingInterval: ms / 1000, source: via });
-    } catch (e) {
-      this.#platform.log.warn(`reporting interval not saved: ${(e as Error).message}`);
-    }
+    const settings = this.#settings;
+    if (!settings) return;
+    const next = ms === undefined ? {} : { reportingInterval: ms / 1000, source: via };
+    // From a fresh job: a notification's receive path is already deep on XS, and a put may compact.
+    void Promise.resolve().then(() => {
+      try {
+        settings.save(next);
+      } catch (e) {
+        this.#platform.log.warn(`reporting interval not saved: ${(e as Error).message}`);
+      }
+    });
   }
 
   #enqueue(record: Reading): void {
@@ -647,6 +641,7 @@ export class DeviceApp {
   }
 
   #onAttributes(shared: TbObject, deleted: string[]): void {
+    this.#lastTraffic = this.#platform.clock.now();
     const snapshot = this.#snapshotDue;
     this.#snapshotDue = false;
     this.onEvent?.({ type: 'attributes', shared, deleted });
@@ -661,6 +656,7 @@ export class DeviceApp {
   }
 
   async #onRpc(request: RpcRequest): Promise<TbValue> {
+    this.#lastTraffic = this.#platform.clock.now();
     this.onEvent?.({ type: 'rpc', method: request.method, id: request.id });
     switch (request.method) {
       case 'getState':
@@ -670,7 +666,12 @@ export class DeviceApp {
         const seconds = typeof p === 'number' ? p : p && typeof p === 'object' && !Array.isArray(p) ? p.interval : undefined;
         if (typeof seconds !== 'number' || !(seconds > 0)) throw new Error('setInterval: params must be {"interval": seconds > 0}');
         this.setReportingInterval(seconds * 1000, 'server', 'RPC setInterval');
-        void this.tb.sendAttributes({ reportingInterval: this.#intervalMs / 1000 }).catch(() => undefined);
+        // Reported back from a fresh job, not from inside the notification's receive path: on XS
+        // that path is already ~30 frames deep and a request on top of it overflowed a 768-slot stack.
+        const reportBack = { reportingInterval: this.#intervalMs / 1000 };
+        void Promise.resolve()
+          .then(() => this.tb.sendAttributes(reportBack))
+          .catch(() => undefined);
         return { interval: this.#intervalMs / 1000 };
       }
       default:
