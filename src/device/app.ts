@@ -118,7 +118,7 @@ export interface DeviceConfig {
   firmware?: { title: string; version: string };
   /**
    * Re-register the Observe relations after a confirmed report whose uplink followed at least this
-   * long without any datagram to or from the server, and after the first confirmed report that
+   * long without an exchange with the server (a response, a notification, an RPC), and after the first confirmed report that
    * follows failed ones (0 = never). Behind a NAT, a UDP mapping that expired in the silence comes
    * back on a new port, and ThingsBoard keeps notifying the old one (issue #5263): shared-attribute
    * updates and RPC would never arrive again. Default OBSERVE_REFRESH_MS (25 s), below the shortest
