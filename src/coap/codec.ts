@@ -18,14 +18,15 @@ function extSize(n: number): number {
   return n < 13 ? 0 : n < 269 ? 1 : 2;
 }
 
-function isSorted(options: CoapOption[]): boolean {
-  for (let i = 1; i < options.length; i++) if (options[i]!.number < options[i - 1]!.number) return false;
-  return true;
-}
-
-/** Stable insertion sort by option number on a copy (option lists are short). */
+/**
+ * Stable insertion sort by option number on a copy (option lists are short); the list itself when
+ * already sorted. One flat frame: encode() runs at the bottom of deep call chains on a device with a
+ * small XS stack.
+ */
 function sortedOptions(options: CoapOption[]): CoapOption[] {
-  if (isSorted(options)) return options;
+  let k = 1;
+  while (k < options.length && options[k]!.number >= options[k - 1]!.number) k++;
+  if (k >= options.length) return options;
   const out = options.slice();
   for (let i = 1; i < out.length; i++) {
     const o = out[i]!;
@@ -66,8 +67,7 @@ export function encode(msg: CoapMessage): Uint8Array {
   const token = msg.token;
   const tkl = token.length;
   if (tkl > 8) throw new CoapFormatError('token-length');
-  const type = msg.type;
-  if (!(type >= 0 && type <= 3) || type !== (type | 0)) throw new CoapFormatError('type');
+  if (!(msg.type >= 0 && msg.type <= 3) || msg.type !== (msg.type | 0)) throw new CoapFormatError('type');
   const mid = msg.messageId;
   if (!(mid >= 0 && mid <= 0xffff) || mid !== (mid | 0)) throw new CoapFormatError('message-id');
   const code = msg.code;
@@ -90,7 +90,7 @@ export function encode(msg: CoapMessage): Uint8Array {
   if (payload.length > 0) size += 1 + payload.length;
 
   const out = new Uint8Array(size);
-  out[0] = 0x40 | (type << 4) | tkl;
+  out[0] = 0x40 | (msg.type << 4) | tkl;
   out[1] = code;
   out[2] = mid >> 8;
   out[3] = mid & 0xff;
