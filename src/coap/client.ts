@@ -145,21 +145,15 @@ function electiveUint(msg: CoapMessage, number: number, maxLength: number): numb
   return o && o.value.length <= maxLength ? decodeUint(o.value) : undefined;
 }
 
-/** Content-Format: 0-2 bytes (RFC 7252 §5.10). */
-function contentFormatOf(msg: CoapMessage): number | undefined {
-  return electiveUint(msg, OptionNumber.CONTENT_FORMAT, 2);
-}
-
-/** Observe: 0-3 bytes (RFC 7641 §2). A longer one is ignored, as if the message had none. */
-function observeOf(msg: CoapMessage): number | undefined {
-  return electiveUint(msg, OptionNumber.OBSERVE, 3);
-}
+/** Longest well-formed Content-Format (RFC 7252 §5.10) and Observe (RFC 7641 §2: a longer one is ignored, as if absent). */
+const CONTENT_FORMAT_MAX = 2;
+const OBSERVE_MAX = 3;
 
 function toResponse(msg: CoapMessage, payload: Uint8Array = msg.payload): CoapResponse {
   const response: CoapResponse = { code: msg.code, payload, options: msg.options, type: msg.type };
-  const cf = contentFormatOf(msg);
+  const cf = electiveUint(msg, OptionNumber.CONTENT_FORMAT, CONTENT_FORMAT_MAX);
   if (cf !== undefined) response.contentFormat = cf;
-  const observe = observeOf(msg);
+  const observe = electiveUint(msg, OptionNumber.OBSERVE, OBSERVE_MAX);
   if (observe !== undefined) response.observe = observe;
   return response;
 }
@@ -412,7 +406,7 @@ export class CoapClient {
       if (req.block2Szx !== undefined) options.push({ number: OptionNumber.BLOCK2, value: encodeBlock({ num: 0, more: false, szx: req.block2Szx }) });
       const first = await this.#exchangeMessage(Code.GET, options, EMPTY, req.confirmable !== false, params, token);
       if (gen !== obs.generation) return toResponse(first);
-      const seq = observeOf(first);
+      const seq = electiveUint(first, OptionNumber.OBSERVE, OBSERVE_MAX);
       const accepted = isSuccessCode(first.code) && first.code !== Code.DELETED && seq !== undefined;
       if (accepted && obs.active) {
         // Listen before any remaining blocks are fetched: notifications may arrive meanwhile.
@@ -477,7 +471,7 @@ export class CoapClient {
   }
 
   #notification(obs: ObservationImpl, msg: CoapMessage): void {
-    const seq = observeOf(msg);
+    const seq = electiveUint(msg, OptionNumber.OBSERVE, OBSERVE_MAX);
     if (!isSuccessCode(msg.code) || msg.code === Code.DELETED) {
       this.#end(obs, new CoapError(`observation ended by ${codeToString(msg.code)}`, 'observe-ended', toResponse(msg)));
       return;
