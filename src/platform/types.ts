@@ -44,6 +44,34 @@ export interface DatagramFactory {
   open(host: string, port: number): Datagram;
 }
 
+/**
+ * A connected byte stream to one remote peer (TCP; TLS on top implements the same interface), for
+ * MQTT. Bytes arrive in arbitrary pieces: the protocol above does its own framing.
+ * On Moddable: embedded:io/socket/tcp (ECMA-419 TCP socket); on the host: node:net.
+ */
+export interface Stream {
+  /**
+   * Queues bytes to the peer (in order, once connected; earlier bytes are kept until then). Must
+   * not throw on a network error: report through onError.
+   */
+  send(data: Uint8Array): void;
+  /** Set by the owner: the connection is up (TCP established; for TLS, the handshake verified). */
+  onConnect?: () => void;
+  /** Set by the owner to receive bytes from the peer. */
+  onReceive?: (data: Uint8Array) => void;
+  /** Set by the owner: a failure (refused, reset, TLS alert, certificate rejected). onClose follows. */
+  onError?: (error: Error) => void;
+  /** Set by the owner: the connection ended (peer closed, or after onError). Not called for close(). */
+  onClose?: () => void;
+  /** Ends the connection; no callback is made afterwards. */
+  close(): void;
+}
+
+export interface StreamFactory {
+  /** Opens a connection to host:port; onConnect reports when it is up. */
+  connect(host: string, port: number): Stream;
+}
+
 export interface Random {
   /** Fills `bytes` with random bytes (CoAP tokens, message-ID seed, jitter). */
   fill(bytes: Uint8Array): void;
