@@ -22,6 +22,8 @@ import type { Auth, ClientRpcHandler, CoapReq, CoapRes } from './handler';
 import { startAdminHttp } from './admin-http';
 import { certSha3FromPem } from './store';
 import { DtlsServer } from '../../hardware/dtls/index';
+import { startMqttListener } from './mqtt-server';
+import type { MqttListener, MqttListenerOptions } from './mqtt-server';
 
 export interface TbServerOptions {
   host?: string;
@@ -44,6 +46,8 @@ export interface TbServerOptions {
   dtls?: { port?: number; cert: string | Uint8Array; key: string | Uint8Array; ca?: string | Uint8Array };
   /** Bounds on per-peer and total message-layer state (dedup, Block1, retransmission); see message-layer.ts. */
   limits?: Partial<MessageLayerLimits>;
+  /** MQTT (1883) and, with `tls`, MQTTS (8883) sharing this store and service (mqtt-server.ts). */
+  mqtt?: MqttListenerOptions;
 }
 
 /** Socket-like transport a DTLS layer can feed (the subset of dgram.Socket node-coap uses). */
@@ -56,6 +60,8 @@ export interface TbServer {
   /** DTLS port when `dtls` was given. */
   coapsPort?: number;
   dtlsServer?: DtlsServer;
+  /** The MQTT/MQTTS listener when `mqtt` was given (its port, tlsPort). */
+  mqtt?: MqttListener;
   httpPort: number;
   store: Store;
   events: EventEmitter;
@@ -178,6 +184,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
   }
 
   const http = await startAdminHttp({ host, port: options.httpPort ?? 8080, store, service, log });
+  const mqtt = options.mqtt ? await startMqttListener({ host, ...options.mqtt, store, service, log }) : undefined;
 
   log(`tb-server: CoAP on udp://${host}:${coapPort}${coapsPort ? `, CoAPs on udp://${host}:${coapsPort}` : ''}, admin HTTP on http://${host}:${http.port}, data in ${store.dataDir}`);
 
@@ -185,6 +192,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
   return {
     coapPort,
     ...(coapsPort ? { coapsPort, dtlsServer } : {}),
+    ...(mqtt ? { mqtt } : {}),
     httpPort: http.port,
     store,
     events: service.events,
@@ -207,6 +215,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
       if (closed) return;
       closed = true;
       service.close();
+      await mqtt?.close();
       await http.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       for (const l of layers.values()) l.close();
