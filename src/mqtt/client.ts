@@ -30,6 +30,7 @@ import { silentLog } from '../platform/types';
 import type { MqttPacket, PublishPacket, QoS } from './codec';
 import {
   MqttOp,
+  decodePacket,
   MqttReader,
   encodeAck,
   encodeConnect,
@@ -70,6 +71,8 @@ export interface MqttControlMessage {
   sessionPresent?: boolean;
   /** SUBACK for the automatic re-subscription after a CONNACK. */
   resubscribe?: boolean;
+  /** SUBACK/UNSUBACK: the topic filters of the acknowledged request, in order (payload[i] is for topics[i]). */
+  topics?: string[];
 }
 
 export interface MqttReconnectOptions {
@@ -105,8 +108,8 @@ export interface MqttClientOptions {
   ackTimeout?: number;
   /** false: no reconnect (the client is done after the first loss). */
   reconnect?: MqttReconnectOptions | false;
-  /** Called with each raw packet crossing the stream (live trace, byte counts). */
-  tap?: (direction: 'out' | 'in', packet: Uint8Array) => void;
+  /** Called with each packet crossing the stream, decoded, and its size on the wire (live trace). */
+  tap?: (direction: 'out' | 'in', packet: MqttPacket, bytes: number) => void;
   onReadable?: (count: number, info: MqttReadableInfo) => void;
   onWritable?: (count: number) => void;
   onControl?: (opcode: number, message: MqttControlMessage) => void;
@@ -171,7 +174,7 @@ export class MqttClient {
   #nextId = 0;
   #inflight: Inflight[] = [];
   /** SUBSCRIBE/UNSUBSCRIBE ids waiting for their ack (the resubscription's too). */
-  #pendingAcks = new Map<number, { sentAt: number; resubscribe: boolean }>();
+  #pendingAcks = new Map<number, { sentAt: number; resubscribe: boolean; topics: string[] }>();
   #subscriptions: Subscription[] = [];
   #timer: TimerHandle | undefined;
   #timerDue = 0;
@@ -482,7 +485,10 @@ export class MqttClient {
     if (!s) return;
     this.#lastSend = this.#clock.now();
     this.stats.bytesOut += packet.length;
-    if (this.#o.tap) this.#call(() => this.#o.tap!('out', packet));
+    if (this.#o.tap) {
+      const t = this.#o.tap;
+      this.#call(() => t('out', decodePacket(packet), packet.length));
+    }
     s.send(packet);
   }
 
@@ -526,7 +532,7 @@ export class MqttClient {
     const id = this.#allocateId();
     // While disconnected the filters are only recorded: the CONNACK handler subscribes to all.
     if (this.#mqttUp) {
-      this.#pendingAcks.set(id, { sentAt: this.#clock.now(), resubscribe: false });
+      this.#pendingAcks.set(id, { sentAt: this.#clock.now(), resubscribe: false, topics: subs.map((x) => x.topic) });
       this.#send(encodeSubscribe(id, subs));
       this.#schedule();
     }
@@ -539,7 +545,7 @@ export class MqttClient {
     this.#subscriptions = this.#subscriptions.filter((s) => !topics.includes(s.topic));
     const id = this.#allocateId();
     if (this.#mqttUp) {
-      this.#pendingAcks.set(id, { sentAt: this.#clock.now(), resubscribe: false });
+      this.#pendingAcks.set(id, { sentAt: this.#clock.now(), resubscribe: false, topics });
       this.#send(encodeUnsubscribe(id, topics));
       this.#schedule();
     }
@@ -560,9 +566,8 @@ export class MqttClient {
 
   #onPacket(p: MqttPacket): void {
     if (this.#o.tap) {
-      // The reader does not keep the raw bytes; the trace gets the decoded type in byte 0 only.
       const t = this.#o.tap;
-      this.#call(() => t('in', Uint8Array.of(p.type << 4)));
+      this.#call(() => t('in', p, this.#reader.lastPacketSize));
     }
     this.#pingSentAt = 0; // any packet shows the connection is alive
     if (!this.#mqttUp) {
@@ -594,6 +599,7 @@ export class MqttClient {
         const msg: MqttControlMessage = { operation: p.type, id: p.id };
         if (p.type === MqttOp.SUBACK) msg.payload = p.codes;
         if (pending?.resubscribe) msg.resubscribe = true;
+        if (pending) msg.topics = pending.topics;
         this.#call(() => this.#o.onControl?.(p.type, msg));
         break;
       }
@@ -621,7 +627,7 @@ export class MqttClient {
     // Clean session every time: subscribe to everything again, whatever sessionPresent says.
     if (this.#subscriptions.length) {
       const id = this.#allocateId();
-      this.#pendingAcks.set(id, { sentAt: this.#clock.now(), resubscribe: true });
+      this.#pendingAcks.set(id, { sentAt: this.#clock.now(), resubscribe: true, topics: this.#subscriptions.map((x) => x.topic) });
       this.#send(encodeSubscribe(id, this.#subscriptions));
     }
     this.#call(() => this.#o.onControl?.(MqttOp.CONNACK, { operation: MqttOp.CONNACK, sessionPresent }));

@@ -265,6 +265,13 @@ export function readFixedHeader(buf: Uint8Array, offset: number, end: number): [
   throw malformed('Remaining Length longer than four bytes');
 }
 
+/** A plain Uint8Array copy (Buffer#slice would return a view into the caller's buffer). */
+function copy(buf: Uint8Array, start: number, end: number): Uint8Array {
+  const out = new Uint8Array(end - start);
+  out.set(buf.subarray(start, end));
+  return out;
+}
+
 class Cursor {
   constructor(
     readonly buf: Uint8Array,
@@ -289,7 +296,7 @@ class Cursor {
   bytes(what: string): Uint8Array {
     const n = this.u16(`${what} length`);
     if (this.o + n > this.end) throw malformed(`${what} past the end of the packet`);
-    const b = this.buf.slice(this.o, this.o + n);
+    const b = copy(this.buf, this.o, this.o + n);
     this.o += n;
     return b;
   }
@@ -367,7 +374,7 @@ export function decodePacket(buf: Uint8Array, offset = 0, end = buf.length): Mqt
       if (!topic.length || hasWildcard(topic)) throw malformed(topic.length ? 'wildcard in a PUBLISH topic' : 'empty PUBLISH topic');
       const p: PublishPacket = { type: 3, topic, payload: new Uint8Array(0), qos, dup, retain: !!(flags & 1) };
       if (qos) p.id = c.id();
-      p.payload = buf.slice(c.o, end);
+      p.payload = copy(buf, c.o, end);
       return p;
     }
     case MqttOp.PUBACK:
@@ -437,6 +444,9 @@ export class MqttReader {
     this.#buf = new Uint8Array(maxPacketSize + 5);
   }
 
+  /** Size on the wire of the packet last handed to onPacket. */
+  lastPacketSize = 0;
+
   /** Bytes held for an incomplete packet. */
   get buffered(): number {
     return this.#len;
@@ -465,6 +475,7 @@ export class MqttReader {
         if (start + total > this.#len) break;
         const packet = decodePacket(this.#buf, start, start + total);
         start += total;
+        this.lastPacketSize = total;
         onPacket(packet);
         if (generation !== this.#generation) return;
       }
