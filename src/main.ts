@@ -1,14 +1,22 @@
 /*
- * Device entry point on Moddable XS (built by mcconfig from manifest.json). Reads the build's
- * config (server, token, DTLS resources), opens the board's sensors through the `board/sensors` module
- * (src/board/esp32.ts on ESP32, src/board/lin.ts on the Moddable Linux host), and starts the
- * firmware app. The host simulator (tools/sim) wires the same app to host implementations.
+ * Device entry point on Moddable XS (built by mcconfig from manifest.json). Opens the storage
+ * partition (credentials, settings, offline queue, DTLS session; src/storage), takes the server
+ * and credentials from flash when a credentials record is there (`npm run provision` writes one),
+ * else from the build's config (server, token, DTLS resources), opens the board's sensors through
+ * the `board/sensors` module (src/board/esp32.ts on ESP32, src/board/lin.ts on the Moddable Linux
+ * host), and starts the firmware app. The host simulator (tools/sim) wires the same app to host
+ * implementations.
  */
 import config from 'mc/config';
 import Resource from 'Resource';
 import { openBoard } from 'board/sensors';
 import { create as createDtlsEngine } from 'dtls/native';
 import { moddablePlatform } from './platform/moddable/index';
+import { moddableFlash } from './platform/moddable/flash';
+import { openDeviceStorage } from './storage/index';
+import type { DeviceStorage } from './storage/index';
+import { loadSecurity } from './device/provisioned';
+import type { Security } from './device/provisioned';
 import { DeviceApp } from './device/app';
 import type { DtlsConfig } from './device/app';
 import type { BoardConfig } from './board/types';
@@ -22,8 +30,12 @@ interface AppConfig extends BoardConfig {
   firmware: { title: string; version: string };
   /** coaps://: names of resources (DER or PEM files listed in the manifest's "resources"). */
   dtls?: { hostname?: string; ca?: string; cert?: string; key?: string; retransmitMs?: number } | null;
-  /** Seconds (0 = never): re-register Observe after an uplink when this long passed (NAT rebinding). */
+  /** Seconds (0 = never; default 25): re-register Observe after an uplink when this long passed (NAT rebinding). */
   observeRefresh?: number;
+  /** Name of the flash data partition (ESP32 partition table: hardware/esp32/partitions.csv). */
+  partition?: string;
+  /** Device name sent when provisioning over the network. */
+  deviceName?: string;
 }
 
 const cfg = config as unknown as AppConfig;
@@ -51,42 +63,74 @@ function parseServer(url: unknown): { secure: boolean; host: string; port: numbe
   return { secure, host: m[2]!.replace(/^\[|\]$/g, ''), port };
 }
 
-const server = parseServer(cfg.server);
 // Values set on the mcconfig command line arrive as strings.
 const reportingInterval = Number(cfg.reportingInterval);
 if (!(reportingInterval >= 1 && reportingInterval <= 86400)) configError('reportingInterval must be seconds, 1 to 86400');
-const observeRefresh = Number(cfg.observeRefresh ?? 0);
-if (!(observeRefresh >= 0)) configError('observeRefresh must be seconds (0 = never)');
-if (server.secure && !cfg.dtls?.ca) configError('coaps:// needs dtls.ca: the CA that signed the server certificate, as a resource');
-if (!server.secure && cfg.dtls?.ca) configError('dtls is configured but server is coap://: use coaps:// (port 5684)');
+const observeRefresh = cfg.observeRefresh === undefined ? undefined : Number(cfg.observeRefresh);
+if (observeRefresh !== undefined && !(observeRefresh >= 0)) configError('observeRefresh must be seconds (0 = never)');
 
-let dtls: DtlsConfig | undefined;
-if (server.secure && cfg.dtls?.ca) {
-  dtls = { hostname: cfg.dtls.hostname || server.host, ca: resource(cfg.dtls.ca) };
-  if (cfg.dtls.retransmitMs) dtls.retransmitMs = Number(cfg.dtls.retransmitMs);
-  if (cfg.dtls.cert || cfg.dtls.key) {
-    if (!cfg.dtls.cert || !cfg.dtls.key) configError('dtls.cert and dtls.key go together (mutual X.509)');
-    dtls.cert = resource(cfg.dtls.cert);
-    dtls.key = resource(cfg.dtls.key);
+/** Server, credentials and DTLS from the build's config (used when flash holds no credentials). */
+function securityFromConfig(): Security {
+  const server = parseServer(cfg.server);
+  if (server.secure && !cfg.dtls?.ca) configError('coaps:// needs dtls.ca: the CA that signed the server certificate, as a resource');
+  if (!server.secure && cfg.dtls?.ca) configError('dtls is configured but server is coap://: use coaps:// (port 5684)');
+  let dtls: DtlsConfig | undefined;
+  if (server.secure && cfg.dtls?.ca) {
+    dtls = { hostname: cfg.dtls.hostname || server.host, ca: resource(cfg.dtls.ca) };
+    if (cfg.dtls.retransmitMs) dtls.retransmitMs = Number(cfg.dtls.retransmitMs);
+    if (cfg.dtls.cert || cfg.dtls.key) {
+      if (!cfg.dtls.cert || !cfg.dtls.key) configError('dtls.cert and dtls.key go together (mutual X.509)');
+      dtls.cert = resource(cfg.dtls.cert);
+      dtls.key = resource(cfg.dtls.key);
+    }
   }
-}
-const x509 = !!dtls?.cert;
-if (!x509 && !cfg.token) configError('no access token (config.token): set it with `mcconfig ... token=...`, or use dtls.cert/dtls.key');
-
-const board = openBoard(cfg, log, clock);
-log.info(`board ${board.description}`);
-log.info(`ThingsBoard ${dtls ? 'coaps' : 'coap'}://${server.host}:${server.port} (${x509 ? 'X.509' : 'access token'}), every ${reportingInterval} s`);
-
-const app = new DeviceApp(
-  { ...moddablePlatform, dtls: createDtlsEngine },
-  {
+  const x509 = !!dtls?.cert;
+  if (!x509 && !cfg.token) configError('no access token (config.token) and no credentials in flash: provision the device (npm run provision), or build with token=...');
+  return {
     server: { host: server.host, port: server.port },
     credentials: x509 ? { kind: 'x509' } : { kind: 'token', token: cfg.token },
     ...(dtls ? { dtls } : {}),
+  };
+}
+
+// The storage partition is opened once: two stores over the same flash would corrupt it.
+const partition = cfg.partition || 'storage';
+let storage: DeviceStorage;
+let flash;
+try {
+  flash = moddableFlash(partition);
+  storage = openDeviceStorage(flash);
+} catch (e) {
+  configError(`flash partition "${partition}": ${(e as Error).message} (ESP32: hardware/esp32/partitions.csv must be the build's partition table)`);
+}
+
+let security: Security;
+let source: string;
+if (storage.credentials.present) {
+  const s = loadSecurity(storage.credentials, log);
+  if (!s) configError('the credentials record in flash was rejected (see above): write a new one with npm run provision');
+  security = s;
+  source = 'flash';
+} else {
+  security = securityFromConfig();
+  source = 'the build config';
+}
+const x509 = security.credentials.kind === 'x509';
+
+const board = openBoard(cfg, log, clock);
+log.info(`board ${board.description}`);
+log.info(`ThingsBoard ${security.dtls ? 'coaps' : 'coap'}://${security.server.host}:${security.server.port} (${x509 ? 'X.509' : 'access token'}, from ${source})`);
+
+const app = new DeviceApp(
+  { ...moddablePlatform, flash, dtls: createDtlsEngine },
+  {
+    ...security,
     reportingIntervalMs: reportingInterval * 1000,
     transmission: cfg.transmission,
     firmware: cfg.firmware,
-    ...(observeRefresh ? { observeRefreshMs: observeRefresh * 1000 } : {}),
+    ...(observeRefresh !== undefined ? { observeRefreshMs: observeRefresh * 1000 } : {}),
+    storage: { queue: storage.queue, settings: storage.settings, session: storage.session },
+    ...(storage.credentials.present ? { provisioning: { store: storage.credentials, deviceName: cfg.deviceName || 'tb-coap-device' } } : {}),
   },
   board.sources,
 );

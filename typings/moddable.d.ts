@@ -163,3 +163,17 @@ declare module 'Resource' {
   const Resource: ResourceConstructor;
   export { Resource as default };
 }
+
+declare module 'file' {
+  export class File {
+    constructor(path: string, write?: boolean);
+    read<T extends typeof ArrayBuffer | typeof String>(type: T, bytes?: number): T extends typeof String ? string : InstanceType<T>;
+    write(value: ArrayBufferLike | ArrayBuffer | string, ...moreValues: (ArrayBuffer | string)[]): void;
+    close(): void;
+    readonly length: number;
+    position: number;
+    static delete(path: string): boolean;
+    static exists(path: string): boolean;
+    static rename(from: string, to: string): boolean;
+  }
+}
