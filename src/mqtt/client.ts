@@ -123,8 +123,10 @@ export type MqttClientState = 'connecting' | 'connected' | 'waiting' | 'stopped'
 interface Inflight {
   id: number;
   packet: Uint8Array;
-  /** Clock time the packet went out on the current connection (0 = not sent on it yet). */
+  /** Clock time the packet went out on the current connection. */
   sentAt: number;
+  /** Sent on the current connection (cleared when it is lost). */
+  onWire: boolean;
   /** Sent on some connection already: the next copy carries DUP. */
   sent: boolean;
 }
@@ -180,6 +182,7 @@ export class MqttClient {
   #timerDue = 0;
   #lastSend = 0;
   #pingSentAt = 0;
+  #pingOutstanding = false;
   #connectStarted = 0;
   #reconnectAt = 0;
   #message: Uint8Array | undefined;
@@ -261,7 +264,7 @@ export class MqttClient {
     }
     if (this.#inflight.length >= this.#maxInflight) throw new MqttError('overflow', `write: ${this.#inflight.length} QoS 1 messages already in flight`);
     const id = this.#allocateId();
-    const entry: Inflight = { id, packet: encodePublish({ topic, payload, qos: 1, retain: !!options.retain, id }), sentAt: 0, sent: false };
+    const entry: Inflight = { id, packet: encodePublish({ topic, payload, qos: 1, retain: !!options.retain, id }), sentAt: 0, onWire: false, sent: false };
     this.#inflight.push(entry);
     if (this.#mqttUp) this.#sendInflight(entry);
     return id;
@@ -362,7 +365,7 @@ export class MqttClient {
     const s = this.#stream;
     this.#stream = undefined;
     this.#mqttUp = false;
-    this.#pingSentAt = 0;
+    this.#pingOutstanding = false;
     this.#reader.reset();
     this.#message = undefined;
     if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
@@ -386,7 +389,7 @@ export class MqttClient {
     this.#teardown();
     this.#lastError = error;
     this.#pendingAcks.clear();
-    for (const e of this.#inflight) e.sentAt = 0;
+    for (const e of this.#inflight) e.onWire = false;
     const again = !!this.#reconnect && !error.fatal;
     if (again) {
       // Exponential back-off with jitter (half to full delay); a connection that reached CONNACK
@@ -435,8 +438,8 @@ export class MqttClient {
         return this.#connectStarted + this.#connectTimeout;
       case 'connected': {
         let due = Infinity;
-        if (this.#keepAlive > 0) due = this.#pingSentAt ? this.#pingSentAt + this.#pingTimeout : this.#lastSend + this.#keepAlive;
-        for (const e of this.#inflight) if (e.sentAt) due = Math.min(due, e.sentAt + this.#ackTimeout);
+        if (this.#keepAlive > 0) due = this.#pingOutstanding ? this.#pingSentAt + this.#pingTimeout : this.#lastSend + this.#keepAlive;
+        for (const e of this.#inflight) if (e.onWire) due = Math.min(due, e.sentAt + this.#ackTimeout);
         for (const a of this.#pendingAcks.values()) due = Math.min(due, a.sentAt + this.#ackTimeout);
         return due === Infinity ? 0 : due;
       }
@@ -457,18 +460,19 @@ export class MqttClient {
         }
         break;
       case 'connected': {
-        if (this.#pingSentAt && now >= this.#pingSentAt + this.#pingTimeout) {
+        if (this.#pingOutstanding && now >= this.#pingSentAt + this.#pingTimeout) {
           return this.#fail(new MqttError('timeout', `no PINGRESP within ${this.#pingTimeout} ms`));
         }
         for (const e of this.#inflight) {
-          if (e.sentAt && now >= e.sentAt + this.#ackTimeout) return this.#fail(new MqttError('timeout', `no PUBACK for packet id ${e.id} within ${this.#ackTimeout} ms`));
+          if (e.onWire && now >= e.sentAt + this.#ackTimeout) return this.#fail(new MqttError('timeout', `no PUBACK for packet id ${e.id} within ${this.#ackTimeout} ms`));
         }
         for (const [id, a] of this.#pendingAcks) {
           if (now >= a.sentAt + this.#ackTimeout) return this.#fail(new MqttError('timeout', `no acknowledgement for packet id ${id} within ${this.#ackTimeout} ms`));
         }
-        if (this.#keepAlive > 0 && !this.#pingSentAt && now >= this.#lastSend + this.#keepAlive) {
+        if (this.#keepAlive > 0 && !this.#pingOutstanding && now >= this.#lastSend + this.#keepAlive) {
           this.#send(encodePingreq());
           this.#pingSentAt = now;
+          this.#pingOutstanding = true;
         }
         break;
       }
@@ -498,6 +502,7 @@ export class MqttClient {
       this.stats.retransmitted++;
     } else this.stats.published++;
     e.sent = true;
+    e.onWire = true;
     e.sentAt = this.#clock.now();
     this.#send(e.packet);
     this.#schedule();
@@ -569,7 +574,7 @@ export class MqttClient {
       const t = this.#o.tap;
       this.#call(() => t('in', p, this.#reader.lastPacketSize));
     }
-    this.#pingSentAt = 0; // any packet shows the connection is alive
+    this.#pingOutstanding = false; // any packet shows the connection is alive
     if (!this.#mqttUp) {
       if (p.type !== MqttOp.CONNACK) throw new MqttError('protocol', `expected CONNACK, got packet type ${p.type}`);
       if (p.returnCode !== 0) {
@@ -632,7 +637,7 @@ export class MqttClient {
     }
     this.#call(() => this.#o.onControl?.(MqttOp.CONNACK, { operation: MqttOp.CONNACK, sessionPresent }));
     if (!this.#mqttUp) return; // the callback closed us
-    for (const e of [...this.#inflight]) if (e.sentAt === 0 && this.#mqttUp) this.#sendInflight(e);
+    for (const e of [...this.#inflight]) if (!e.onWire && this.#mqttUp) this.#sendInflight(e);
     this.#schedule();
     this.#call(() => this.#o.onWritable?.(this.writable));
   }
