@@ -30,7 +30,12 @@ interface SdkManifest {
   include?: string[];
   /** "strip": xsl then freezes the built-ins even without preloads */
   strip?: boolean;
+  /** the SDK manifest's config for lin; FILES_ROOT is replaced by the run's files directory */
+  config?: Record<string, unknown>;
 }
+
+/** Placeholder for the run's own files directory (config.file.root), so runs never share files. */
+const FILES_ROOT = '$(XS_HOST_FILES)/';
 /**
  * The SDK manifests this firmware includes, as they resolve on lin (Moddable 8.2.3), and the host
  * module standing in for each module. Read from $MODDABLE/examples/manifest_*.json,
@@ -57,6 +62,8 @@ const SDK_MANIFESTS: Record<string, SdkManifest> = {
   'modules/files/resource/manifest.json': { modules: { Resource: 'Resource.js' }, preload: ['Resource'] },
   // the SDK has flash on esp/esp32/nrf52 only; on lin the host gives it an image file
   'modules/files/flash/manifest.json': { modules: { flash: 'flash.js' }, preload: ['flash'] },
+  // lin: modules/files/file/lin (root /tmp/ there; here the run's files directory)
+  'modules/files/file/manifest.json': { modules: { file: 'file.js' }, preload: ['file'], config: { file: { root: FILES_ROOT } } },
 };
 
 export interface Creation {
@@ -79,6 +86,8 @@ export interface ModuleEntry {
 
 export interface Plan {
   dir: string;
+  /** config.file.root when the manifest includes the SDK's file module (<dir>/files/, not /tmp/) */
+  filesDir: string;
   planPath: string;
   resourcesDir: string;
   modules: Map<string, ModuleEntry>;
@@ -177,6 +186,7 @@ function includeSdk(name: string, from: string, merged: Merged, seen: Set<string
   for (const [spec, file] of Object.entries(sdk.modules)) merged.hostModules.set(spec, { file: join(HOST_MODULES, file), from: `$(MODDABLE)/${name}` });
   merged.preload.push(...sdk.preload);
   if (sdk.strip) merged.strip = true;
+  mergeProperties(merged.config, sdk.config);
 }
 
 /** Files a manifest module path names: "./src/main" -> src/main.ts, "./src/coap/*" -> every module in src/coap. */
@@ -266,6 +276,11 @@ export function buildFirmware(options: BuildOptions): Plan {
 
   const config: Record<string, unknown> = merged.config;
   for (const [k, v] of Object.entries(options.overrides ?? {})) config[k] = v;
+  const dir = resolve(options.outDir);
+  const filesDir = join(dir, 'files');
+  mkdirSync(filesDir, { recursive: true });
+  const file = config.file as { root?: unknown } | undefined;
+  if (file && file.root === FILES_ROOT) config.file = { ...file, root: filesDir + '/' };
   modules.set('mc/config', { specifier: 'mc/config', source: '', kind: 'config', from: 'mcconfig' });
 
   // mcconfig's filterPreload: "x/*" matches JavaScript modules only; a name matches .js or .ts
@@ -283,7 +298,6 @@ export function buildFirmware(options: BuildOptions): Plan {
   const creation = creationWithDefaults(merged.creation);
   if (!modules.has(creation.main)) throw new ManifestError(`creation.main "${creation.main}" is not a module of the manifest`);
 
-  const dir = resolve(options.outDir);
   const modsDir = join(dir, 'mods');
   const resourcesDir = join(dir, 'resources');
   mkdirSync(modsDir, { recursive: true });
@@ -314,7 +328,7 @@ export function buildFirmware(options: BuildOptions): Plan {
     for (const f of expandResource(r.dir, r.path)) copyFileSync(f, join(resourcesDir, basename(f)));
   const planPath = join(dir, 'plan.txt');
   writeFileSync(planPath, lines.join('\n') + '\n');
-  return { dir, planPath, resourcesDir, modules, preloads, main: creation.main, config, creation, freeze };
+  return { dir, filesDir, planPath, resourcesDir, modules, preloads, main: creation.main, config, creation, freeze };
 }
 
 function expandResource(dir: string, path: string): string[] {

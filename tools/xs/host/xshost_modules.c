@@ -1,7 +1,7 @@
 /*
  * Native side of the modules the XS host provides in place of the Moddable SDK's lin modules
  * (tools/xs/host/modules/ declare them with `@ "name"`): timer, time, net, embedded:io/socket/udp,
- * flash, Resource, and the global trace(). Shapes follow the SDK's modules/base/timer, base/time,
+ * flash, Resource, file, and the global trace(). Shapes follow the SDK's modules/base/timer, base/time,
  * network/net, io/socket/lin/udp, files/flash, files/resource. Plus dtls/native's functions from
  * hardware/dtls/xs_binding.c in the host function table.
  */
@@ -632,6 +632,166 @@ static void xs_host_resource_exists(xsMachine* the)
 	xsResult = xsBoolean(found);
 }
 
+/* file (the SDK's modules/files/file/lin/modFile.c semantics) */
+
+#include <sys/stat.h>
+
+static void file_destructor(void* data)
+{
+	if (data)
+		fclose((FILE*)data);
+}
+
+static FILE* get_file(xsMachine* the)
+{
+	FILE* file = xsGetHostData(xsThis);
+	if (!file)
+		xsUnknownError("file closed");
+	return file;
+}
+
+static void xs_File(xsMachine* the)
+{
+	int write = (xsToInteger(xsArgc) > 1) && xsTest(xsArg(1));
+	const char* path = xsToString(xsArg(0));
+	FILE* file = fopen(path, write ? "rb+" : "rb");
+	if (!file && write)
+		file = fopen(path, "wb+");
+	if (!file)
+		xsUnknownError("file not found");
+	xsSetHostData(xsThis, file);
+}
+
+static void xs_file_read(xsMachine* the)
+{
+	FILE* file = get_file(the);
+	long count = (xsToInteger(xsArgc) < 2) ? -1 : xsToInteger(xsArg(1));
+	long position = ftell(file);
+	struct stat st;
+	void* dst;
+	fstat(fileno(file), &st);
+	if ((count < 0) || (st.st_size < position + count)) {
+		if (position >= st.st_size)
+			xsUnknownError("read past end of file");
+		count = st.st_size - position;
+	}
+	xsVars(1);
+	xsVar(0) = xsGet(xsGlobal, xsID("String"));
+	if (xsTypeOf(xsArg(0)) == xsReferenceType && xsArg(0).value.reference == xsVar(0).value.reference) { /* String */
+		char* buffer = malloc(count + 1);
+		if (!buffer)
+			xsUnknownError("no memory");
+		if (fread(buffer, 1, count, file) != (size_t)count) {
+			free(buffer);
+			xsUnknownError("file read failed");
+		}
+		buffer[count] = 0;
+		xsResult = xsString(buffer);
+		free(buffer);
+		return;
+	}
+	xsResult = xsArrayBuffer(NULL, (xsIntegerValue)count);
+	dst = xsToArrayBuffer(xsResult);
+	if (fread(dst, 1, count, file) != (size_t)count)
+		xsUnknownError("file read failed");
+}
+
+static void xs_file_write(xsMachine* the)
+{
+	FILE* file = get_file(the);
+	xsIntegerValue i, c = xsToInteger(xsArgc);
+	for (i = 0; i < c; i++) {
+		int type = xsTypeOf(xsArg(i));
+		const void* src;
+		size_t length;
+		unsigned char byte;
+		if ((type == xsStringType) || (type == xsStringXType)) {
+			src = xsToString(xsArg(i));
+			length = strlen(src);
+		}
+		else if ((type == xsIntegerType) || (type == xsNumberType)) {
+			byte = (unsigned char)xsToInteger(xsArg(i));
+			src = &byte;
+			length = 1;
+		}
+		else {
+			src = xsToArrayBuffer(xsArg(i)); /* an ArrayBuffer, as on the SDK's lin (a typed array throws) */
+			length = xsGetArrayBufferLength(xsArg(i));
+		}
+		if (fwrite(src, 1, length, file) != length)
+			xsUnknownError("file write failed");
+	}
+	if (fflush(file))
+		xsUnknownError("file flush failed");
+}
+
+static void xs_file_close(xsMachine* the)
+{
+	FILE* file = get_file(the);
+	fclose(file);
+	xsSetHostData(xsThis, NULL);
+}
+
+static void xs_file_get_length(xsMachine* the)
+{
+	struct stat st;
+	fstat(fileno(get_file(the)), &st);
+	xsResult = xsInteger((xsIntegerValue)st.st_size);
+}
+
+static void xs_file_get_position(xsMachine* the)
+{
+	xsResult = xsInteger((xsIntegerValue)ftell(get_file(the)));
+}
+
+static void xs_file_set_position(xsMachine* the)
+{
+	fseek(get_file(the), xsToInteger(xsArg(0)), SEEK_SET);
+}
+
+static void xs_file_delete(xsMachine* the)
+{
+	int ok = unlink(xsToString(xsArg(0))) == 0;
+	xsResult = xsBoolean(ok);
+}
+
+static void xs_file_exists(xsMachine* the)
+{
+	struct stat st;
+	int found = stat(xsToString(xsArg(0)), &st) == 0;
+	xsResult = xsBoolean(found);
+}
+
+static void xs_file_rename(xsMachine* the)
+{
+	char from[1024], to[2048];
+	int ok;
+	snprintf(from, sizeof(from), "%s", xsToString(xsArg(0)));
+	snprintf(to, sizeof(to), "%s", xsToString(xsArg(1)));
+	if (to[0] != '/') { /* a bare name renames within the same directory */
+		char* slash = strrchr(from, '/');
+		char name[1024];
+		if (!slash || strchr(to, '/') || strlen(to) >= sizeof(name))
+			xsUnknownError("invalid to");
+		memcpy(name, to, strlen(to) + 1);
+		snprintf(to, sizeof(to), "%.*s%s", (int)(slash - from + 1), from, name);
+	}
+	ok = rename(from, to) == 0;
+	xsResult = xsBoolean(ok);
+}
+
+static void xs_directory_create(xsMachine* the)
+{
+	if (mkdir(xsToString(xsArg(0)), 0755) && (errno != EEXIST))
+		xsUnknownError("failed");
+}
+
+static void xs_directory_delete(xsMachine* the)
+{
+	if (rmdir(xsToString(xsArg(0))) && (errno != ENOENT))
+		xsUnknownError("failed");
+}
+
 /* setup before the preload phase */
 
 void host_modules_init(xsMachine* the)
@@ -675,6 +835,9 @@ const host_function gHostFunctions[] = {
 	HOST(flash_destructor), HOST(xs_flash), HOST(xs_flash_read), HOST(xs_flash_write), HOST(xs_flash_erase),
 	HOST(xs_flash_byteLength), HOST(xs_flash_blockSize),
 	HOST(xs_host_resource_read), HOST(xs_host_resource_exists),
+	{ "xs_file_destructor", (void (*)(xsMachine*))file_destructor }, HOST(xs_File), HOST(xs_file_read), HOST(xs_file_write),
+	HOST(xs_file_close), HOST(xs_file_get_length), HOST(xs_file_get_position), HOST(xs_file_set_position),
+	HOST(xs_file_delete), HOST(xs_file_exists), HOST(xs_file_rename), HOST(xs_directory_create), HOST(xs_directory_delete),
 	HOST(xs_dtls_destructor), HOST(xs_dtls), HOST(xs_dtls_step), HOST(xs_dtls_feed), HOST(xs_dtls_read),
 	HOST(xs_dtls_write), HOST(xs_dtls_timer_ms), HOST(xs_dtls_get_timer_generation), HOST(xs_dtls_timer_expired),
 	HOST(xs_dtls_save_session), HOST(xs_dtls_peer_certificate), HOST(xs_dtls_close), HOST(xs_dtls_destroy),
