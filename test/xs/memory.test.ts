@@ -5,7 +5,7 @@
  * (xs-host:stats); the figures are printed here so CI logs show them.
  *
  * What is asserted: no growth between report 100 and report 1000 (see TOLERANCE), and the heap the
- * firmware allocates at run time under 64 KB on a 32-bit device.
+ * firmware holds at run time under 64 KB on a 32-bit device (the largest sample around report 1000).
  *
  * Reading the figures: a slot is 32 bytes on this 64-bit host and 16 bytes on ESP32, so slot memory
  * is scaled by 1/2; chunk bytes are counted as they are (they hold strings, bytecode, array and
@@ -119,7 +119,9 @@ describe('XS host: memory of the firmware over 1000 reports (CoAP over DTLS, fas
       chunks1000 <= chunks100 * (1 + TOLERANCE.chunksRatio) + TOLERANCE.chunks,
       `chunks grew from ${chunks100} B (report ~100) to ${chunks1000} B (report ~1000)`,
     );
-    assert.ok(runtime32 < 64 * 1024, `run-time JS heap ${KB(runtime32)} (32-bit) under 64 KB`);
+    // the largest sample around report 1000 (after GC, in-flight work included), not just the floor
+    const lateMax32 = (max(late, 'slots') - preloaded.slots) * 16 + max(late, 'chunks') - preloaded.chunks;
+    assert.ok(lateMax32 < 64 * 1024, `run-time JS heap ${KB(lateMax32)} (32-bit, largest sample at reports 900-1000) under 64 KB`);
     assert.ok(stackPeak <= end.stack, 'stack peak within creation.stack');
   });
 });
