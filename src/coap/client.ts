@@ -110,7 +110,7 @@ interface Exchange {
 
 const EMPTY: Uint8Array = new Uint8Array(0);
 
-const METHOD_CODES: Record<Method, number> = {
+const METHOD_CODES: Record<Method, number> = Object.freeze<Record<Method, number>>({
   GET: Code.GET,
   POST: Code.POST,
   PUT: Code.PUT,
@@ -118,7 +118,7 @@ const METHOD_CODES: Record<Method, number> = {
   FETCH: Code.FETCH,
   PATCH: Code.PATCH,
   IPATCH: Code.IPATCH,
-};
+});
 
 /** Options that the client itself manages and strips from follow-up block requests. */
 const MANAGED_OPTIONS = new Set<number>([OptionNumber.OBSERVE, OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.SIZE1]);

@@ -12,7 +12,7 @@ export const enum CoapType {
 }
 
 /** Code = class << 5 | detail, e.g. 2.05 = 0x45. */
-export const Code = {
+export const Code = Object.freeze({
   EMPTY: 0x00,
   GET: 0x01,
   POST: 0x02,
@@ -37,9 +37,9 @@ export const Code = {
   REQUEST_ENTITY_TOO_LARGE: 0x8d, // 4.13
   INTERNAL_SERVER_ERROR: 0xa0, // 5.00
   SERVICE_UNAVAILABLE: 0xa3, // 5.03
-} as const;
+} as const);
 
-export const OptionNumber = {
+export const OptionNumber = Object.freeze({
   IF_MATCH: 1,
   URI_HOST: 3,
   ETAG: 4,
@@ -60,15 +60,15 @@ export const OptionNumber = {
   PROXY_SCHEME: 39,
   SIZE1: 60,
   NO_RESPONSE: 258,
-} as const;
+} as const);
 
-export const ContentFormat = {
+export const ContentFormat = Object.freeze({
   TEXT_PLAIN: 0,
   LINK_FORMAT: 40,
   OCTET_STREAM: 42,
   JSON: 50,
   CBOR: 60,
-} as const;
+} as const);
 
 export interface CoapOption {
   number: number;

@@ -47,7 +47,7 @@ export class CredentialsError extends Error {
   }
 }
 
-const FIELDS = ['server', 'token', 'cert', 'key', 'ca', 'hostname', 'provisionKey', 'provisionSecret', 'provisionState'] as const;
+const FIELDS = Object.freeze(['server', 'token', 'cert', 'key', 'ca', 'hostname', 'provisionKey', 'provisionSecret', 'provisionState'] as const);
 type Field = (typeof FIELDS)[number];
 const VERSION = 1;
 

@@ -79,7 +79,7 @@ function isObject(v: TbValue | undefined): v is TbObject {
 
 const json = (value: unknown): Uint8Array => utf8Encode(JSON.stringify(value));
 
-export const jsonCodec: PayloadCodec = {
+export const jsonCodec: PayloadCodec = Object.freeze<PayloadCodec>({
   name: 'json',
   contentFormat: ContentFormat.JSON,
   encodeTelemetry: json,
@@ -118,4 +118,4 @@ export const jsonCodec: PayloadCodec = {
   decodeValue(payload) {
     return parse(payload, 'response');
   },
-};
+});
