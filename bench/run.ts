@@ -5,11 +5,15 @@
 import { run as coapCodec } from './coap-codec';
 import { run as dtlsBytes } from './dtls-bytes';
 import { run as storage } from './storage';
+import { run as mqttCodec } from './mqtt-codec';
+import { run as mqttBytes } from './mqtt-bytes';
 
 const benches: [name: string, run: () => Promise<void>][] = [
   ['coap-codec', coapCodec],
   ['dtls-bytes', dtlsBytes],
   ['storage', storage],
+  ['mqtt-codec', async () => void (await mqttCodec())],
+  ['mqtt-bytes', async () => void (await mqttBytes())],
 ];
 
 async function main(): Promise<void> {
