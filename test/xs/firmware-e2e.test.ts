@@ -126,6 +126,23 @@ describe('XS host: the firmware over DTLS (xs_binding.c over dtls_core.c and mbe
     assertNoAbort(d);
   });
 
+  it('a restart resumes the DTLS session saved in flash (saveSession() bytes through the flash store)', async () => {
+    const dev = e2e.server.store.createDevice('xs-dtls-resume');
+    const options = { port: e2e.server.coapsPort!, token: dev.token, dtls: { ca: pki.path('ca.pem'), hostname: 'localhost' } };
+    const first = xs.start(options);
+    await waitForLine(first, 'first boot', /DTLS session established \(full handshake\)/);
+    await waitForLine(first, 'first boot done', /device started/);
+    first.stop();
+    await first.done;
+    // the same build and files directory: the flash image of the first boot
+    const second = xs.start({ ...options, dir: first.dir });
+    await waitForLine(second, 'second boot', /DTLS session established/);
+    assert.ok(second.trace.some((l) => /DTLS session established \(resumed\)/.test(l)), `abbreviated handshake on the second boot:\n${second.output()}`);
+    await waitForLine(second, 'second boot done', /device started/);
+    assertNoAbort(first);
+    assertNoAbort(second);
+  });
+
   it('mutual X.509: no token, device found by its certificate', async () => {
     assert.equal((await admin(e2e.server, 'POST', '/api/devices', { name: 'xs-dtls-x509', certPem: pki.read('device.pem').toString() })).status, 201);
     const dev = e2e.server.store.findDevice('xs-dtls-x509')!;

@@ -26,6 +26,8 @@ export interface XsDeviceOptions {
   wallLimitMs?: number;
   /** each host line (stderr) as it arrives */
   onHost?: (line: string) => void;
+  /** reuse the directory of an earlier run (its build and its files: the flash image survives, as on a device) */
+  dir?: string;
 }
 
 export interface XsDevice extends RunningFirmware {
@@ -42,7 +44,7 @@ const base = (p: string) => p.split('/').pop()!;
 /** Writes the wrapper manifest, builds the plan and starts the host; `cleanup` stops it and removes the files. */
 export function startXsDevice(o: XsDeviceOptions): XsDevice {
   assertHost();
-  const dir = mkdtempSync(join(tmpdir(), 'xs-device-'));
+  const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'xs-device-'));
   // as on mcconfig's command line (values are strings): server, token, reportingInterval
   const overrides: Record<string, string> = {
     server: `${o.dtls ? 'coaps' : 'coap'}://127.0.0.1:${o.port}`,
@@ -103,6 +105,8 @@ export function useXsDevices(): { start(o: XsDeviceOptions): XsDevice } {
     for (const d of devices) {
       d.stop();
       await d.done;
+    }
+    for (const d of devices) {
       rmSync(d.dir, { recursive: true, force: true });
     }
     devices = [];
