@@ -97,6 +97,7 @@ struct dtls_conf {
 #endif
   int ciphersuites[8];
   int cookies_on;            /* server: HelloVerifyRequest configured */
+  int stream;                /* TLS over a byte stream (DTLS_TRANSPORT_STREAM) */
   struct dtls_core *current; /* endpoint whose handshake step is running (for the cookie callback) */
 };
 
@@ -111,6 +112,7 @@ struct dtls_core {
   unsigned char inbox[DTLS_INBOX_SIZE];
   size_t inbox_len;
   int inbox_full;
+  size_t inbox_off;          /* stream mode: bytes of the inbox mbedTLS has taken */
   /* caller-driven timer */
   uint32_t timer_fin_ms;
   int timer_set;
@@ -398,6 +400,15 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
   if (!c) { *err = DTLS_E_NO_MEMORY; set_msg(msg, msg_size, "out of memory", 0, 0); return NULL; }
   c->refs = 1;
   c->role = opt->role == DTLS_ROLE_SERVER ? DTLS_ROLE_SERVER : DTLS_ROLE_CLIENT;
+  c->stream = opt->transport == DTLS_TRANSPORT_STREAM;
+  if (opt->transport != DTLS_TRANSPORT_DATAGRAM && opt->transport != DTLS_TRANSPORT_STREAM) {
+    free(c);
+    *err = DTLS_E_CONFIG; set_msg(msg, msg_size, "transport must be datagram or stream", 0, 0); return NULL;
+  }
+  if (c->stream && c->role != DTLS_ROLE_CLIENT) {
+    free(c);
+    *err = DTLS_E_CONFIG; set_msg(msg, msg_size, "TLS stream mode is client-only", 0, 0); return NULL;
+  }
   mbedtls_ssl_config_init(&c->ssl);
 #if !DTLS_PSA_RNG
   mbedtls_entropy_init(&c->entropy);
@@ -431,7 +442,8 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
 
   ret = mbedtls_ssl_config_defaults(&c->ssl,
                                     c->role == DTLS_ROLE_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-                                    MBEDTLS_SSL_TRANSPORT_DATAGRAM, MBEDTLS_SSL_PRESET_DEFAULT);
+                                    c->stream ? MBEDTLS_SSL_TRANSPORT_STREAM : MBEDTLS_SSL_TRANSPORT_DATAGRAM,
+                                    MBEDTLS_SSL_PRESET_DEFAULT);
   if (ret != 0) { *err = DTLS_E_INTERNAL; set_msg(msg, msg_size, "ssl config defaults failed", 0, 0); goto fail; }
 #if !DTLS_PSA_RNG
   mbedtls_ssl_conf_rng(&c->ssl, mbedtls_ctr_drbg_random, &c->drbg);
@@ -637,6 +649,7 @@ dtls_conf *dtls_conf_new(const dtls_conf_options *opt, int *err, char *msg, size
                                                                            : MBEDTLS_SSL_VERIFY_NONE);
   mbedtls_ssl_conf_handshake_timeout(&c->ssl, opt->retransmit_min_ms ? opt->retransmit_min_ms : 2000,
                                      opt->retransmit_max_ms ? opt->retransmit_max_ms : 32000);
+  if (c->stream) return c; /* the rest is DTLS only */
 #if defined(MBEDTLS_SSL_DTLS_ANTI_REPLAY)
   mbedtls_ssl_conf_dtls_anti_replay(&c->ssl, MBEDTLS_SSL_ANTI_REPLAY_ENABLED);
 #endif
@@ -667,6 +680,16 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
 static int bio_recv_timeout(void *ctx, unsigned char *buf, size_t len, uint32_t timeout) {
   dtls_core *core = (dtls_core *)ctx;
   (void)timeout; /* the caller owns time */
+  if (core->conf->stream) {
+    /* A byte stream: hand out what is left of the fed bytes, in the pieces mbedTLS asks for. */
+    size_t left = core->inbox_full ? core->inbox_len - core->inbox_off : 0;
+    if (left == 0) return MBEDTLS_ERR_SSL_WANT_READ;
+    if (len > left) len = left;
+    memcpy(buf, core->inbox + core->inbox_off, len);
+    core->inbox_off += len;
+    if (core->inbox_off == core->inbox_len) core->inbox_full = 0;
+    return (int)len;
+  }
   if (!core->inbox_full) return MBEDTLS_ERR_SSL_WANT_READ;
   if (len > core->inbox_len) len = core->inbox_len;
   memcpy(buf, core->inbox, len);
@@ -725,8 +748,10 @@ dtls_core *dtls_core_new(dtls_conf *conf, const char *hostname, const unsigned c
   ret = mbedtls_ssl_setup(&core->ssl, &conf->ssl);
   if (ret != 0) { *err = DTLS_E_NO_MEMORY; set_msg(msg, msg_size, "ssl setup failed (out of memory?)", 0, 0); goto fail; }
   mbedtls_ssl_set_bio(&core->ssl, core, bio_send, NULL, bio_recv_timeout);
-  mbedtls_ssl_set_timer_cb(&core->ssl, core, timer_set, timer_get);
-  mbedtls_ssl_set_mtu(&core->ssl, (uint16_t)(mtu ? mtu : DTLS_DEFAULT_MTU));
+  if (!conf->stream) {
+    mbedtls_ssl_set_timer_cb(&core->ssl, core, timer_set, timer_get);
+    mbedtls_ssl_set_mtu(&core->ssl, (uint16_t)(mtu ? mtu : DTLS_DEFAULT_MTU));
+  }
   if (conf->role == DTLS_ROLE_CLIENT && hostname && hostname[0]) {
     ret = mbedtls_ssl_set_hostname(&core->ssl, hostname);
     if (ret != 0) { *err = DTLS_E_CONFIG; set_msg(msg, msg_size, "bad hostname", 0, 0); goto fail; }
@@ -751,7 +776,7 @@ dtls_core *dtls_core_new(dtls_conf *conf, const char *hostname, const unsigned c
     }
   }
 #if defined(MBEDTLS_SSL_DTLS_CONNECTION_ID)
-  {
+  if (!conf->stream) {
     unsigned char cid[DTLS_CID_LEN];
 #if DTLS_PSA_RNG
     if (psa_generate_random(cid, sizeof(cid)) != PSA_SUCCESS) memset(cid, 0, sizeof(cid));
@@ -978,8 +1003,26 @@ static void discard_input(dtls_core *core) {
   core->discarded++;
 }
 
+static int stream_feed(dtls_core *core, const unsigned char *data, size_t len) {
+  size_t left = core->inbox_full ? core->inbox_len - core->inbox_off : 0;
+  if (len == 0) return core->state == DTLS_STATE_HANDSHAKING ? DTLS_STEP_WANT : DTLS_STEP_DATA;
+  /* Normally empty here: the handshake, or the caller's reads, take every byte fed before. */
+  if (left) memmove(core->inbox, core->inbox + core->inbox_off, left);
+  if (left + len > sizeof(core->inbox))
+    return fail_with(core, DTLS_E_TOO_LONG, 0, "stream feed larger than %s bytes (or earlier bytes not read)", "2048", 0);
+  memcpy(core->inbox + left, data, len);
+  core->inbox_off = 0;
+  core->inbox_len = left + len;
+  core->inbox_full = 1;
+  if (core->state == DTLS_STATE_HANDSHAKING) return run_handshake(core);
+  return DTLS_STEP_DATA;
+}
+
+int dtls_core_is_stream(const dtls_core *core) { return core->conf->stream; }
+
 int dtls_core_feed(dtls_core *core, const unsigned char *data, size_t len) {
   if (core->state == DTLS_STATE_FAILED || core->state == DTLS_STATE_CLOSED) return DTLS_STEP_ERROR;
+  if (core->conf->stream) return stream_feed(core, data, len);
   len = filter_datagram(core, data, len);
   core->inbox_len = len;
   core->inbox_full = len > 0;
@@ -1017,7 +1060,8 @@ int dtls_core_read(dtls_core *core, unsigned char *buf, size_t size) {
       return 0;
     }
 #endif
-    if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
+    if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE || core->conf->stream) {
+      /* TLS (stream): a record that does not authenticate or parse ends the connection. */
       /* An alert in the session's epoch: decrypted and authenticated, so the peer really sent it. */
       map_error(core, ret);
       return -core->error;

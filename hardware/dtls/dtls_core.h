@@ -93,7 +93,20 @@ typedef struct {
   int cookies;
   int session_cache_entries;
   uint32_t session_timeout_s;
+  /*
+   * DTLS_TRANSPORT_DATAGRAM (0, the default: DTLS 1.2 over UDP, everything above) or
+   * DTLS_TRANSPORT_STREAM: TLS 1.2 over a byte stream (TCP), for MQTTS. Same certificates, hostname
+   * rule, error codes, session save/resume and fail-closed behaviour; no cookies, no retransmission
+   * timer (TCP retransmits; the caller bounds the handshake time), no record filtering (a TLS record
+   * that does not authenticate ends the connection, as TLS requires). Stream mode feeds bytes in
+   * pieces of at most DTLS_STREAM_FEED_MAX and must read until dtls_core_read returns 0 after each.
+   * Stream mode is client-role only here (the endpoint's MQTTS server is node:tls).
+   */
+  int transport;
 } dtls_conf_options;
+
+enum { DTLS_TRANSPORT_DATAGRAM = 0, DTLS_TRANSPORT_STREAM = 1 };
+#define DTLS_STREAM_FEED_MAX 2048
 
 enum { DTLS_OPT_DEFAULT = 0, DTLS_OPT_ON = 1, DTLS_OPT_OFF = 2 };
 #define DTLS_DEFAULT_SESSION_CACHE_ENTRIES 256
@@ -121,8 +134,11 @@ void dtls_core_free(dtls_core *core);
 
 /* Starts or continues the handshake (client: sends ClientHello the first time). */
 int dtls_core_step(dtls_core *core);
-/* Hands in one received datagram and processes it (handshake or records). */
+/* Hands in one received datagram and processes it (handshake or records).
+ * Stream mode: the next len (<= DTLS_STREAM_FEED_MAX) bytes of the stream; larger is DTLS_E_TOO_LONG. */
 int dtls_core_feed(dtls_core *core, const unsigned char *data, size_t len);
+/* 1 if this endpoint runs TLS over a stream (DTLS_TRANSPORT_STREAM). */
+int dtls_core_is_stream(const dtls_core *core);
 /* Next decrypted datagram: returns its length (>0), 0 when none, <0 on error. */
 int dtls_core_read(dtls_core *core, unsigned char *buf, size_t size);
 /* Encrypts and sends one record. Returns len or <0 (DTLS error code negated). */

@@ -121,6 +121,12 @@ class DtlsContext : public Napi::ObjectWrap<DtlsContext> {
       opt.session_cache_entries = n <= 0 ? -1 : n;  // 0 = no cache
     }
     opt.session_timeout_s = GetUint(o, "sessionTimeout", 0);
+    std::string transport = GetString(o, "transport", "datagram");
+    if (transport != "datagram" && transport != "stream") {
+      MakeError(env, DTLS_E_CONFIG, "transport must be 'datagram' (DTLS) or 'stream' (TLS)").ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    opt.transport = transport == "stream" ? DTLS_TRANSPORT_STREAM : DTLS_TRANSPORT_DATAGRAM;
     int err = 0;
     char msg[256];
     dtls_conf *c = dtls_conf_new(&opt, &err, msg, sizeof(msg));
@@ -336,8 +342,25 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
     Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
     const unsigned char *p = static_cast<const unsigned char *>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
     bytes_in_ += ta.ByteLength();
-    int r = dtls_core_feed(core_, p, ta.ByteLength());
-    if (r == DTLS_STEP_CONNECTED || r == DTLS_STEP_DATA) Drain();
+    int r;
+    if (dtls_core_is_stream(core_)) {
+      // TLS over a stream: any number of bytes, fed in pieces the core takes, decrypted after each.
+      size_t len = ta.ByteLength(), off = 0;
+      bool connected = false;
+      r = DTLS_STEP_WANT;
+      do {
+        size_t n = len - off > DTLS_STREAM_FEED_MAX ? DTLS_STREAM_FEED_MAX : len - off;
+        r = dtls_core_feed(core_, p + off, n);
+        off += n;
+        if (r == DTLS_STEP_CONNECTED) connected = true;
+        if (r == DTLS_STEP_CONNECTED || r == DTLS_STEP_DATA) Drain();
+        if (dtls_core_state(core_) == DTLS_STATE_FAILED || dtls_core_state(core_) == DTLS_STATE_CLOSED) break;
+      } while (off < len);
+      if (connected && r == DTLS_STEP_DATA) r = DTLS_STEP_CONNECTED;
+    } else {
+      r = dtls_core_feed(core_, p, ta.ByteLength());
+      if (r == DTLS_STEP_CONNECTED || r == DTLS_STEP_DATA) Drain();
+    }
     // A fatal alert or close_notify seen while decrypting is reported like a handshake failure.
     bool failed = dtls_core_state(core_) == DTLS_STATE_FAILED || dtls_core_state(core_) == DTLS_STATE_CLOSED;
     return Result(env, failed && dtls_core_error(core_) != DTLS_OK ? DTLS_STEP_ERROR : r);
