@@ -14,6 +14,19 @@ export type MqttErrorCode =
 /** CONNACK return codes that retrying with the same configuration cannot fix. */
 const FATAL_CONNACK = Object.freeze([1, 2, 4, 5]);
 
+/** TLS failures (codes shared with DTLS) that a reconnect cannot fix: fail closed. */
+const FATAL_TRANSPORT = Object.freeze([
+  'DTLS_UNKNOWN_CA',
+  'DTLS_HOSTNAME_MISMATCH',
+  'DTLS_CERT_EXPIRED',
+  'DTLS_CERT_NOT_YET_VALID',
+  'DTLS_CERT_INVALID',
+  'DTLS_CONFIG',
+  'DTLS_BAD_CA_FILE',
+  'DTLS_BAD_CERT_FILE',
+  'DTLS_BAD_KEY_FILE',
+]);
+
 const CONNACK_TEXT = Object.freeze([
   'accepted',
   'unacceptable protocol version',
@@ -39,9 +52,14 @@ export class MqttError extends Error {
     if (extra?.cause) this.cause = extra.cause;
   }
 
-  /** True when reconnecting cannot help: bad credentials, identifier or protocol refused. */
+  /**
+   * True when reconnecting cannot help: bad credentials, identifier or protocol refused, or the
+   * TLS layer rejected the server's certificate (or our own configuration).
+   */
   get fatal(): boolean {
-    return this.code === 'refused' && FATAL_CONNACK.includes(this.returnCode ?? -1);
+    if (this.code === 'refused') return FATAL_CONNACK.includes(this.returnCode ?? -1);
+    const cause = (this.cause as (Error & { code?: unknown }) | undefined)?.code;
+    return this.code === 'socket' && typeof cause === 'string' && FATAL_TRANSPORT.includes(cause);
   }
 }
 

@@ -515,13 +515,16 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
 
   #onError(e: MqttError): void {
     const causeCode = (e.cause as (Error & { code?: string }) | undefined)?.code;
-    if (e.fatal) {
+    if (e.code === 'refused' && e.fatal) {
       const reason = new TbError('unauthorized', `MQTT CONNACK ${e.returnCode}: ${e.returnCode === 5 || e.returnCode === 4 ? 'unknown access token or certificate' : 'connection refused'}`);
       this.#stoppedReason = reason;
       this.#log.error(`${reason.message}; sending stopped until the credentials are fixed`);
       this.#shutdown(reason);
     } else if (causeCode && SECURITY_CODES.includes(causeCode)) {
+      // Fail closed, as over DTLS: no token or data goes to a server that did not prove itself.
       this.halt(new TbError('security', `TLS ${causeCode}: ${e.cause!.message}`));
+    } else if (e.fatal) {
+      this.halt(new TbError('security', e.message));
     }
   }
 

@@ -635,6 +635,15 @@ export async function startMqttListener(
       // trust store; the device is found by the leaf's SHA3-256 at CONNECT.
       const srv = tls.createServer({ cert: t.cert, key: t.key, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, (sock) => l.accept(sock, true));
       srv.on('tlsClientError', (e: Error) => l.log(`mqtts: handshake failed: ${e.message}`));
+      // TLS 1.2 session-ID resumption, as Java's JSSE cache gives ThingsBoard (node:tls resumes by
+      // ID only with these two handlers). Bounded: oldest sessions dropped first.
+      const sessions = new Map<string, Buffer>();
+      srv.on('newSession', (id: Buffer, data: Buffer, cb: () => void) => {
+        sessions.set(id.toString('hex'), data);
+        if (sessions.size > 1000) sessions.delete(sessions.keys().next().value!);
+        cb();
+      });
+      srv.on('resumeSession', (id: Buffer, cb: (err: Error | null, data: Buffer | null) => void) => cb(null, sessions.get(id.toString('hex')) ?? null));
       l.servers.push(srv);
       l.tlsPort = await listen(srv, t.port ?? 8883, host);
     }
