@@ -67,7 +67,7 @@ export function useEndpoint(serverOptions: () => Partial<TbServerOptions> = () =
 export async function admin(server: TbServer, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
   const res = await fetch(`http://127.0.0.1:${server.httpPort}${path}`, {
     method,
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${server.adminToken}` },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();

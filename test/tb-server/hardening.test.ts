@@ -91,7 +91,7 @@ describe('tb-server hardening (issue 14)', () => {
 
     it('admin HTTP without a token: 400 for 6000 deep, the store never sees it', async () => {
       const res = await fetch(`http://127.0.0.1:${tb.httpPort}/api/devices/h/attributes/shared`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: deep(6000),
+        method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${tb.adminToken}` }, body: deep(6000),
       });
       assert.equal(res.status, 400);
       assert.doesNotThrow(() => tb.store.flush());

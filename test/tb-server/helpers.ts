@@ -138,13 +138,13 @@ export class Observer {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export async function http(tb: { httpPort: number }, method: string, p: string, body?: unknown): Promise<{ status: number; json: any }> {
+export async function http(tb: { httpPort: number; adminToken: string }, method: string, p: string, body?: unknown): Promise<{ status: number; json: any }> {
   const ac = new AbortController();
   const t = setTimeout(() => ac.abort(), 8000);
   try {
     const res = await fetch(`http://127.0.0.1:${tb.httpPort}${p}`, {
       method, signal: ac.signal,
-      headers: body !== undefined ? { 'content-type': 'application/json' } : undefined,
+      headers: { authorization: `Bearer ${tb.adminToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       body: body !== undefined ? JSON.stringify(body) : undefined,
     });
     const text = await res.text();

@@ -88,7 +88,7 @@ describe('tb-server persistence', () => {
       assert.equal((await http(tb, 'POST', '/api/devices', { name: 'dup' })).status, 201);
       assert.equal((await http(tb, 'POST', '/api/devices', { name: 'dup' })).status, 409);
       assert.equal((await http(tb, 'GET', '/api/devices/nope/attributes')).status, 404);
-      const res = await fetch(`http://127.0.0.1:${tb.httpPort}/api/devices`, { method: 'POST', body: '{bad' });
+      const res = await fetch(`http://127.0.0.1:${tb.httpPort}/api/devices`, { method: 'POST', body: '{bad', headers: { authorization: `Bearer ${tb.adminToken}` } });
       assert.equal(res.status, 400);
       assert.equal((await http(tb, 'PUT', '/api/devices/dup/power', { powerMode: 'X' })).status, 400);
     } finally {
@@ -156,7 +156,7 @@ describe('tb-server CLI', function () {
 
   it('admin commands against a running server', async () => {
     const tb = await startTemp();
-    const h = ['--http', `http://127.0.0.1:${tb.httpPort}`];
+    const h = ['--http', `http://127.0.0.1:${tb.httpPort}`, '--data', tb.dataDir]; // --data: where the admin token is
     const c = new Client(tb.coapPort);
     try {
       const add = await cli(['add-device', 'cli-dev', '--token', 'CLI_TOKEN', ...h]);

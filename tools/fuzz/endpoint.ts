@@ -160,7 +160,7 @@ export async function fuzzEndpoint(o: EndpointFuzzOptions): Promise<FuzzResult> 
     for (let k = 0; k < 6; k++) {
       lastShared = k === 3 ? 'B'.repeat(1500) : `v${k}`;
       const res = await fetch(`http://127.0.0.1:${tb.httpPort}/api/devices/legit-0/attributes/shared`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ fuzzShared: lastShared }),
+        method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${tb.adminToken}` }, body: JSON.stringify({ fuzzShared: lastShared }),
       });
       if (res.status !== 200) failures.push(`admin attribute update answered ${res.status}`);
       await new Promise((res2) => setTimeout(res2, 30));

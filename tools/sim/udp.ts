@@ -64,7 +64,11 @@ export class UdpDatagram implements Datagram {
       this.onReceive?.(data);
     });
     socket.on('error', (err) => this.onError?.(err));
-    socket.bind(0, this.#host.includes(':') ? '::1' : '127.0.0.1');
+    // Loopback servers (the local endpoint, the tests) get a loopback-only socket; any other
+    // server needs a socket that can reach it (bound to every interface).
+    const loopback = this.#host === 'localhost' || this.#host === '::1' || this.#host.startsWith('127.');
+    if (loopback) socket.bind(0, this.#host.includes(':') ? '::1' : '127.0.0.1');
+    else socket.bind(0);
     socket.unref();
     return socket;
   }

@@ -1,5 +1,6 @@
-// Admin HTTP API (JSON) of the local ThingsBoard-compatible server. Loopback only; no auth.
-// Devices are addressed by name or id. Tokens are returned to the caller but never logged.
+// Admin HTTP API (JSON) of the local ThingsBoard-compatible server. Loopback by default; every
+// request needs the bearer token of the state folder and a loopback/IP Host with no foreign Origin
+// (admin-auth.ts). Devices are addressed by name or id. Tokens are returned to the caller but never logged.
 
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,6 +9,7 @@ import type { Device, JsonObject, JsonValue, PowerMode, Store } from './store';
 import { StoreError, certSha3FromPem } from './store';
 import { RpcTimeoutError, TbCoapService, isObject } from './handler';
 import { MAX_JSON_DEPTH, jsonDepth } from './json';
+import { checkAdminRequest } from './admin-auth';
 
 class HttpError extends Error {
   constructor(readonly status: number, message: string) { super(message); }
@@ -37,7 +39,7 @@ async function readBody(req: http.IncomingMessage): Promise<JsonValue | undefine
   return v;
 }
 
-export async function startAdminHttp(o: { host: string; port: number; store: Store; service: TbCoapService; log: (l: string) => void }): Promise<{ port: number; close(): Promise<void> }> {
+export async function startAdminHttp(o: { host: string; port: number; store: Store; service: TbCoapService; log: (l: string) => void; adminToken: string }): Promise<{ port: number; close(): Promise<void> }> {
   const { store, service } = o;
 
   const device = (key: string): Device => {
@@ -159,6 +161,14 @@ export async function startAdminHttp(o: { host: string; port: number; store: Sto
   };
 
   const server = http.createServer((req, res) => {
+    // Authorization, Host and Origin before anything of the request is read.
+    const refused = checkAdminRequest(req, o.adminToken);
+    if (refused) {
+      res.writeHead(refused[0], { 'content-type': 'application/json', connection: 'close' });
+      res.end(JSON.stringify({ error: refused[1] }));
+      req.resume();
+      return;
+    }
     route(req).then(([status, body]) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));

@@ -20,6 +20,7 @@ import { Store } from './store';
 import { TbCoapService, defaultClientRpc } from './handler';
 import type { Auth, ClientRpcHandler, CoapReq, CoapRes } from './handler';
 import { startAdminHttp } from './admin-http';
+import { adminTokenPath, ensureAdminToken } from './admin-auth';
 import { certSha3FromPem } from './store';
 import { DtlsServer } from '../../hardware/dtls/index';
 import { startMqttListener } from './mqtt-server';
@@ -48,6 +49,11 @@ export interface TbServerOptions {
   limits?: Partial<MessageLayerLimits>;
   /** MQTT (1883) and, with `tls`, MQTTS (8883) sharing this store and service (mqtt-server.ts). */
   mqtt?: MqttListenerOptions;
+  /**
+   * Bearer token of the admin HTTP API. Default: the one in `<dataDir>/admin-token` (mode 0600),
+   * created when missing; the CLI's admin commands read it from there.
+   */
+  adminToken?: string;
 }
 
 /** Socket-like transport a DTLS layer can feed (the subset of dgram.Socket node-coap uses). */
@@ -63,6 +69,8 @@ export interface TbServer {
   /** The MQTT/MQTTS listener when `mqtt` was given (its port, tlsPort). */
   mqtt?: MqttListener;
   httpPort: number;
+  /** Bearer token of the admin HTTP API (`Authorization: Bearer ...`). */
+  adminToken: string;
   store: Store;
   events: EventEmitter;
   service: TbCoapService;
@@ -183,10 +191,11 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
     dtls.listen(layerFor(dtls, server as unknown as CoapSocketLike, dtlsAuth) as unknown as EventEmitter);
   }
 
-  const http = await startAdminHttp({ host, port: options.httpPort ?? 8080, store, service, log });
+  const adminToken = options.adminToken ?? ensureAdminToken(store.dataDir);
+  const http = await startAdminHttp({ host, port: options.httpPort ?? 8080, store, service, log, adminToken });
   const mqtt = options.mqtt ? await startMqttListener({ host, ...options.mqtt, store, service, log }) : undefined;
 
-  log(`tb-server: CoAP on udp://${host}:${coapPort}${coapsPort ? `, CoAPs on udp://${host}:${coapsPort}` : ''}, admin HTTP on http://${host}:${http.port}, data in ${store.dataDir}`);
+  log(`tb-server: CoAP on udp://${host}:${coapPort}${coapsPort ? `, CoAPs on udp://${host}:${coapsPort}` : ''}, admin HTTP on http://${host}:${http.port} (bearer token in ${options.adminToken ? 'the adminToken option' : adminTokenPath(store.dataDir)}), data in ${store.dataDir}`);
 
   let closed = false;
   return {
@@ -194,6 +203,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
     ...(coapsPort ? { coapsPort, dtlsServer } : {}),
     ...(mqtt ? { mqtt } : {}),
     httpPort: http.port,
+    adminToken,
     store,
     events: service.events,
     service,
