@@ -444,7 +444,7 @@ export class CoapClient {
     try {
       await this.#exchange(Code.GET, options, EMPTY, req.confirmable !== false, this.#paramsFor(req), token, true);
     } catch (e) {
-      this.#log.debug(`coap: deregistration of ${req.path}: ${errorMessage(e)}`);
+      this.#log.debug(`coap: deregistration of ...${req.path.slice(req.path.lastIndexOf('/'))}: ${errorMessage(e)}`); // the path may hold a token
     }
   }
 
@@ -498,7 +498,7 @@ export class CoapClient {
         (response) => {
           if (obs.active && gen === obs.generation && obs.last === seq) this.#deliver(obs, response);
         },
-        (e) => this.#log.warn(`coap: notification body of ${obs.req.path} lost: ${errorMessage(e)}`),
+        (e) => this.#log.warn(`coap: notification body of ...${obs.req.path.slice(obs.req.path.lastIndexOf('/'))} lost: ${errorMessage(e)}`),
       );
       return;
     }

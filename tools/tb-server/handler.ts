@@ -754,6 +754,10 @@ export class TbCoapService {
   }
 }
 
+/** Path segments a log may show as they are (anything else might be a token). */
+const SAFE_SEGMENT = /^(api|v\d|attributes|telemetry|rpc|claim|provision|fw|sw|\.well-known|core|\d{1,10})$/i;
+const SAFE_QUERY = /^(title|version|size|chunk|clientKeys|sharedKeys)$/;
+
 /** One request in flight: how to answer it and how to log it. */
 class Ctx {
   segs: string[] = [];
@@ -776,14 +780,20 @@ class Ctx {
     return (this.req as unknown as { options?: { name: string; value: Buffer }[] }).options ?? [];
   }
 
+  /**
+   * The path for logs and 'request' events: the token position shows <device> or <unknown token>,
+   * and every other segment that is not a known word of the API (or a number) shows ***, whatever
+   * the form (/api/v2/T/.., /API/v1/T, /api/v1/telemetry/T); query values only for known names.
+   */
   safePath(): string {
     const [p, q] = this.req.url.split('?', 2);
     const segs = p.split('/').filter((s) => s.length > 0);
-    if (this.tokenSeg >= 0 && this.tokenSeg < segs.length) {
-      segs[this.tokenSeg] = this.device ? `<${this.device.name}>` : '<unknown token>';
+    for (let i = 0; i < segs.length; i++) {
+      if (i === this.tokenSeg) segs[i] = this.device ? `<${this.device.name}>` : '<unknown token>';
+      else if (!SAFE_SEGMENT.test(segs[i])) segs[i] = '***';
     }
     let out = '/' + segs.join('/');
-    if (q) out += '?' + q;
+    if (q) out += '?' + q.split('&').map((kv) => (SAFE_QUERY.test(kv.split('=', 1)[0]) ? kv : `${kv.split('=', 1)[0].slice(0, 32)}=***`)).join('&');
     return out;
   }
 
