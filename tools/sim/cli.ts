@@ -21,6 +21,7 @@ import type { CommandSpec, Parsed } from '../cli/options';
 import { checkTlsHostname, loadDtlsFiles, parseServerUrl, readToken, resolveHost } from './config-check';
 import type { ServerUrl } from './config-check';
 import { ReadingGate, runDevice } from './run';
+import { runMqttCli } from './mqtt-device';
 
 /** Kept for callers of the old API: `{host, port, secure}` of a coap[s]:// URL (throws UsageError). */
 export function parseServer(url: string): { host: string; port: number; secure: boolean } {
@@ -120,6 +121,10 @@ async function main(argv: string[]): Promise<number> {
   } else if (str(p, 'device-name') !== undefined) throw new UsageError('--device-name goes with --flash (network provisioning)');
   const serverArg = str(p, 'server');
   if (!flashPath && !serverArg) throw new UsageError('--server URL is required (or --flash FILE); see --help');
+  if (serverArg && /^mqtts?:\/\//i.test(serverArg)) {
+    const token = str(p, 'ca') && str(p, 'cert') ? undefined : readToken({ token: str(p, 'token'), tokenFile: str(p, 'token-file') });
+    return runMqttCli({ server: serverArg, ...(token ? { token } : {}), ...(['ca', 'cert', 'key', 'hostname'] as const).reduce((a, k) => (str(p, k) ? { ...a, [k]: str(p, k) } : a), {}), intervalMs, ...(durationMs !== undefined ? { durationMs } : {}), speed, quiet: flag(p, 'quiet'), level: level as LogLevel });
+  }
 
   if (engine === 'xs') {
     if (flashPath) throw new UsageError('--flash is not available with --engine xs');

@@ -22,7 +22,6 @@ import { makeCerts } from '../provision/certs';
 import { createSimBoard } from './board';
 import { ScaledClock } from './clock';
 import { consoleLog } from './device';
-import { num, parseArgs } from './args';
 import { cryptoRandom } from './random';
 import { TcpStreamFactory } from './tcp';
 
@@ -139,106 +138,110 @@ export function createSimMqttDevice(o: SimMqttDeviceOptions) {
   };
 }
 
+export interface MqttSimStartOptions {
+  secure: boolean;
+  x509: boolean;
+  intervalMs: number;
+  durationMs?: number;
+  speed: number;
+  quiet?: boolean;
+  level?: LogLevel;
+  coapPort: number;
+  httpPort: number;
+  mqttPort: number;
+  mqttsPort: number;
+  dataDir: string;
+  certsDir: string;
+}
+
+/** Runs until durationMs of device time (or Ctrl-C); resolves with the exit code. */
+function runFor(sim: ReturnType<typeof createSimMqttDevice>, log: Log, speed: number, durationMs: number | undefined, onStop?: () => Promise<void>): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = () => {
+      if (stopping) return;
+      stopping = true;
+      sim.stop();
+      log.info(`device state: ${JSON.stringify(sim.state)}`);
+      void (onStop ? onStop() : Promise.resolve()).then(() => resolve(sim.tb.stopped ? 1 : 0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    if (durationMs !== undefined && durationMs > 0) setTimeout(stop, durationMs / speed);
+  });
+}
+
 /** `npm start -- --mqtt | --mqtts [--x509]`: local endpoint with MQTT(S) plus one simulated device over it. */
-export async function startMqttSim(args: Record<string, string | boolean>): Promise<void> {
-  const speed = num(args.speed, 1);
-  const clock = new ScaledClock(speed);
-  const log = consoleLog('info', clock);
-  const secure = !!args.mqtts || !!args.x509;
-  const pki = secure ? makeCerts('.certs') : undefined;
+export async function startMqttSim(o: MqttSimStartOptions): Promise<number> {
+  const clock = new ScaledClock(o.speed);
+  const log = consoleLog(o.level ?? 'info', clock);
+  const secure = o.secure || o.x509;
+  const pki = secure ? makeCerts(o.certsDir) : undefined;
   const server = await startTbServer({
-    coapPort: num(args['coap-port'], 5683),
-    httpPort: num(args['http-port'], 8080),
-    dataDir: typeof args.data === 'string' ? args.data : '.tb-server',
-    mqtt: {
-      port: num(args['mqtt-port'], 1883),
-      ...(pki ? { tls: { port: num(args['mqtts-port'], 8883), cert: pki.read('server.pem'), key: pki.read('server.key') } } : {}),
-    },
-    log: (line) => console.log(`            server ${line}`),
+    coapPort: o.coapPort,
+    httpPort: o.httpPort,
+    dataDir: o.dataDir,
+    mqtt: { port: o.mqttPort, ...(pki ? { tls: { port: o.mqttsPort, cert: pki.read('server.pem'), key: pki.read('server.key') } } : {}) },
+    log: (line) => { if (!o.quiet || line.startsWith('tb-server:')) console.log(`            server ${line}`); },
   });
   const name = 'sim-device-1';
   const dev = server.store.findDevice(name) ?? server.store.createDevice(name);
   let credentials: Credentials = { kind: 'token', token: dev.token };
-  if (pki && args.x509) {
+  if (pki && o.x509) {
     server.store.updateDevice(dev, { certSha3: certSha3FromPem(pki.read('device.pem').toString()) });
     credentials = { kind: 'x509' };
   }
   const port = secure ? server.mqtt!.tlsPort! : server.mqtt!.port!;
   console.log(`local ThingsBoard endpoint: mqtt://127.0.0.1:${server.mqtt!.port}${server.mqtt!.tlsPort ? `  mqtts://localhost:${server.mqtt!.tlsPort}` : ''}  coap://127.0.0.1:${server.coapPort}  admin http://127.0.0.1:${server.httpPort}`);
-  console.log(`device "${name}" over ${secure ? `mqtts (${args.x509 ? 'mutual X.509, no token' : 'one-way TLS + access token'}; test PKI in ${pki!.dir})` : 'mqtt (access token as user name)'}; token kept in .tb-server, never printed`);
-  console.log(`try: npm run tb-server -- --http http://127.0.0.1:${server.httpPort} set-shared ${name} reportingInterval=5`);
-  console.log(`     npm run tb-server -- --http http://127.0.0.1:${server.httpPort} rpc ${name} getState`);
+  console.log(`device "${name}" over ${secure ? `mqtts (${o.x509 ? 'mutual X.509, no token' : 'one-way TLS + access token'}; test PKI in ${pki!.dir})` : 'mqtt (access token as user name)'}; token kept in ${o.dataDir}, never printed`);
   const sim = createSimMqttDevice({
     host: secure ? 'localhost' : '127.0.0.1', port, credentials,
-    ...(pki ? { tls: { ca: pki.read('ca.pem'), hostname: 'localhost', ...(args.x509 ? { cert: pki.read('device.pem'), key: pki.read('device.key') } : {}) } } : {}),
-    reportingIntervalMs: num(args.interval, 10) * 1000, clock, log,
-    trace: (line) => log.info(`device ${line}`),
+    ...(pki ? { tls: { ca: pki.read('ca.pem'), hostname: 'localhost', ...(o.x509 ? { cert: pki.read('device.pem'), key: pki.read('device.key') } : {}) } } : {}),
+    reportingIntervalMs: o.intervalMs, clock, log,
+    ...(o.quiet ? {} : { trace: (line: string) => log.info(`device ${line}`) }),
   });
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    sim.stop();
-    log.info(`device state: ${JSON.stringify(sim.state)}`);
-    await server.close();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop());
-  process.on('SIGTERM', () => void stop());
   await sim.start();
-  const duration = num(args.duration, 0);
-  if (duration > 0) setTimeout(() => void stop(), (duration * 1000) / speed);
+  return runFor(sim, log, o.speed, o.durationMs, () => server.close());
+}
+
+export interface MqttSimCliOptions {
+  server: string;
+  token?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  hostname?: string;
+  intervalMs: number;
+  durationMs?: number;
+  speed: number;
+  quiet?: boolean;
+  level?: LogLevel;
 }
 
 /** `npm run sim -- --server mqtt[s]://HOST[:PORT] (--token T | --ca CA [--token T | --cert C --key K]) ...` */
-export async function runMqttCli(argv: string[]): Promise<number> {
-  const args = parseArgs(argv);
-  const m = /^(mqtts?):\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(String(args.server));
-  if (!m) throw new Error(`--server must look like mqtt://host:1883 or mqtts://host:8883 (got ${String(args.server)})`);
-  const secure = m[1] === 'mqtts';
+export async function runMqttCli(o: MqttSimCliOptions): Promise<number> {
+  const m = /^(mqtts?):\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/i.exec(o.server);
+  if (!m) throw new Error(`--server must look like mqtt://host:1883 or mqtts://host:8883 (got ${o.server})`);
+  const secure = m[1]!.toLowerCase() === 'mqtts';
   const host = m[2]!.replace(/^\[|\]$/g, '');
   const port = m[3] ? Number(m[3]) : secure ? 8883 : 1883;
-  const str = (k: string) => (typeof args[k] === 'string' ? (args[k] as string) : undefined);
-  const token = str('token');
-  const cert = str('cert');
-  const key = str('key');
-  if (!!cert !== !!key) throw new Error('--cert and --key go together (mutual X.509)');
-  if (secure && !str('ca')) throw new Error('mqtts:// needs --ca with the CA root that signed the server certificate (there is no "accept any certificate" mode)');
-  if (!token && !(secure && cert)) throw new Error(secure ? 'mqtts:// needs --token (or --cert/--key for X.509)' : '--token is required for mqtt://');
-  const speed = num(args.speed, 1);
-  const clock = new ScaledClock(speed);
-  const log = consoleLog((str('log') ?? 'info') as LogLevel, clock);
+  if (!!o.cert !== !!o.key) throw new Error('--cert and --key go together (mutual X.509)');
+  if (secure && !o.ca) throw new Error('mqtts:// needs --ca with the CA root that signed the server certificate (there is no "accept any certificate" mode)');
+  if (!secure && (o.ca || o.cert)) throw new Error('--ca/--cert/--key are for mqtts://');
+  if (!o.token && !(secure && o.cert)) throw new Error(secure ? 'mqtts:// needs a token (or --cert/--key for X.509)' : 'mqtt:// needs the access token');
+  const clock = new ScaledClock(o.speed);
+  const log = consoleLog(o.level ?? 'info', clock);
   const sim = createSimMqttDevice({
     host, port,
-    credentials: cert ? { kind: 'x509' } : { kind: 'token', token: token! },
-    ...(secure ? { tls: { ca: readFileSync(str('ca')!), hostname: str('hostname') ?? host, ...(cert && key ? { cert: readFileSync(cert), key: readFileSync(key) } : {}) } } : {}),
-    reportingIntervalMs: num(args.interval, 10) * 1000, clock, log,
-    ...(args.quiet ? {} : { trace: (line: string) => log.info(line) }),
+    credentials: o.cert ? { kind: 'x509' } : { kind: 'token', token: o.token! },
+    ...(secure ? { tls: { ca: readFileSync(o.ca!), hostname: o.hostname ?? host, ...(o.cert && o.key ? { cert: readFileSync(o.cert), key: readFileSync(o.key) } : {}) } } : {}),
+    reportingIntervalMs: o.intervalMs, clock, log,
+    ...(o.quiet ? {} : { trace: (line: string) => log.info(line) }),
   });
+  log.info(`device -> ${m[1]!.toLowerCase()}://${host}:${port} (${o.cert ? 'X.509 certificate' : 'access token, not shown'})`);
   await sim.start();
-  const duration = num(args.duration, 0);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    if (duration > 0) setTimeout(stop, (duration * 1000) / speed);
-  });
-  sim.stop();
-  log.info(`state: ${JSON.stringify(sim.state)}`);
-  return sim.tb.stopped ? 1 : 0;
+  return runFor(sim, log, o.speed, o.durationMs);
 }
 
-// Until tools/sim/start.ts and cli.ts route --mqtt/--mqtts and mqtt[s]:// here (their CLI is being
-// reworked; see docs/mqtt.md), run this file directly:
-//   npx tsx tools/sim/mqtt-device.ts start [--mqtts [--x509]] [--interval S] [--speed N] [--duration S]
-//   npx tsx tools/sim/mqtt-device.ts --server mqtt://HOST:1883 --token TOKEN [--interval S] ...
-if (require.main === module) {
-  const argv = process.argv.slice(2);
-  const main = argv[0] === 'start'
-    ? startMqttSim(parseArgs(argv.slice(1)) as Record<string, string | boolean>).then(() => undefined)
-    : runMqttCli(argv).then((code) => process.exit(code));
-  main.catch((e: unknown) => {
-    console.error(`mqtt sim: ${(e as Error).message}`);
-    process.exit(1);
-  });
-}
+// npm start -- --mqtt | --mqtts and npm run sim -- --server mqtt[s]://... come here
+// (tools/sim/start.ts, tools/sim/cli.ts).

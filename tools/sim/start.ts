@@ -24,6 +24,7 @@ import {
 import type { CommandSpec } from '../cli/options';
 import { ReadingGate, runDevice } from './run';
 import { LOG_LEVELS } from './cli';
+import { startMqttSim } from './mqtt-device';
 
 const DEVICE = 'sim-device-1';
 
@@ -39,6 +40,10 @@ export const START_SPEC: CommandSpec = {
     { name: 'speed', type: 'string', value: 'N', help: 'device clock runs N times faster than the wall clock', default: '1' },
     { name: 'coaps', type: 'boolean', help: 'also serve CoAP over DTLS with a test PKI (made in --certs) and have the device use coaps:// with its token' },
     { name: 'x509', type: 'boolean', help: 'as --coaps, the device authenticating with its client certificate (no token)' },
+    { name: 'mqtt', type: 'boolean', help: 'serve MQTT too and have the device use mqtt:// (token as user name; docs/mqtt.md)' },
+    { name: 'mqtts', type: 'boolean', help: 'serve MQTT and MQTTS with the test PKI; the device uses mqtts:// (with --x509: its client certificate)' },
+    { name: 'mqtt-port', type: 'string', value: 'PORT', help: 'endpoint MQTT port, with --mqtt/--mqtts (0: any free port)', default: '1883' },
+    { name: 'mqtts-port', type: 'string', value: 'PORT', help: 'endpoint MQTTS port, with --mqtts (0: any free port)', default: '8883' },
     { name: 'fresh', type: 'boolean', help: 'clear the endpoint\'s state first (devices, attributes such as a reportingInterval set earlier, telemetry)' },
     { name: 'quiet', type: 'boolean', help: 'no datagram trace, no request lines and no progress; the log, errors and the summary only' },
     { name: 'log', type: 'string', value: 'LEVEL', help: 'device log level: debug, info, warn or error', default: 'info' },
@@ -79,6 +84,9 @@ async function main(argv: string[]): Promise<number> {
   if (flag(p, 'fresh')) {
     const removed = resetState(dataDir);
     console.log(`--fresh: ${removed.length ? `endpoint state in ${dataDir} cleared` : `no endpoint state in ${dataDir}`}`);
+  }
+  if (flag(p, 'mqtt') || flag(p, 'mqtts')) {
+    return startMqttSim({ secure: flag(p, 'mqtts'), x509: flag(p, 'x509'), intervalMs, ...(durationMs !== undefined ? { durationMs } : {}), speed, quiet, level, coapPort, httpPort, mqttPort: port(p, 'mqtt-port', 1883, true), mqttsPort: port(p, 'mqtts-port', 8883, true), dataDir, certsDir: str(p, 'certs') ?? '.certs' });
   }
   const pki = coaps ? makeCerts(str(p, 'certs') ?? '.certs') : undefined;
   const server = await startTbServer({
