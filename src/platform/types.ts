@@ -163,6 +163,34 @@ export interface Flash {
   erase(block: number): void;
 }
 
+/**
+ * A serial line (UART) to an AT modem: bytes out, bytes in, in arbitrary pieces (the AT channel in
+ * src/modem does the line framing). On Moddable: embedded:io/serial (ECMA-419), whose onReadable
+ * handler reads what is available and passes it to onReceive; on the host: tools/sim/modem.
+ */
+export interface Serial {
+  /** Queues bytes to the modem. Must not throw on a line error: report through onError. */
+  write(data: Uint8Array): void;
+  /** Set by the owner (the AT channel) to receive bytes from the modem. */
+  onReceive?: (data: Uint8Array) => void;
+  onError?: (error: Error) => void;
+  close(): void;
+}
+
+/**
+ * The MCU's own sleep between wake cycles (the modem sleeps on its own in PSM / eDRX).
+ * - 'light': execution resumes after sleep() (ESP32 light sleep, nRF52 System ON idle, the simulator);
+ * - 'deep': the MCU restarts on wake (ESP32 deep sleep): RAM is lost, sleep() never resolves, and what
+ *   must survive is written to `retained` (RTC slow memory, 8 KB on ESP32) or flash before.
+ */
+export interface Sleep {
+  readonly mode: 'light' | 'deep';
+  /** Sleeps the MCU for `ms` of clock time (light: resolves on wake). */
+  sleep(ms: number): Promise<void>;
+  /** Memory kept across deep sleep, when the board has it. */
+  retained?: { read(): Uint8Array | undefined; write(data: Uint8Array): void };
+}
+
 /** Everything the firmware app needs from its host, gathered in one place for wiring. */
 export interface Platform {
   clock: Clock;
