@@ -17,6 +17,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { EXIT, HELP_OPTION, UsageError, flag, helpText, parseCommandLine, runMain, str } from '../cli/options';
+import type { CommandSpec } from '../cli/options';
 
 export interface TestPki {
   dir: string;
@@ -123,17 +125,29 @@ export function makeTestPki(dir: string = join(tmpdir(), 'tb-dtls-test-pki')): T
   return makeCerts(dir);
 }
 
-function main(argv: string[]): void {
-  let out = '.certs';
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--out' && argv[i + 1]) out = argv[++i];
-    else if (argv[i] === '--help' || argv[i] === '-h') {
-      console.log('usage: npm run certs -- [--out DIR]   (default .certs)');
-      return;
-    }
+export const CERTS_SPEC: CommandSpec = {
+  usage: ['npm run certs -- [--out DIR]'],
+  summary:
+    'Makes the test PKI for DTLS with the openssl CLI: a root CA, a server certificate for localhost, a device certificate (PEM and DER), ' +
+    'an RSA device certificate, an expired server certificate and a rogue CA with its certificates. Files that exist are kept (delete DIR to make new ones).',
+  options: [
+    { name: 'out', type: 'string', value: 'DIR', help: 'where to write the files', default: '.certs' },
+    HELP_OPTION,
+  ],
+  examples: ['npm run certs', 'npm run certs -- --out /tmp/pki'],
+};
+
+function main(argv: string[]): number {
+  const p = parseCommandLine(CERTS_SPEC, argv);
+  if (flag(p, 'help')) {
+    console.log(helpText(CERTS_SPEC, 'exit codes: 0 made, 1 runtime failure (openssl failed), 2 usage error'));
+    return EXIT.OK;
   }
+  const out = str(p, 'out') ?? '.certs';
+  if (!out) throw new UsageError('--out needs a directory');
   const pki = makeCerts(out);
   console.log(`test PKI in ${pki.dir}: ca.pem, server.pem/.key (localhost), device.pem/.key, server-expired.pem, rogue-*.pem`);
+  return EXIT.OK;
 }
 
-if (require.main === module) main(process.argv.slice(2));
+if (require.main === module) runMain('certs', async () => main(process.argv.slice(2)));

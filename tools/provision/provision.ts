@@ -16,7 +16,8 @@
  * `ps` and shell history would keep it), and no secret is ever printed.
  */
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { parseArgs, num } from '../sim/args';
+import { EXIT, HELP_OPTION, UsageError, flag, helpText, integer, parseCommandLine, runMain } from '../cli/options';
+import type { CommandSpec } from '../cli/options';
 import { FileFlash } from '../sim/flash';
 import { DEFAULT_LAYOUT, openDeviceStorage } from '../../src/storage/index';
 import type { StoredCredentials } from '../../src/storage/credentials';
@@ -24,9 +25,39 @@ import { CredentialsError, encodeCredentials, validateCredentials } from '../../
 
 export const DEFAULT_BLOCKS = DEFAULT_LAYOUT.kvBlocks + DEFAULT_LAYOUT.queueBlocks;
 
-const USAGE = `usage: npm run provision -- --server coap[s]://HOST[:PORT] (--token-file FILE | --token-env VAR | --cert PEM --key PEM)
-         [--ca PEM] [--hostname NAME] [--provision-key-env VAR --provision-secret-env VAR]
-         (--out IMAGE.bin | --flash SIM-FLASH.bin) [--blocks 20] [--block-size 4096]`;
+export const PROVISION_SPEC: CommandSpec = {
+  usage: [
+    'npm run provision -- --server coap[s]://HOST[:PORT] (--token-file FILE | --token-env VAR | --cert PEM --key PEM) [--ca PEM] [--hostname NAME]',
+    '                      [--provision-key-env VAR --provision-secret-env VAR] (--out IMAGE.bin | --flash SIM-FLASH.bin) [--blocks 20] [--block-size 4096]',
+  ],
+  summary:
+    'Writes the device\'s credentials record (checked first) into a storage-partition image to flash (--out) or into the simulator\'s flash image ' +
+    '(--flash, updated in place; its queue and settings are kept). Secrets come from files or environment variables, never the command line, and are never printed.',
+  options: [
+    { name: 'server', type: 'string', value: 'URL', help: 'coap://HOST[:5683] or coaps://HOST[:5684] (required)' },
+    { name: 'token-file', type: 'string', value: 'FILE', help: 'read the access token from FILE' },
+    { name: 'token-env', type: 'string', value: 'VAR', help: 'read the access token from environment variable VAR', default: 'TB_TOKEN when set' },
+    { name: 'token', type: 'string', value: 'TOKEN', help: 'refused: ps and shell history keep it (use --token-file or --token-env)' },
+    { name: 'ca', type: 'string', value: 'PEM', help: 'coaps: CA root(s) of the server certificate' },
+    { name: 'cert', type: 'string', value: 'PEM', help: 'coaps mutual X.509: device certificate (with --key)' },
+    { name: 'key', type: 'string', value: 'PEM', help: 'coaps mutual X.509: device private key' },
+    { name: 'hostname', type: 'string', value: 'NAME', help: 'name checked against the server certificate', default: 'the host in --server' },
+    { name: 'provision-key-env', type: 'string', value: 'VAR', help: 'network provisioning: the profile key from environment variable VAR' },
+    { name: 'provision-secret-env', type: 'string', value: 'VAR', help: 'network provisioning: the profile secret from environment variable VAR' },
+    { name: 'out', type: 'string', value: 'FILE', help: 'write a whole fresh partition image (written beside, then renamed)' },
+    { name: 'flash', type: 'string', value: 'FILE', help: 'update the simulator\'s flash image in place (created blank when missing)' },
+    { name: 'blocks', type: 'string', value: 'N', help: 'partition size in blocks', default: `${DEFAULT_LAYOUT.kvBlocks + DEFAULT_LAYOUT.queueBlocks} (80 KB)` },
+    { name: 'block-size', type: 'string', value: 'BYTES', help: 'flash erase block size', default: '4096' },
+    HELP_OPTION,
+  ],
+  examples: [
+    'npm run provision -- --server coap://tb.example.com:5683 --token-file token.txt --out creds.bin',
+    'TB_TOKEN=... npm run provision -- --server coap://127.0.0.1:5683 --flash .sim/flash.bin',
+    'npm run provision -- --server coaps://tb.example.com --ca ca.pem --cert device.pem --key device.key --out creds.bin',
+  ],
+};
+
+const USAGE = helpText(PROVISION_SPEC, 'exit codes: 0 written, 1 runtime failure (a file could not be written), 2 usage or configuration error');
 
 export interface ProvisionResult {
   lines: string[];
@@ -34,39 +65,44 @@ export interface ProvisionResult {
 
 /** Reads a secret from a file (trailing newline removed). */
 function secretFile(path: string, what: string): string {
-  if (!existsSync(path)) throw new Error(`${what}: no file ${path}`);
+  if (!existsSync(path)) throw new UsageError(`${what}: no file ${path}`);
   return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
 }
 
 function secretEnv(name: string, env: Record<string, string | undefined>, what: string): string {
   const v = env[name];
-  if (v === undefined) throw new Error(`${what}: environment variable ${name} is not set`);
+  if (v === undefined) throw new UsageError(`${what}: environment variable ${name} is not set`);
   return v;
 }
 
 /** The CLI, callable from tests: returns what it would print (never a secret). */
 export function provision(argv: string[], env: Record<string, string | undefined> = process.env): ProvisionResult {
-  const args = parseArgs(argv);
-  const str = (k: string) => (typeof args[k] === 'string' ? (args[k] as string) : undefined);
-  if (args.help) return { lines: [USAGE] };
-  if (args.token !== undefined) throw new Error('--token on the command line is refused (ps and shell history keep it): use --token-file FILE or --token-env VAR');
+  const args = parseCommandLine(PROVISION_SPEC, argv);
+  const str = (k: string) => (typeof args.values[k] === 'string' ? (args.values[k] as string) : undefined);
+  if (flag(args, 'help')) return { lines: [USAGE] };
+  if (args.values.token !== undefined) throw new UsageError('--token on the command line is refused (ps and shell history keep it): use --token-file FILE or --token-env VAR');
   const out = str('out');
   const flashPath = str('flash');
-  if (!out && !flashPath) throw new Error(`nothing to write: give --out IMAGE.bin and/or --flash SIM-FLASH.bin\n${USAGE}`);
+  if (!out && !flashPath) throw new UsageError('nothing to write: give --out IMAGE.bin and/or --flash SIM-FLASH.bin; see --help');
   const server = str('server');
-  if (!server) throw new Error(`--server is required\n${USAGE}`);
+  if (!server) throw new UsageError('--server is required; see --help');
   const c: StoredCredentials = { server };
   const tokenFile = str('token-file');
   const tokenEnv = str('token-env');
   if (tokenFile && tokenEnv) throw new Error('--token-file and --token-env: give one');
   if (tokenFile) c.token = secretFile(tokenFile, '--token-file');
   if (tokenEnv) c.token = secretEnv(tokenEnv, env, '--token-env');
+  else if (!tokenFile && !str('cert') && env.TB_TOKEN) c.token = env.TB_TOKEN;
   const cert = str('cert');
   const key = str('key');
-  if (cert) c.cert = readFileSync(cert, 'utf8');
-  if (key) c.key = readFileSync(key, 'utf8');
+  const pem = (f: string, what: string): string => {
+    if (!existsSync(f)) throw new UsageError(`${what}: no file ${f}`);
+    return readFileSync(f, 'utf8');
+  };
+  if (cert) c.cert = pem(cert, '--cert');
+  if (key) c.key = pem(key, '--key');
   const ca = str('ca');
-  if (ca) c.ca = readFileSync(ca, 'utf8');
+  if (ca) c.ca = pem(ca, '--ca');
   const hostname = str('hostname');
   if (hostname) c.hostname = hostname;
   const pk = str('provision-key-env');
@@ -74,8 +110,8 @@ export function provision(argv: string[], env: Record<string, string | undefined
   if (pk) c.provisionKey = secretEnv(pk, env, '--provision-key-env');
   if (ps) c.provisionSecret = secretEnv(ps, env, '--provision-secret-env');
   validateCredentials(c); // before touching any file
-  const blockSize = num(args['block-size'], 4096);
-  const blocks = num(args.blocks, DEFAULT_BLOCKS);
+  const blockSize = integer(args, 'block-size', 4096, 256)!;
+  const blocks = integer(args, 'blocks', DEFAULT_BLOCKS, 1)!;
   const size = blocks * blockSize;
   const lines: string[] = [];
   const what = `${c.server} with ${c.cert ? 'an X.509 certificate' : c.token !== undefined ? `an access token (${c.token.length} characters, not shown)` : 'provisioning credentials only'}${c.ca ? ' and a CA' : ''}${c.provisionKey ? ', provisioning key/secret (not shown)' : ''}`;
@@ -108,11 +144,14 @@ export function provision(argv: string[], env: Record<string, string | undefined
 }
 
 if (require.main === module) {
-  try {
-    for (const l of provision(process.argv.slice(2)).lines) console.log(l);
-  } catch (e) {
-    const err = e as Error;
-    console.error(`provision: ${err instanceof CredentialsError ? err.message : err.message}`);
-    process.exit(2);
-  }
+  runMain('provision', async () => {
+    try {
+      for (const l of provision(process.argv.slice(2)).lines) console.log(l);
+      return EXIT.OK;
+    } catch (e) {
+      // A credentials record that does not pass its checks is a configuration error.
+      if (e instanceof CredentialsError) throw new UsageError(e.message);
+      throw e;
+    }
+  });
 }
