@@ -14,7 +14,7 @@ import type { Datagram, Platform, TimerHandle } from '../platform/types';
 import type { Credentials, TbSubscription, UplinkMode } from '../thingsboard/client';
 import { ThingsBoardClient } from '../thingsboard/client';
 import { TbError } from '../thingsboard/errors';
-import type { RpcRequest, TbObject, TbValue } from '../thingsboard/payload';
+import type { PayloadCodec, RpcRequest, TbObject, TbValue } from '../thingsboard/payload';
 import { DtlsDatagram } from '../dtls/datagram';
 import type { DtlsError } from '../dtls/engine';
 import type { Reading, ReadingQueue } from '../storage/queue';
@@ -111,6 +111,12 @@ export interface DeviceConfig {
    * queued; provisioning is retried at each reading while the server does not answer).
    */
   provisioning?: ProvisioningConfig;
+  /**
+   * Payload format of the device profile (default JSON). A Protobuf profile's codec
+   * (protoCodec(profile) from src/thingsboard/proto-codec.ts) carries one record per message, so
+   * replays then go one record per POST.
+   */
+  codec?: PayloadCodec;
   /** Records per telemetry POST when replaying the queue. */
   batchSize?: number;
   /** Pause between replay batches: ThingsBoard rate-limits bursts (answers 5.00). */
@@ -217,7 +223,7 @@ export class DeviceApp {
     }
     this.#queue = config.storage?.queue ?? new RamQueue(config.queueSize ?? 64);
     if (config.provisioning && config.credentials.kind === 'token' && needsProvisioning(config.provisioning.store.load())) this.#provisioned = false;
-    this.#batchSize = config.batchSize ?? 10;
+    this.#batchSize = Math.min(config.batchSize ?? 10, config.codec?.maxTelemetryRecords ?? Infinity);
     this.#replayPaceMs = config.replayPaceMs ?? 1000;
     let udp = transport ?? platform.net.open(config.server.host, config.server.port);
     if (config.dtls) {
@@ -261,6 +267,7 @@ export class DeviceApp {
       clock: platform.clock,
       log: platform.log,
       uplink: config.uplink ?? 'con',
+      ...(config.codec ? { codec: config.codec } : {}),
     });
     this.coap.onTransportError = (e) => this.#onTransportError(e as DtlsError);
   }

@@ -175,14 +175,11 @@ export class ThingsBoardClient {
   /** Client-side RPC: answered by the rule chain (2.05), or never (no rule): rejects on timeout. */
   async callRpc(method: string, params: TbValue = {}): Promise<TbValue> {
     const res = await this.#call('client RPC', 'POST', this.path('rpc'), this.codec.encodeRpcCall(method, params));
-    return res.payload.length ? this.codec.decodeValue(res.payload) : null;
+    return res.payload.length ? this.codec.decodeRpcResponse(res.payload) : null;
   }
 
   async claim(secretKey?: string, durationMs?: number): Promise<void> {
-    const body: TbObject = {};
-    if (secretKey !== undefined) body.secretKey = secretKey;
-    if (durationMs !== undefined) body.durationMs = durationMs;
-    await this.#call('claim', 'POST', this.path('claim'), this.codec.encodeObject(body));
+    await this.#call('claim', 'POST', this.path('claim'), this.codec.encodeClaim(secretKey, durationMs));
   }
 
   /**
@@ -197,18 +194,17 @@ export class ThingsBoardClient {
     token?: string;
     hash?: string;
   }): Promise<ProvisionResult> {
-    const body: TbObject = { ...request };
     const res = await this.#coap.request({
       method: 'POST',
       path: '/api/v1/provision',
-      payload: this.codec.encodeObject(body),
+      payload: this.codec.encodeProvisionRequest(request),
       contentFormat: this.codec.contentFormat,
     });
     let reply: TbValue = null;
     try {
-      reply = res.payload.length ? this.codec.decodeValue(res.payload) : null;
+      reply = res.payload.length ? this.codec.decodeProvisionResponse(res.payload) : null;
     } catch {
-      /* no JSON body */
+      /* no body the codec can read */
     }
     const obj = reply && typeof reply === 'object' && !Array.isArray(reply) ? reply : {};
     if (res.code === 0x41 && obj.status === 'SUCCESS' && typeof obj.credentialsValue === 'string') {

@@ -36,6 +36,16 @@ export interface ProvisionResult {
   credentialsValue: string;
 }
 
+/** POST /api/v1/provision body (ThingsBoard's JSON names; Protobuf: ProvisionDeviceRequestMsg). */
+export interface ProvisionRequest {
+  provisionDeviceKey: string;
+  provisionDeviceSecret: string;
+  deviceName?: string;
+  credentialsType?: 'ACCESS_TOKEN' | 'X509_CERTIFICATE';
+  token?: string;
+  hash?: string;
+}
+
 export interface PayloadCodec {
   readonly name: string;
   readonly contentFormat: number;
@@ -44,6 +54,17 @@ export interface PayloadCodec {
   encodeRpcReply(result: TbValue): Uint8Array;
   encodeRpcCall(method: string, params: TbValue): Uint8Array;
   encodeObject(value: TbObject): Uint8Array;
+  encodeClaim(secretKey?: string, durationMs?: number): Uint8Array;
+  encodeProvisionRequest(request: ProvisionRequest): Uint8Array;
+  /** The provision reply as ThingsBoard's JSON names: {status, credentialsType, credentialsValue, errorMsg?}. */
+  decodeProvisionResponse(payload: Uint8Array): TbObject;
+  /** A client-side RPC answer. */
+  decodeRpcResponse(payload: Uint8Array): TbValue;
+  /**
+   * Most telemetry records one message can carry (undefined: no limit). A Protobuf profile's
+   * schema describes one record, so its codec says 1 and replays go one record per POST.
+   */
+  readonly maxTelemetryRecords?: number;
   decodeAttributeUpdate(payload: Uint8Array): AttributeUpdate;
   decodeAttributeSnapshot(payload: Uint8Array): AttributeSnapshot;
   decodeRpcRequest(payload: Uint8Array): RpcRequest;
@@ -92,6 +113,23 @@ export const jsonCodec: PayloadCodec = Object.freeze<PayloadCodec>({
   },
   encodeRpcCall(method, params) {
     return json({ method, params });
+  },
+  encodeClaim(secretKey, durationMs) {
+    const body: TbObject = {};
+    if (secretKey !== undefined) body.secretKey = secretKey;
+    if (durationMs !== undefined) body.durationMs = durationMs;
+    return json(body);
+  },
+  encodeProvisionRequest(request) {
+    return json(request);
+  },
+  decodeProvisionResponse(payload) {
+    const v = parse(payload, 'provision response');
+    if (!isObject(v)) throw new PayloadError('provision response: not a JSON object');
+    return v;
+  },
+  decodeRpcResponse(payload) {
+    return parse(payload, 'RPC response');
   },
   decodeAttributeUpdate(payload) {
     const v = parse(payload, 'attribute update');

@@ -96,7 +96,7 @@ export function parseSchema(text: string, prefix: string, file: string): SchemaM
   } catch (e) {
     throw new SchemaError(`${file}: ${(e as Error).message}`);
   }
-  if (parsed.syntax !== undefined && parsed.syntax !== 'proto3') throw new SchemaError(`${file}: syntax must be proto3 (ThingsBoard parses profile schemas as proto3)`);
+  if (!/^\s*syntax\s*=\s*["']proto3["']/m.test(text.replace(/\/\/.*$/gm, ''))) throw new SchemaError(`${file}: needs syntax = "proto3" (ThingsBoard parses profile schemas as proto3)`);
   const root = parsed.root;
   try {
     root.resolveAll();

@@ -1,0 +1,196 @@
+/*
+ * Protobuf payload codec for a ThingsBoard device profile with transportPayloadType PROTOBUF
+ * (reference thingsboard-coap.md §2). Which message each direction uses:
+ *
+ *   telemetry POST           the profile's telemetry schema (flat, or ts + values)
+ *   attributes POST          the profile's attributes schema
+ *   attribute GET response   TransportProtos.GetAttributeResponseMsg (fixed)
+ *   attribute notifications  TransportProtos.AttributeUpdateNotificationMsg (fixed, the first too)
+ *   server RPC request       the profile's RPC request schema (method, requestId, params)
+ *   server RPC reply         the profile's RPC response schema
+ *   client RPC               TransportApiProtos.RpcRequest / TransportProtos.ToServerRpcResponseMsg
+ *   claim                    TransportApiProtos.ClaimDevice
+ *   provision                ProvisionDeviceRequestMsg / ProvisionDeviceResponseMsg
+ *
+ * The profile's encoders/decoders are generated at build time (npm run proto) from its .proto
+ * files into src/proto/gen/<profile>.ts; that module's `profile` object is what protoCodec takes.
+ * Every failure (a value that does not fit the schema, malformed bytes) is a PayloadError.
+ */
+import { ContentFormat } from '../coap/types';
+import type { Int64 } from '../proto/wire';
+import { ProtoError } from '../proto/wire';
+import * as tb from '../proto/gen/thingsboard';
+import type { PayloadCodec, ProvisionRequest, TbObject, TbValue, TelemetryRecord } from './payload';
+import { PayloadError } from './payload';
+
+/** What a generated profile module exports as `profile`. */
+export interface ProtoProfile {
+  readonly name: string;
+  readonly timestamped: boolean;
+  encodeTelemetry(values: TbObject, ts?: number): Uint8Array;
+  encodeAttributes(values: TbObject): Uint8Array;
+  decodeRpcRequest(bytes: Uint8Array): TbObject | ProtoError;
+  encodeRpcResponse(values: TbObject): Uint8Array;
+  readonly rpcResponsePayloadField: string | undefined;
+}
+
+function guard<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof PayloadError) throw e;
+    throw new PayloadError(`${what}: ${(e as Error).message}`);
+  }
+}
+
+function decoded<T>(what: string, v: T | ProtoError): T {
+  if (v instanceof ProtoError) throw new PayloadError(`${what}: ${v.message}`);
+  return v;
+}
+
+function isObject(v: TbValue | undefined): v is TbObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** JSON text if it parses, else the string itself (ThingsBoard's params/payload strings). */
+function jsonOrString(s: string): TbValue {
+  try {
+    return JSON.parse(s) as TbValue;
+  } catch {
+    return s;
+  }
+}
+
+function int64Value(v: Int64 | undefined): TbValue {
+  return typeof v === 'bigint' ? v.toString() : (v ?? 0);
+}
+
+/** One KeyValueProto as the value ThingsBoard's JSON API would give. */
+function kvValue(kv: tb.KeyValueProto): TbValue {
+  switch (kv.type) {
+    case tb.KeyValueType.BOOLEAN_V:
+      return kv.boolV ?? false;
+    case tb.KeyValueType.LONG_V:
+      return int64Value(kv.longV);
+    case tb.KeyValueType.DOUBLE_V:
+      return kv.doubleV ?? 0;
+    case tb.KeyValueType.JSON_V:
+      return jsonOrString(kv.jsonV ?? '');
+    default:
+      return kv.stringV ?? '';
+  }
+}
+
+function kvList(list: tb.TsKvProto[] | undefined): TbObject {
+  const out: TbObject = {};
+  if (list) for (const e of list) if (e.kv?.key !== undefined) out[e.kv.key] = kvValue(e.kv);
+  return out;
+}
+
+const STATUS = ['UNKNOWN', 'SUCCESS', 'NOT_FOUND', 'FAILURE'];
+const CREDENTIALS = ['ACCESS_TOKEN', 'X509_CERTIFICATE', 'MQTT_BASIC', 'LWM2M_CREDENTIALS'];
+
+export function protoCodec(profile: ProtoProfile): PayloadCodec {
+  const one = (r: TelemetryRecord): Uint8Array => {
+    if ('ts' in r && 'values' in r && isObject(r.values as TbValue)) {
+      const { ts, values } = r as { ts: number; values: TbObject };
+      // A flat schema has no place for ts: ThingsBoard stamps the server's time.
+      return profile.timestamped ? profile.encodeTelemetry(values, ts) : profile.encodeTelemetry(values);
+    }
+    if (profile.timestamped) throw new PayloadError(`telemetry: profile ${profile.name} is timestamped (ts + values); the record has no ts`);
+    return profile.encodeTelemetry(r as TbObject);
+  };
+  return Object.freeze<PayloadCodec>({
+    name: `protobuf:${profile.name}`,
+    contentFormat: ContentFormat.OCTET_STREAM,
+    maxTelemetryRecords: 1,
+    encodeTelemetry(records) {
+      return guard('telemetry', () => {
+        if (Array.isArray(records)) {
+          if (records.length !== 1) throw new PayloadError(`telemetry: a Protobuf message carries one record, not ${records.length}`);
+          return one(records[0]!);
+        }
+        return one(records);
+      });
+    },
+    encodeAttributes(attributes) {
+      return guard('attributes', () => profile.encodeAttributes(attributes));
+    },
+    encodeRpcReply(result) {
+      return guard('RPC reply', () => {
+        if (isObject(result)) {
+          try {
+            return profile.encodeRpcResponse(result);
+          } catch (e) {
+            if (!(e instanceof ProtoError) || profile.rpcResponsePayloadField === undefined) throw e;
+          }
+        }
+        const field = profile.rpcResponsePayloadField;
+        if (field === undefined) throw new PayloadError(`RPC reply: the result does not fit profile ${profile.name}'s response schema, which has no string payload field`);
+        return profile.encodeRpcResponse({ [field]: typeof result === 'string' ? result : JSON.stringify(result) });
+      });
+    },
+    encodeRpcCall(method, params) {
+      return guard('client RPC', () => tb.encodeRpcRequest({ method, params: typeof params === 'string' ? params : JSON.stringify(params) }));
+    },
+    encodeClaim(secretKey, durationMs) {
+      return guard('claim', () => {
+        const m: tb.ClaimDevice = {};
+        if (secretKey !== undefined) m.secretKey = secretKey;
+        if (durationMs !== undefined) {
+          if (!Number.isSafeInteger(durationMs)) throw new PayloadError('claim: durationMs must be an integer');
+          m.durationMs = durationMs;
+        }
+        return tb.encodeClaimDevice(m);
+      });
+    },
+    encodeProvisionRequest(request: ProvisionRequest) {
+      return guard('provision', () => {
+        const m: tb.ProvisionDeviceRequestMsg = {
+          provisionDeviceCredentialsMsg: { provisionDeviceKey: request.provisionDeviceKey, provisionDeviceSecret: request.provisionDeviceSecret },
+        };
+        if (request.deviceName !== undefined) m.deviceName = request.deviceName;
+        if (request.credentialsType === 'X509_CERTIFICATE') m.credentialsType = tb.CredentialsType.X509_CERTIFICATE;
+        if (request.token !== undefined) m.credentialsDataProto = { validateDeviceTokenRequestMsg: { token: request.token } };
+        if (request.hash !== undefined) m.credentialsDataProto = { ...m.credentialsDataProto, validateDeviceX509CertRequestMsg: { hash: request.hash } };
+        return tb.encodeProvisionDeviceRequestMsg(m);
+      });
+    },
+    decodeProvisionResponse(payload) {
+      const m = decoded('provision response', tb.decodeProvisionDeviceResponseMsg(payload));
+      return {
+        status: STATUS[m.status ?? 0] ?? String(m.status),
+        credentialsType: CREDENTIALS[m.credentialsType ?? 0] ?? String(m.credentialsType),
+        credentialsValue: m.credentialsValue ?? '',
+      };
+    },
+    decodeRpcResponse(payload) {
+      const m = decoded('RPC response', tb.decodeToServerRpcResponseMsg(payload));
+      if (m.error) return { error: m.error };
+      return jsonOrString(m.payload ?? '');
+    },
+    encodeObject() {
+      throw new PayloadError(`profile ${profile.name}: Protobuf has no schema for a free-form object`);
+    },
+    decodeAttributeUpdate(payload) {
+      const m = decoded('attribute update', tb.decodeAttributeUpdateNotificationMsg(payload));
+      return { shared: kvList(m.sharedUpdated), deleted: m.sharedDeleted ?? [] };
+    },
+    decodeAttributeSnapshot(payload) {
+      const m = decoded('attributes response', tb.decodeGetAttributeResponseMsg(payload));
+      if (m.error) throw new PayloadError(`attributes response: ${m.error}`);
+      return { client: kvList(m.clientAttributeList), shared: kvList(m.sharedAttributeList) };
+    },
+    decodeRpcRequest(payload) {
+      const o = decoded('RPC request', profile.decodeRpcRequest(payload));
+      const id = o.requestId;
+      if (typeof id !== 'number') throw new PayloadError(`RPC request: no requestId in profile ${profile.name}'s message`);
+      const method = typeof o.method === 'string' ? o.method : '';
+      const p = o.params;
+      return { id, method, params: typeof p === 'string' ? jsonOrString(p) : (p ?? null) };
+    },
+    decodeValue(payload) {
+      return this.decodeRpcResponse(payload);
+    },
+  });
+}
