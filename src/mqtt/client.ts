@@ -368,6 +368,9 @@ export class MqttClient {
     this.#pingOutstanding = false;
     this.#reader.reset();
     this.#message = undefined;
+    // What was on the old connection goes out again (DUP) on the next one; its acks are gone.
+    this.#pendingAcks.clear();
+    for (const e of this.#inflight) e.onWire = false;
     if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
     this.#timer = undefined;
     this.#timerDue = 0;
@@ -388,8 +391,6 @@ export class MqttClient {
     const wasUp = this.#mqttUp;
     this.#teardown();
     this.#lastError = error;
-    this.#pendingAcks.clear();
-    for (const e of this.#inflight) e.onWire = false;
     const again = !!this.#reconnect && !error.fatal;
     if (again) {
       // Exponential back-off with jitter (half to full delay); a connection that reached CONNACK

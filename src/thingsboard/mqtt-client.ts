@@ -165,8 +165,8 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
   resume(credentials?: Credentials): void {
     if (credentials) {
       this.#credentials = credentials;
-      this.#mqtt?.close();
-      this.#mqtt = undefined; // the next call connects with the new user name
+      // The next call connects with the new user name; what waited on the old connection fails now.
+      this.#shutdown(new TbError('timeout', 'connection replaced: new credentials'), false);
     }
     this.#stoppedReason = undefined;
     if (!this.#mqtt && this.#subs.some((s) => !s.ended)) this.#client();
@@ -529,7 +529,7 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
   }
 
   /** Ends the connection and everything waiting on it. */
-  #shutdown(reason: TbError): void {
+  #shutdown(reason: TbError, endSubscriptions = reason.code === 'unauthorized' || reason.code === 'security'): void {
     const mqtt = this.#mqtt;
     this.#mqtt = undefined;
     mqtt?.close();
@@ -544,7 +544,8 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
       w.reject(err);
     }
     this.#responses.clear();
-    if (reason.code !== 'stopped') for (const s of [...this.#subs]) this.#endSub(s, reason);
-    if (reason.code !== 'stopped') this.#subs = [];
+    if (!endSubscriptions) return; // kept: the next connection subscribes again
+    for (const s of [...this.#subs]) this.#endSub(s, reason);
+    this.#subs = [];
   }
 }

@@ -137,6 +137,17 @@ describe('mqtt client', () => {
     assert.equal(net.last.of('publish')[0]!.dup, true);
   });
 
+  it('reconnect() on a live connection re-sends what is in flight with DUP on the new one', () => {
+    const { net, client, connack } = setup();
+    connack();
+    const id = client.write(te.encode('x'), { topic: 't', QoS: 1 });
+    client.reconnect();
+    assert.equal(net.connections[0]!.closed, true);
+    connack();
+    const pubs = net.last.of('publish');
+    assert.deepEqual(pubs.map((p) => [p.messageId, p.dup]), [[id, true]]);
+  });
+
   it('QoS 1 written while disconnected goes out (without DUP) after CONNACK; QoS 0 then is refused', () => {
     const { net, client, connack } = setup();
     const id = client.write(te.encode('a'), { topic: 't', QoS: 1 });

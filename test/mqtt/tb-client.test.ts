@@ -112,6 +112,22 @@ describe('ThingsBoard over MQTT: device client against the local endpoint', func
     assert.ok(!log.lines.join('\n').includes('WRONG_TOKEN_XYZ'));
   });
 
+  it('after CONNACK 5, resume() with the right token reconnects, resubscribes and sends', async () => {
+    const { c, net } = make({ credentials: { kind: 'token', token: 'WRONG_TOKEN_XYZ' } });
+    const seen: string[] = [];
+    const sub = c.subscribeRpc((r) => { seen.push(r.method); return {}; });
+    await assert.rejects(sub.registered, (e: unknown) => e instanceof TbError && e.code === 'unauthorized');
+    assert.equal(c.stopped?.code, 'unauthorized');
+    c.resume({ kind: 'token', token });
+    await c.sendTelemetry({ fixed: 1 });
+    assert.equal(tb.store.latestTelemetry(deviceId).fixed?.value, 1);
+    assert.equal(net.stats.connects, 2);
+    const again = c.subscribeRpc((r) => { seen.push(r.method); return {}; });
+    await again.registered;
+    await tb.service.sendRpc(tb.store.findDevice(deviceId)!, { method: 'afterResume' });
+    assert.deepEqual(seen, ['afterResume']);
+  });
+
   it('reconnects and resubscribes when the server drops the session; RPC still arrives', async () => {
     const { c, net } = make();
     const seen: string[] = [];
