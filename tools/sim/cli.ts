@@ -20,7 +20,7 @@ import {
 import type { CommandSpec, Parsed } from '../cli/options';
 import { checkTlsHostname, loadDtlsFiles, parseServerUrl, readToken, resolveHost } from './config-check';
 import type { ServerUrl } from './config-check';
-import { ReadingGate, runDevice } from './run';
+import { ReadingGate, cliLog, runDevice } from './run';
 import { runMqttCli } from './mqtt-device';
 
 /** Kept for callers of the old API: `{host, port, secure}` of a coap[s]:// URL (throws UsageError). */
@@ -145,7 +145,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const clock = new ScaledClock(speed);
-  const log: Log = consoleLog(level as LogLevel, clock);
+  const log: Log = cliLog(consoleLog(level as LogLevel, clock));
   let security: Security;
   let serverLabel: string;
   let flash: FileFlash | undefined;

@@ -41,6 +41,8 @@ export interface RunOptions {
   cliIntervalMs?: number;
   /** How the run describes where the interval came from (e.g. "--interval 10s"). */
   intervalOption?: string;
+  /** The device's name on the local endpoint (npm start), for the override note. */
+  deviceName?: string;
   /** "coap://127.0.0.1:5683", for the summary. */
   serverLabel: string;
   /** Wall-time grace at the end for a report already on its way to a server that answers. */
@@ -66,6 +68,15 @@ export interface RunSummary {
   exitCode: number;
 }
 
+/**
+ * The device's log as the command line's user reads it: the app calls the interval it was
+ * configured with "the build config" (the manifest on a device); here that is the command line.
+ */
+export function cliLog(log: Log): Log {
+  const fix = (m: string) => m.replace(/the build config/g, 'the command line (--interval)').replace(/the build's/g, "the command line's");
+  return { debug: (m) => log.debug(fix(m)), info: (m) => log.info(fix(m)), warn: (m) => log.warn(fix(m)), error: (m) => log.error(fix(m)) };
+}
+
 /** Starts the device and resolves with the exit code once the run is over (summary printed). */
 export function runDevice(o: RunOptions): Promise<number> {
   const { sim, gate, log, out } = o;
@@ -86,8 +97,8 @@ export function runDevice(o: RunOptions): Promise<number> {
     if (overrideNoted || o.cliIntervalMs === undefined || app.intervalSource !== 'server' || app.intervalMs === o.cliIntervalMs) return;
     overrideNoted = true;
     log.warn(
-      `reporting interval ${app.intervalMs / 1000} s set by the server (shared attribute reportingInterval or RPC setInterval) overrides ${o.intervalOption ?? 'the command line'} (${o.cliIntervalMs / 1000} s); ` +
-        `to use the command line's value, delete the attribute on the server (npm run tb-server -- delete-shared DEVICE reportingInterval) or start from a fresh state (npm start -- --fresh / npm run tb-server -- reset)`,
+      `the server's reporting interval (${app.intervalMs / 1000} s) overrides ${o.intervalOption ?? 'the command line'} (${o.cliIntervalMs / 1000} s); ` +
+        `to go back: npm run tb-server -- delete-shared ${o.deviceName ?? 'DEVICE'} reportingInterval${o.deviceName ? ', or npm start -- --fresh' : ''}`,
     );
   };
 

@@ -22,7 +22,7 @@ import {
   EXIT, HELP_OPTION, UsageError, choice, duration, flag, helpText, parseCommandLine, port, positive, runMain, str,
 } from '../cli/options';
 import type { CommandSpec } from '../cli/options';
-import { ReadingGate, runDevice } from './run';
+import { ReadingGate, cliLog, runDevice } from './run';
 import { LOG_LEVELS } from './cli';
 import { startMqttSim } from './mqtt-device';
 
@@ -79,7 +79,7 @@ async function main(argv: string[]): Promise<number> {
   const dataDir = str(p, 'data') ?? '.tb-server';
   const quiet = flag(p, 'quiet');
   const clock = new ScaledClock(speed);
-  const log = consoleLog(level, clock);
+  const log = cliLog(consoleLog(level, clock));
   const coaps = flag(p, 'coaps') || flag(p, 'x509');
   if (flag(p, 'fresh')) {
     const removed = resetState(dataDir);
@@ -142,8 +142,9 @@ async function main(argv: string[]): Promise<number> {
     serverLabel,
     ...(durationMs !== undefined ? { durationMs } : {}),
     ...(str(p, 'interval') !== undefined ? { cliIntervalMs: intervalMs, intervalOption: `--interval ${str(p, 'interval')}` } : {}),
+    deviceName: DEVICE,
     onStopped: () => server.close(),
   });
 }
 
-runMain('start', () => main(process.argv.slice(2)));
+if (require.main === module) runMain('start', () => main(process.argv.slice(2)));

@@ -20,7 +20,7 @@ const ADMIN_OPTIONS: OptionSpec[] = [
 
 const ADMIN_NOTE = 'The admin token is read from DIR/admin-token (or TB_ADMIN_TOKEN in the environment).';
 
-interface Command {
+export interface Command {
   spec: CommandSpec;
   run(p: Parsed, args: string[]): Promise<number>;
 }
@@ -56,7 +56,7 @@ const SERVE = cmd(
   ['Admin commands (npm run tb-server -- --help) authenticate with the bearer token the endpoint writes to DIR/admin-token (mode 0600).'],
 );
 
-const COMMANDS: Record<string, Command> = {
+export const COMMANDS: Record<string, Command> = {
   serve: {
     spec: SERVE,
     async run(p) {
@@ -371,4 +371,4 @@ async function main(argv: string[]): Promise<number> {
   return c.run(p, p.positionals);
 }
 
-runMain('tb-server', () => main(process.argv.slice(2)));
+if (require.main === module) runMain('tb-server', () => main(process.argv.slice(2)));
