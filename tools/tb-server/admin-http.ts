@@ -10,6 +10,8 @@ import { StoreError, certSha3FromPem } from './store';
 import { RpcTimeoutError, TbCoapService, isObject } from './handler';
 import { MAX_JSON_DEPTH, jsonDepth } from './json';
 import { checkAdminRequest } from './admin-auth';
+import { DEFAULT_PROTO_SCHEMAS, ProtoSchemaError, compileProfile } from './proto-profile';
+import type { ProtoSchemas } from './proto-profile';
 
 class HttpError extends Error {
   constructor(readonly status: number, message: string) { super(message); }
@@ -19,6 +21,7 @@ function publicDevice(d: Device, svc: TbCoapService): JsonObject {
   const out: JsonObject = { id: d.id, name: d.name, token: d.token };
   if (d.certSha3) out.certSha3 = d.certSha3;
   out.power = { ...TbCoapService.power(d) };
+  out.transportPayloadType = d.protobuf ? 'PROTOBUF' : 'JSON';
   out.asleep = svc.isAsleep(d);
   return out;
 }
@@ -110,6 +113,35 @@ export async function startAdminHttp(o: { host: string; port: number; store: Sto
         }
       }
       if (sub === 'rpc' && m === 'GET') return [200, store.rpcLog(d.id)];
+      if (sub === 'payload' && m === 'GET') return [200, { transportPayloadType: d.protobuf ? 'PROTOBUF' : 'JSON', ...(d.protobuf ? { schemas: { ...d.protobuf } } : {}) }];
+      if (sub === 'payload' && m === 'PUT') {
+        // The device profile's transport payload type; PROTOBUF with its four schemas (any left out
+        // get ThingsBoard's UI defaults). Each must parse as proto3; the last top-level message is the root.
+        const b = await readBody(req);
+        if (!isObject(b) || (b.transportPayloadType !== 'JSON' && b.transportPayloadType !== 'PROTOBUF')) {
+          throw new HttpError(400, 'expected {transportPayloadType: "JSON"|"PROTOBUF", telemetry?, attributes?, rpcRequest?, rpcResponse? (proto3 text)}');
+        }
+        if (b.transportPayloadType === 'JSON') {
+          store.updateDevice(d, { protobuf: undefined });
+          return [200, publicDevice(d, service)];
+        }
+        const schemas: ProtoSchemas = { ...DEFAULT_PROTO_SCHEMAS };
+        for (const k of ['telemetry', 'attributes', 'rpcRequest', 'rpcResponse'] as const) {
+          const v = b[k];
+          if (v === undefined || v === null) continue;
+          if (typeof v !== 'string') throw new HttpError(400, `${k}: expected proto3 text`);
+          schemas[k] = v;
+        }
+        try {
+          compileProfile(schemas);
+        } catch (e) {
+          if (e instanceof ProtoSchemaError) throw new HttpError(400, e.message);
+          throw e;
+        }
+        store.updateDevice(d, { protobuf: schemas });
+        o.log(`device ${d.name}: Protobuf payloads (${Object.keys(b).filter((k) => k !== 'transportPayloadType').join(', ') || 'ThingsBoard default schemas'})`);
+        return [200, publicDevice(d, service)];
+      }
       if (sub === 'power' && m === 'PUT') {
         const b = await readBody(req);
         if (!isObject(b)) throw new HttpError(400, 'expected {powerMode, psmActivityTimer?, pagingTransmissionWindow?, edrxCycle?}');

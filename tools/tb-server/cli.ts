@@ -214,6 +214,32 @@ export const COMMANDS: Record<string, Command> = {
       return EXIT.OK;
     },
   },
+  payload: {
+    spec: cmd('payload NAME json|protobuf [--schemas DIR] [--telemetry F] [--attributes F] [--rpc-request F] [--rpc-response F]',
+      'Sets the transport payload type of a device\'s profile. protobuf takes the four schemas from DIR (telemetry.proto, attributes.proto, rpc-request.proto, rpc-response.proto) or from single files; any not given are ThingsBoard\'s UI defaults.',
+      [
+        { name: 'schemas', type: 'string', value: 'DIR', help: 'a profile directory such as tools/proto/profiles/device' },
+        { name: 'telemetry', type: 'string', value: 'FILE', help: 'telemetry schema (.proto)' },
+        { name: 'attributes', type: 'string', value: 'FILE', help: 'attributes schema' },
+        { name: 'rpc-request', type: 'string', value: 'FILE', help: 'server-side RPC request schema' },
+        { name: 'rpc-response', type: 'string', value: 'FILE', help: 'server-side RPC response schema' },
+      ], ['payload sim-device-1 protobuf --schemas tools/proto/profiles/device', 'payload sim-device-1 json']),
+    async run(p, args) {
+      const name = dev(args);
+      const type = (args[1] ?? '').toLowerCase();
+      if (type !== 'json' && type !== 'protobuf') throw new UsageError(`payload type must be json or protobuf (got '${args[1] ?? ''}')`);
+      const body: Record<string, string> = { transportPayloadType: type === 'json' ? 'JSON' : 'PROTOBUF' };
+      if (type === 'protobuf') {
+        const dir = str(p, 'schemas');
+        for (const [key, opt, file] of [['telemetry', 'telemetry', 'telemetry.proto'], ['attributes', 'attributes', 'attributes.proto'], ['rpcRequest', 'rpc-request', 'rpc-request.proto'], ['rpcResponse', 'rpc-response', 'rpc-response.proto']] as const) {
+          const f = str(p, opt) ?? (dir ? path.join(dir, file) : undefined);
+          if (f) body[key] = readText(f, `--${opt}`);
+        }
+      }
+      out(await api(p, 'PUT', `/api/devices/${name}/payload`, body));
+      return EXIT.OK;
+    },
+  },
   'add-profile': {
     spec: cmd('add-profile KEY (--secret-file FILE | SECRET) [ALLOW_CREATE_NEW_DEVICES|CHECK_PRE_PROVISIONED_DEVICES]', 'Adds a device provisioning profile (key + secret).',
       [{ name: 'secret-file', type: 'string', value: 'FILE', help: 'read the provisioning secret from FILE instead of the command line' }],
@@ -250,6 +276,8 @@ admin (talks to a running server: --http URL, default http://127.0.0.1:${DEFAULT
   rpc NAME METHOD [PARAMS_JSON] [--timeout MS] [--persistent]
                                        server-side RPC; waits for the device's reply
   power NAME PSM|DRX|E_DRX [--activity MS] [--paging MS]
+  payload NAME json|protobuf [--schemas DIR]
+                                       device profile payload type; protobuf with the profile's .proto files
   add-profile KEY (SECRET | --secret-file F) [ALLOW_CREATE_NEW_DEVICES|CHECK_PRE_PROVISIONED_DEVICES]
 
 examples:

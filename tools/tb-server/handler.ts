@@ -11,6 +11,8 @@ import { randomBytes } from 'node:crypto';
 import type { Device, JsonObject, JsonValue, OtaPackage, PowerSettings, RpcRecord, Store } from './store';
 import { randomToken, certSha3FromPem } from './store';
 import { parseLenientJson } from './json';
+import { compileProfile, fixedMessages, ProtoConvertError } from './proto-profile';
+import type { ProtoProfile } from './proto-profile';
 
 export type Auth = { kind: 'token' } | { kind: 'x509'; certSha3?: string };
 
@@ -67,6 +69,8 @@ export const MAX_JSON_BODY = 256 * 1024;
 export const DEFAULT_PSM_ACTIVITY_TIMER = 10000;
 export const DEFAULT_PAGING_TRANSMISSION_WINDOW = 10000;
 const CF_JSON = 50;
+/** Protobuf profiles always answer application/octet-stream (TbCoapContentFormatUtil, "strict"). */
+const CF_OCTET_STREAM = 42;
 
 export const defaultClientRpc: ClientRpcHandler = ({ method }): JsonValue =>
   method === 'getTime' ? { time: Date.now() } : { error: 'no rule chain' };
@@ -297,6 +301,7 @@ export class TbCoapService {
     if (!device) return ctx.reply('4.01');
     ctx.piggyback = false;
     ctx.device = device;
+    if (device.protobuf) ctx.cf = CF_OCTET_STREAM;
     this.awake(device);
 
     const observe = req.headers['Observe'];
@@ -321,8 +326,30 @@ export class TbCoapService {
     }
   }
 
+  /** The device's Protobuf profile, compiled (undefined: a JSON device). */
+  private proto(dev: Device | undefined): ProtoProfile | undefined {
+    return dev?.protobuf ? compileProfile(dev.protobuf) : undefined;
+  }
+
+  /**
+   * A telemetry/attributes body as JSON: parsed for JSON devices; for Protobuf devices decoded with
+   * the profile's schema and printed as ThingsBoard's JsonFormat printer does
+   * (includingDefaultValueFields). undefined when it does not decode (4.00, logged).
+   */
+  private bodyJson(ctx: Ctx, feature: 'telemetry' | 'attributes'): JsonValue | undefined {
+    const proto = this.proto(ctx.device);
+    if (!proto) return parseJson(ctx.req.payload);
+    if (!ctx.req.payload.length) return undefined;
+    try {
+      return proto[feature].toJson(ctx.req.payload);
+    } catch (e) {
+      this.opts.log(`[${ctx.device!.name}] ${feature}: payload is not a ${proto[feature].type.name} message: ${(e as Error).message}`);
+      return undefined;
+    }
+  }
+
   private postTelemetry(ctx: Ctx): void {
-    const json = parseJson(ctx.req.payload);
+    const json = this.bodyJson(ctx, 'telemetry');
     if (json === undefined) return ctx.reply('4.00');
     const now = Date.now();
     const entries: { ts: number; values: Record<string, JsonValue> }[] = [];
@@ -347,7 +374,7 @@ export class TbCoapService {
   }
 
   private postAttributes(ctx: Ctx): void {
-    const json = parseJson(ctx.req.payload);
+    const json = this.bodyJson(ctx, 'attributes');
     if (!isObject(json)) return ctx.reply('4.00');
     const dev = ctx.device!;
     const values = typeValues(json);
@@ -375,6 +402,8 @@ export class TbCoapService {
       if (Object.keys(client).length) body.client = client;
       if (Object.keys(shared).length) body.shared = shared;
       if (!Object.keys(body).length) return ctx.reply('4.04');
+      // Protobuf profiles: TransportProtos.GetAttributeResponseMsg (reference §2)
+      if (dev.protobuf) return ctx.reply('2.05', fixedMessages.attributeResponse(client, shared, Date.now()));
       ctx.reply('2.05', JSON.stringify(body));
     });
   }
@@ -382,7 +411,14 @@ export class TbCoapService {
   private claim(ctx: Ctx): void {
     let secretKey = '';
     let durationMs = 0;
-    if (ctx.req.payload.length) {
+    if (ctx.req.payload.length && ctx.device!.protobuf) {
+      // TransportApiProtos.ClaimDevice
+      try {
+        ({ secretKey, durationMs } = fixedMessages.claim(ctx.req.payload));
+      } catch {
+        return ctx.reply('4.00');
+      }
+    } else if (ctx.req.payload.length) {
       const json = parseJson(ctx.req.payload);
       if (!isObject(json)) return ctx.reply('4.00');
       if (typeof json.secretKey === 'string') secretKey = json.secretKey;
@@ -396,14 +432,25 @@ export class TbCoapService {
   private provision(ctx: Ctx): void {
     ctx.cf = null; // provision responses carry no Content-Format
     ctx.piggyback = true; // and may be truly piggybacked
-    const json = parseJson(ctx.req.payload);
-    if (!isObject(json)) return ctx.reply('4.00'); // (TB would try protobuf next; not supported here)
+    let json = parseJson(ctx.req.payload);
+    // JSON first; on a parse failure ThingsBoard reads ProvisionDeviceRequestMsg and answers in
+    // ProvisionDeviceResponseMsg.
+    let proto = false;
+    if (json === undefined && ctx.req.payload.length) {
+      try {
+        json = fixedMessages.provisionRequest(ctx.req.payload);
+        proto = true;
+      } catch {
+        /* neither */
+      }
+    }
+    if (!isObject(json)) return ctx.reply('4.00');
     const key = json.provisionDeviceKey;
     const secret = json.provisionDeviceSecret;
     if (typeof key !== 'string' || typeof secret !== 'string') return ctx.reply('4.00');
     const prof = this.store.findProfile(key, secret);
     const fail = (code: string, status: string, errorMsg: string): void =>
-      ctx.reply(code, JSON.stringify({ errorMsg, status }));
+      ctx.reply(code, proto ? fixedMessages.provisionResponse(status, 'ACCESS_TOKEN', '') : JSON.stringify({ errorMsg, status }));
     if (!prof) return fail('4.00', 'NOT_FOUND', 'Provision data was not found!');
     const credType = typeof json.credentialsType === 'string' ? json.credentialsType : 'ACCESS_TOKEN';
     if (credType !== 'ACCESS_TOKEN' && credType !== 'X509_CERTIFICATE') {
@@ -434,6 +481,7 @@ export class TbCoapService {
     }
     ctx.device = dev;
     this.opts.log(`provisioned device ${dev.name} (${prof.strategy})`);
+    if (proto) return ctx.reply('2.01', fixedMessages.provisionResponse('SUCCESS', credType, credType === 'ACCESS_TOKEN' ? dev.token : hash!));
     ctx.reply('2.01', JSON.stringify({
       credentialsValue: credType === 'ACCESS_TOKEN' ? dev.token : hash,
       credentialsType: credType,
@@ -444,7 +492,17 @@ export class TbCoapService {
   // ------------------------------------------------------------------ RPC
 
   private clientRpc(ctx: Ctx): void {
-    const json = parseJson(ctx.req.payload);
+    let json: JsonValue | undefined;
+    const protoDevice = ctx.device!.protobuf !== undefined;
+    if (protoDevice) {
+      // Fixed TransportApiProtos.RpcRequest {method, params: string}; the profile's schema is ignored.
+      try {
+        const r = fixedMessages.clientRpcRequest(ctx.req.payload);
+        json = { method: r.method, params: parseJson(Buffer.from(r.params)) ?? r.params };
+      } catch {
+        json = undefined;
+      }
+    } else json = parseJson(ctx.req.payload);
     // Missing method or malformed JSON: TB never answers (only the deferred empty ACK).
     if (!isObject(json) || typeof json.method !== 'string') return ctx.noResponse();
     const dev = ctx.device!;
@@ -466,12 +524,22 @@ export class TbCoapService {
       }
       // COAP_TIMEOUT: the sync session expires silently
       if (result === TIMED_OUT) return ctx.noResponse();
+      if (protoDevice) return ctx.reply('2.05', fixedMessages.clientRpcResponse(JSON.stringify(result)));
       ctx.reply('2.05', JSON.stringify(result));
     });
   }
 
   private rpcReply(ctx: Ctx, idStr: string): void {
-    const json = parseJson(ctx.req.payload);
+    let json: JsonValue | undefined;
+    const proto = this.proto(ctx.device);
+    if (proto) {
+      // The profile's RPC response schema; its JSON form becomes the RPC result.
+      try {
+        json = proto.rpcResponse.toJson(ctx.req.payload);
+      } catch (e) {
+        this.opts.log(`[${ctx.device!.name}] RPC reply: ${(e as Error).message}`);
+      }
+    } else json = parseJson(ctx.req.payload);
     if (!isObject(json)) return ctx.noResponse(); // TB: unchecked exception, no response
     const dev = ctx.device!;
     const id = Number(idStr);
@@ -537,7 +605,7 @@ export class TbCoapService {
     }
     const obs: Observation = {
       deviceId: dev.id, feature, peer: ctx.peer, token, con: ctx.con, res, url: req.url,
-      contentFormat: typeof req.headers['Content-Format'] === 'number' ? (req.headers['Content-Format'] as number) : CF_JSON,
+      contentFormat: dev.protobuf ? CF_OCTET_STREAM : typeof req.headers['Content-Format'] === 'number' ? (req.headers['Content-Format'] as number) : CF_JSON,
       closed: false,
     };
     res._counter = -1; // node-coap pre-increments: first notification carries Observe 0 like Californium
@@ -547,7 +615,8 @@ export class TbCoapService {
     if (feature === 'attributes') {
       res.setOption('Content-Format', obs.contentFormat);
       res.statusCode = '2.05';
-      this.writeObserve(obs, obs.url, Buffer.from(JSON.stringify(this.store.attributes(dev.id).shared)));
+      const shared = this.store.attributes(dev.id).shared;
+      this.writeObserve(obs, obs.url, dev.protobuf ? fixedMessages.attributeUpdate(shared, [], Date.now()) : Buffer.from(JSON.stringify(shared)));
       ctx.logged('2.05', 0);
     } else {
       res.statusCode = '2.03';
@@ -576,10 +645,40 @@ export class TbCoapService {
     if (end && !o.res.writableEnded) o.res.end();
   }
 
+  /**
+   * A notification body in the device's payload type. Protobuf: shared attributes as
+   * AttributeUpdateNotificationMsg; server RPC as the profile's RPC request message, built from
+   * {"method","requestId","params"} as ThingsBoard does. When that fails (the params pitfall:
+   * object params into a string field) ThingsBoard logs, cancels the RPC subscription and sends
+   * nothing: so does this (undefined).
+   */
+  private notificationBody(o: Observation, body: JsonValue): Buffer | undefined {
+    const dev = this.store.findDevice(o.deviceId);
+    const proto = this.proto(dev);
+    if (!proto || !isObject(body)) return Buffer.from(JSON.stringify(body));
+    if (o.feature === 'attributes') {
+      const { deleted, ...updated } = body;
+      return fixedMessages.attributeUpdate(updated, Array.isArray(deleted) ? deleted.map(String) : [], Date.now());
+    }
+    try {
+      return proto.rpcRequest.fromJson({ method: body.method ?? null, requestId: body.id ?? null, params: body.params ?? null });
+    } catch (e) {
+      if (!(e instanceof ProtoConvertError)) throw e;
+      this.opts.log(
+        `[${dev?.name}] Failed to convert device RPC command to CoAP msg: ${e.message}. ` +
+          `RPC observe subscription cancelled (ThingsBoard does the same; use string/primitive params or model params as a message in the RPC request schema)`,
+      );
+      this.dropObservation(o, true);
+      return undefined;
+    }
+  }
+
   private notify(o: Observation, body: JsonValue): void {
     if (o.closed || o.res.writableEnded || !o.res.write) return;
+    const payload = this.notificationBody(o, body);
+    if (!payload) return;
     o.res.statusCode = '2.05';
-    if (!this.writeObserve(o, o.url, Buffer.from(JSON.stringify(body)))) return;
+    if (!this.writeObserve(o, o.url, payload)) return;
     const dev = this.store.findDevice(o.deviceId);
     this.emitRequest({
       ts: Date.now(), peer: o.peer, type: o.con ? 'CON' : 'NON', method: 'NOTIFY',

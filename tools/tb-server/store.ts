@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { ProtoSchemas } from './proto-profile';
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [k: string]: JsonValue };
 export type JsonObject = { [k: string]: JsonValue };
@@ -30,6 +31,11 @@ export interface Device {
   /** Set when the device was created or claimed through a provisioning profile. */
   provisioned?: boolean;
   claim?: { secretKey: string; expiresAt: number };
+  /**
+   * Device profile with transportPayloadType PROTOBUF: its four schemas (proto-profile.ts). Absent:
+   * the JSON payload type (ThingsBoard's default profile).
+   */
+  protobuf?: ProtoSchemas;
   createdAt: number;
 }
 
@@ -198,8 +204,9 @@ export class Store {
     return undefined;
   }
 
-  updateDevice(dev: Device, patch: Partial<Pick<Device, 'power' | 'provisioned' | 'claim' | 'token' | 'certSha3'>>): Device {
+  updateDevice(dev: Device, patch: Partial<Pick<Device, 'power' | 'provisioned' | 'claim' | 'token' | 'certSha3' | 'protobuf'>>): Device {
     Object.assign(dev, patch);
+    if ('protobuf' in patch && patch.protobuf === undefined) delete dev.protobuf;
     this.dirty();
     return dev;
   }
