@@ -227,9 +227,15 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
       if (!/^\d{1,10}$/.test(idText)) return this.#log.warn('RPC request with a non-numeric id ignored');
       let request: RpcRequest;
       try {
-        const v = this.codec.decodeValue(payload);
-        if (!v || typeof v !== 'object' || Array.isArray(v) || typeof v.method !== 'string') throw new PayloadError('RPC request: expected {"method":string,...}');
-        request = { id, method: v.method, params: v.params ?? null };
+        if (this.codec.name !== 'json') {
+          // Protobuf profiles: the codec's RPC message (its requestId is the topic's id anyway).
+          request = { ...this.codec.decodeRpcRequest(payload), id };
+        } else {
+          // JSON over MQTT carries no id in the body (CoAP's does): {"method", "params"}.
+          const v = this.codec.decodeValue(payload);
+          if (!v || typeof v !== 'object' || Array.isArray(v) || typeof v.method !== 'string') throw new PayloadError('RPC request: expected {"method":string,...}');
+          request = { id, method: v.method, params: v.params ?? null };
+        }
       } catch (e) {
         this.#log.warn(`RPC request ${id} ignored: ${(e as Error).message}`);
         return;
@@ -247,14 +253,11 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
   async callRpc(method: string, params: TbValue = {}): Promise<TbValue> {
     const id = this.#nextRequestId();
     const response = await this.#request('client RPC', `${MqttTopics.rpcRequest}${id}`, `${MqttTopics.rpcResponse}${id}`, this.codec.encodeRpcCall(method, params));
-    return response.length ? this.codec.decodeValue(response) : null;
+    return response.length ? this.codec.decodeRpcResponse(response) : null;
   }
 
   async claim(secretKey?: string, durationMs?: number): Promise<void> {
-    const body: TbObject = {};
-    if (secretKey !== undefined) body.secretKey = secretKey;
-    if (durationMs !== undefined) body.durationMs = durationMs;
-    await this.#publish('claim', MqttTopics.claim, this.codec.encodeObject(body));
+    await this.#publish('claim', MqttTopics.claim, this.codec.encodeClaim(secretKey, durationMs));
   }
 
   /**
@@ -270,7 +273,7 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
     hash?: string;
   }): Promise<ProvisionResult> {
     const o = this.#o;
-    const body = this.codec.encodeObject({ ...request });
+    const body = this.codec.encodeProvisionRequest(request);
     const payload = await new Promise<Uint8Array>((resolve, reject) => {
       let done = false;
       const finish = (e: Error | undefined, p?: Uint8Array) => {
@@ -303,13 +306,12 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
         onError: (e) => finish(new TbError(e.code === 'timeout' ? 'timeout' : 'protocol', `provision: ${e.message}`)),
       });
     });
-    let reply: TbValue = null;
+    let obj: TbObject = {};
     try {
-      reply = this.codec.decodeValue(payload);
+      obj = this.codec.decodeProvisionResponse(payload);
     } catch {
-      /* not JSON */
+      /* undecodable: reported below as no status */
     }
-    const obj = reply && typeof reply === 'object' && !Array.isArray(reply) ? reply : {};
     if (obj.status === 'SUCCESS' && typeof obj.credentialsValue === 'string') {
       return { credentialsType: String(obj.credentialsType ?? 'ACCESS_TOKEN'), credentialsValue: obj.credentialsValue };
     }
