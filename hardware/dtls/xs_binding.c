@@ -13,6 +13,7 @@
 #include "mc.xs.h" /* xsID_* for the property names used below */
 #include "xsHost.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,8 +131,12 @@ static int get_int(xsMachine *the, xsIdentifier id, int def) {
   return xsmcToInteger(xsVar(0));
 }
 
-/* Delivers queued records to this.onSend(Uint8Array). Uses xsVar(0), xsVar(2), xsVar(3). */
-static void flush(xsMachine *the, xsDtls *d) {
+/*
+ * Delivers queued records to this.onSend(Uint8Array). Uses xsVar(0), xsVar(2), xsVar(3).
+ * onSend may call destroy(), which frees `d`: after each call the host data is checked, and 0 is
+ * returned (and `d` must not be touched again) when the endpoint is gone.
+ */
+static int flush(xsMachine *the, xsDtls *d) {
   xs_dtls_record *r;
   xsmcGet(xsVar(2), xsThis, xsID_onSend);
   while ((r = queue_pop(&d->out_head, &d->out_tail)) != NULL) {
@@ -139,10 +144,12 @@ static void flush(xsMachine *the, xsDtls *d) {
       set_bytes(the, &xsVar(3), r->data, r->len);
       free(r);
       xsCallFunction1(xsVar(2), xsThis, xsVar(3));
+      if (xsmcGetHostData(xsThis) != d) return 0;
     } else {
       free(r);
     }
   }
+  return 1;
 }
 
 static void drain(xsDtls *d) {
@@ -154,11 +161,15 @@ static void drain(xsDtls *d) {
   }
 }
 
+/* The outcome is read before flush(): onSend may destroy the endpoint. */
 static void result(xsMachine *the, xsDtls *d, int r) {
+  int code = dtls_core_error(d->core), state = dtls_core_state(d->core), alert = dtls_core_alert(d->core);
+  int failed = r == DTLS_STEP_ERROR || (code != DTLS_OK && (state == DTLS_STATE_FAILED || state == DTLS_STATE_CLOSED));
+  char message[160];
+  const char *m = failed ? dtls_core_message(d->core) : NULL;
+  snprintf(message, sizeof(message), "%s", m ? m : "");
   flush(the, d);
-  if (r == DTLS_STEP_ERROR || (dtls_core_error(d->core) != DTLS_OK &&
-                               (dtls_core_state(d->core) == DTLS_STATE_FAILED || dtls_core_state(d->core) == DTLS_STATE_CLOSED)))
-    throw_dtls(the, dtls_core_error(d->core), dtls_core_message(d->core), dtls_core_alert(d->core));
+  if (failed) throw_dtls(the, code, message, alert);
   xsmcSetInteger(xsResult, r);
 }
 
@@ -261,10 +272,16 @@ void xs_dtls_write(xsMachine *the) {
   xsmcVars(4);
   xsmcGetBufferReadable(xsArg(0), &data, &count);
   n = dtls_core_write(d->core, (const unsigned char *)data, count);
+  if (n < 0) {
+    char message[160];
+    int alert = dtls_core_alert(d->core);
+    const char *m = dtls_core_message(d->core);
+    snprintf(message, sizeof(message), "%s", -n == DTLS_E_STATE ? "write before the handshake completed" :
+                                             -n == DTLS_E_TOO_LONG ? "datagram larger than one DTLS record" : (m ? m : ""));
+    flush(the, d);
+    throw_dtls(the, -n, message, alert);
+  }
   flush(the, d);
-  if (n < 0) throw_dtls(the, -n, -n == DTLS_E_STATE ? "write before the handshake completed" :
-                                 -n == DTLS_E_TOO_LONG ? "datagram larger than one DTLS record" : dtls_core_message(d->core),
-                        dtls_core_alert(d->core));
   xsmcSetInteger(xsResult, n);
 }
 

@@ -52,4 +52,30 @@ describe('XS host: dtls/native (xs_binding.c) on XS', function () {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('survives destroy() called from inside onSend during a failing handshake, and still reports the error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xs-dtls-'));
+    try {
+      writeFileSync(
+        join(dir, 'manifest.json'),
+        JSON.stringify({
+          include: [join(ROOT, 'test/xs/fixtures/dtls/manifest.json')],
+          config: { port: e2e.server.coapsPort, ca: 'ca.pem', hostname: 'wrong.example', destroyOnSend: 3 },
+          resources: { '*': [pki.path('ca.pem')] },
+        }),
+      );
+      const plan = buildFirmware({ manifest: join(dir, 'manifest.json'), outDir: join(dir, 'build') });
+      const r = await runFirmware({ plan, wallLimitMs: 20000 });
+      const output = [...r.trace, ...r.host].join('\n');
+      assert.equal(r.code, 0, output);
+      const line = r.trace.find((l) => l.startsWith('result '));
+      assert.ok(line, output);
+      const result = JSON.parse(line.slice(7));
+      assert.equal(result.sent.length, 3, 'ClientHello, ClientHello with cookie, the fatal alert');
+      assert.equal(result.destroyed, 'closed');
+      assert.match(result.error, /^DTLS_HOSTNAME_MISMATCH: /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
