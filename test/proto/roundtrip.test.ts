@@ -128,7 +128,7 @@ function canon(type: protobuf.Type, o: Record<string, unknown>): Record<string, 
     const one = (x: unknown): unknown => {
       if (f.resolvedType instanceof protobuf.Type) return canon(f.resolvedType, x as Record<string, unknown>);
       if (['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64'].includes(f.type)) {
-        if (x && typeof x === 'object' && 'low' in (x as object)) return protobuf.util.Long.fromValue(x as protobuf.Long).toString();
+        if (x && typeof x === 'object') return String(x); // a Long
         return BigInt(x as number | bigint).toString();
       }
       if (f.type === 'bytes') return Buffer.from(x as Uint8Array).toString('hex');
