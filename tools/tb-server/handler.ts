@@ -56,6 +56,19 @@ export interface HandlerOptions {
   conResponses: 'thingsboard' | 'piggyback';
   clientRpc: ClientRpcHandler;
   log: (line: string) => void;
+  /**
+   * Time of the PSM / eDRX state (last uplink, sleep timer) and of server-RPC expiry. Default: wall
+   * time. The power simulator passes the device's virtual clock so activity windows line up with
+   * the simulated modem's (tools/sim/power-cli.ts, test/power).
+   */
+  clock?: PowerClock;
+}
+
+/** The subset of the device's Clock (src/platform/types.ts) the PSM state needs. */
+export interface PowerClock {
+  now(): number;
+  setTimer(callback: () => void, ms: number): unknown;
+  clearTimer(handle: unknown): void;
 }
 
 /** Californium's PREFERRED_BLOCK_SIZE in ThingsBoard: bodies above this go out block-wise (Block2). */
@@ -97,7 +110,7 @@ interface Observation {
 interface ClientState {
   lastUplink: number;
   asleep: boolean;
-  sleepTimer: NodeJS.Timeout | null;
+  sleepTimer: unknown;
   firstEdrxDownlink: boolean;
   queuedUpdated: JsonObject;
   queuedDeleted: Set<string>;
@@ -109,7 +122,7 @@ interface PendingRpc {
   rec: RpcRecord;
   resolve: (v: JsonValue) => void;
   reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
+  timer: unknown;
 }
 
 export interface RequestEvent {
@@ -545,7 +558,7 @@ export class TbCoapService {
     const id = Number(idStr);
     const p = this.pending.get(dev.id)?.get(id);
     if (p) {
-      clearTimeout(p.timer);
+      this.untimer(p.timer);
       this.pending.get(dev.id)!.delete(id);
       this.store.updateRpc(p.rec, { status: 'SUCCESSFUL', response: json });
       this.events.emit('rpc-reply', { device: dev.name, deviceId: dev.id, id, response: json });
@@ -563,7 +576,7 @@ export class TbCoapService {
     return new Promise((resolve, reject) => {
       const map = this.pending.get(dev.id) ?? new Map<number, PendingRpc>();
       this.pending.set(dev.id, map);
-      const timer = setTimeout(() => {
+      const timer = this.timer(() => {
         map.delete(rec.id);
         this.store.updateRpc(rec, { status: rec.status === 'QUEUED' ? 'EXPIRED' : 'TIMEOUT' });
         reject(new RpcTimeoutError());
@@ -729,14 +742,13 @@ export class TbCoapService {
     const st = this.state(dev.id);
     const p = TbCoapService.power(dev);
     const wasAsleep = st.asleep;
-    st.lastUplink = Date.now();
+    st.lastUplink = this.now();
     st.asleep = false;
     st.firstEdrxDownlink = true;
-    if (st.sleepTimer) { clearTimeout(st.sleepTimer); st.sleepTimer = null; }
+    if (st.sleepTimer) { this.untimer(st.sleepTimer); st.sleepTimer = null; }
     if (p.powerMode === 'PSM' || p.powerMode === 'E_DRX') {
       const ms = p.powerMode === 'PSM' ? p.psmActivityTimer : p.pagingTransmissionWindow;
-      st.sleepTimer = setTimeout(() => { st.asleep = true; st.sleepTimer = null; }, ms);
-      st.sleepTimer.unref();
+      st.sleepTimer = this.timer(() => { st.asleep = true; st.sleepTimer = null; }, ms);
     }
     if (wasAsleep) {
       st.rpcPushedSinceWake = false;
@@ -769,7 +781,7 @@ export class TbCoapService {
     if (!dev) return false;
     const p = TbCoapService.power(dev);
     const st = this.state(deviceId);
-    const since = Date.now() - st.lastUplink;
+    const since = this.now() - st.lastUplink;
     if (p.powerMode === 'PSM') return !st.asleep && since <= p.psmActivityTimer;
     if (p.powerMode === 'E_DRX') {
       if (!st.asleep && since <= p.pagingTransmissionWindow) return true;
@@ -782,17 +794,29 @@ export class TbCoapService {
   /** Power mode changed by the admin: restart the sleep timer from the last uplink. */
   powerChanged(dev: Device): void {
     const st = this.state(dev.id);
-    if (st.sleepTimer) { clearTimeout(st.sleepTimer); st.sleepTimer = null; }
+    if (st.sleepTimer) { this.untimer(st.sleepTimer); st.sleepTimer = null; }
     const p = TbCoapService.power(dev);
     if (p.powerMode === 'DRX') { st.asleep = false; return; }
     const ms = p.powerMode === 'PSM' ? p.psmActivityTimer : p.pagingTransmissionWindow;
-    const left = st.lastUplink + ms - Date.now();
+    const left = st.lastUplink + ms - this.now();
     if (left <= 0) { st.asleep = true; return; }
-    st.sleepTimer = setTimeout(() => { st.asleep = true; st.sleepTimer = null; }, left);
-    st.sleepTimer.unref();
+    st.sleepTimer = this.timer(() => { st.asleep = true; st.sleepTimer = null; }, left);
   }
 
   isAsleep(dev: Device): boolean { return this.state(dev.id).asleep; }
+
+  /** PSM clock: the device's virtual clock when given (opts.clock), else wall time. */
+  private now(): number { return this.opts.clock ? this.opts.clock.now() : Date.now(); }
+  private timer(fn: () => void, ms: number): unknown {
+    if (this.opts.clock) return this.opts.clock.setTimer(fn, ms);
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return t;
+  }
+  private untimer(h: unknown): void {
+    if (this.opts.clock) this.opts.clock.clearTimer(h);
+    else clearTimeout(h as NodeJS.Timeout);
+  }
 
   // ------------------------------------------------------------------ OTA (/fw, /sw)
 
@@ -839,9 +863,9 @@ export class TbCoapService {
 
   close(): void {
     this.closed = true;
-    for (const st of this.states.values()) if (st.sleepTimer) clearTimeout(st.sleepTimer);
+    for (const st of this.states.values()) if (st.sleepTimer) this.untimer(st.sleepTimer);
     for (const map of this.pending.values()) {
-      for (const p of map.values()) { clearTimeout(p.timer); p.reject(new Error('server closed')); }
+      for (const p of map.values()) { this.untimer(p.timer); p.reject(new Error('server closed')); }
     }
     this.pending.clear();
     for (const o of [...this.observations]) this.dropObservation(o, false);

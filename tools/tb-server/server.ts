@@ -18,7 +18,7 @@ import type { MessageLayerLimits, MessageLayerState, Rinfo } from './message-lay
 import type { ParsedPacket } from 'coap-packet';
 import { Store } from './store';
 import { TbCoapService, defaultClientRpc } from './handler';
-import type { Auth, ClientRpcHandler, CoapReq, CoapRes } from './handler';
+import type { Auth, ClientRpcHandler, CoapReq, CoapRes, PowerClock } from './handler';
 import { startAdminHttp } from './admin-http';
 import { adminTokenPath, ensureAdminToken } from './admin-auth';
 import { certSha3FromPem } from './store';
@@ -49,6 +49,8 @@ export interface TbServerOptions {
   limits?: Partial<MessageLayerLimits>;
   /** MQTT (1883) and, with `tls`, MQTTS (8883) sharing this store and service (mqtt-server.ts). */
   mqtt?: MqttListenerOptions;
+  /** Clock of the PSM / eDRX state and RPC expiry (handler.ts PowerClock); default wall time. */
+  clock?: PowerClock;
   /**
    * Bearer token of the admin HTTP API. Default: the one in `<dataDir>/admin-token` (mode 0600),
    * created when missing; the CLI's admin commands read it from there.
@@ -117,6 +119,7 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
     conResponses: options.conResponses ?? 'thingsboard',
     clientRpc: options.clientRpc ?? defaultClientRpc,
     log,
+    ...(options.clock ? { clock: options.clock } : {}),
   });
   const handle = (req: CoapReq, res: CoapRes, auth: Auth): void => service.handle(req, res, auth);
 
