@@ -167,7 +167,8 @@ function printMessage(type: protobuf.Type, msg: Record<string, unknown>): JsonOb
       } else out[key] = ((has ? msg[f.name] : []) as unknown[]).map((v) => printValue(f, v));
       continue;
     }
-    if (f.hasPresence) {
+    // presence: proto3 `optional`, oneof members, and message fields (protobufjs's hasPresence misses the last)
+    if (f.partOf || f.resolvedType instanceof protobuf.Type) {
       if (has) out[key] = printValue(f, msg[f.name]);
       continue;
     }
