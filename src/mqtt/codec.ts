@@ -272,6 +272,26 @@ function copy(buf: Uint8Array, start: number, end: number): Uint8Array {
   return out;
 }
 
+/**
+ * Topic and other short strings: ASCII (the usual case) eight characters per fromCharCode call,
+ * without building an argument list the size of the string (XS's stack is small); UTF-8 otherwise.
+ * Throws on U+0000, which MQTT forbids in strings.
+ */
+function readString(b: Uint8Array, start: number, end: number, what: string): string {
+  let ascii = true;
+  for (let i = start; i < end; i++) {
+    const c = b[i]!;
+    if (c === 0) throw malformed(`${what} contains U+0000`);
+    if (c > 0x7f) ascii = false;
+  }
+  if (!ascii) return decodeUtf8(b, start, end);
+  let s = '';
+  let i = start;
+  for (; i + 8 <= end; i += 8) s += String.fromCharCode(b[i]!, b[i + 1]!, b[i + 2]!, b[i + 3]!, b[i + 4]!, b[i + 5]!, b[i + 6]!, b[i + 7]!);
+  for (; i < end; i++) s += String.fromCharCode(b[i]!);
+  return s;
+}
+
 class Cursor {
   constructor(
     readonly buf: Uint8Array,
@@ -303,8 +323,7 @@ class Cursor {
   str(what: string): string {
     const n = this.u16(`${what} length`);
     if (this.o + n > this.end) throw malformed(`${what} past the end of the packet`);
-    for (let i = this.o; i < this.o + n; i++) if (this.buf[i] === 0) throw malformed(`${what} contains U+0000`);
-    const s = decodeUtf8(this.buf, this.o, this.o + n);
+    const s = readString(this.buf, this.o, this.o + n, what);
     this.o += n;
     return s;
   }
@@ -372,9 +391,10 @@ export function decodePacket(buf: Uint8Array, offset = 0, end = buf.length): Mqt
       if (dup && qos === 0) throw malformed('DUP set on a QoS 0 PUBLISH');
       const topic = c.str('topic');
       if (!topic.length || hasWildcard(topic)) throw malformed(topic.length ? 'wildcard in a PUBLISH topic' : 'empty PUBLISH topic');
-      const p: PublishPacket = { type: 3, topic, payload: new Uint8Array(0), qos, dup, retain: !!(flags & 1) };
-      if (qos) p.id = c.id();
-      p.payload = copy(buf, c.o, end);
+      // One object shape, one allocation for the payload (typed arrays are costly to create).
+      const id = qos ? c.id() : undefined;
+      const p: PublishPacket = { type: 3, topic, payload: copy(buf, c.o, end), qos, dup, retain: !!(flags & 1) };
+      if (id !== undefined) p.id = id;
       return p;
     }
     case MqttOp.PUBACK:
