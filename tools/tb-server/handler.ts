@@ -4,7 +4,7 @@
 // shaped like one: see CoapReq/CoapRes) plus how the peer authenticated at the transport level:
 //   { kind: 'token' }                     plain UDP, the access token is in the URL
 //   { kind: 'x509', certSha3?: string }   DTLS; certSha3 = SHA3-256 hex of the client cert's base64 DER
-// Behaviour follows shared/reference/thingsboard-coap.md §1 and §4 (PSM).
+// Behaviour follows docs/thingsboard-coap.md §1 and §4 (PSM).
 
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
