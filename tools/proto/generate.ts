@@ -523,6 +523,19 @@ ${p.timestamped
     const m = decode${p.rpcRequest.root.ts}(bytes);
     return m instanceof ProtoError ? m : toTb_${p.rpcRequest.root.ts}(m);
   },
+  /** The reverse directions, for traces and tests (what the server would read). */
+  decodeTelemetry(bytes: Uint8Array): TbObject | ProtoError {
+    const m = decode${t}(bytes);
+    return m instanceof ProtoError ? m : toTb_${t}(m);
+  },
+  decodeAttributes(bytes: Uint8Array): TbObject | ProtoError {
+    const m = decode${p.attributes.root.ts}(bytes);
+    return m instanceof ProtoError ? m : toTb_${p.attributes.root.ts}(m);
+  },
+  decodeRpcResponse(bytes: Uint8Array): TbObject | ProtoError {
+    const m = decode${rs.ts}(bytes);
+    return m instanceof ProtoError ? m : toTb_${rs.ts}(m);
+  },
   encodeRpcResponse(values: TbObject): Uint8Array {
     return encode${rs.ts}(fromTb_${rs.ts}(values, 'rpc response.'));
   },

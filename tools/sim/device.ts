@@ -13,6 +13,7 @@ import { ScaledClock } from './clock';
 import { cryptoRandom } from './random';
 import { createSimBoard } from './board';
 import { describeDatagram } from './trace';
+import type { PayloadDescriber } from './trace';
 import { UdpDatagram } from './udp';
 import { loadDtlsEngine } from '../../hardware/dtls/index';
 
@@ -24,6 +25,8 @@ export interface SimDeviceOptions extends DeviceConfig {
   log?: Log;
   /** Receives one line per datagram, e.g. "-> CON POST /api/v1/***\/telemetry ...". */
   trace?: (line: string) => void;
+  /** Renders binary (Content-Format 42) payloads in the trace, e.g. Protobuf decoded (proto-trace.ts). */
+  describePayload?: PayloadDescriber;
   /**
    * The device's storage partition (a FileFlash image, or a MemFlash in tests): the offline queue
    * and the server's settings then live in it, as on the device (src/storage).
@@ -60,7 +63,7 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
   const udp = new UdpDatagram(options.server.host, options.server.port);
   if (options.trace) {
     const trace = options.trace;
-    udp.tap = (dir, data) => trace(`${dir === 'out' ? '->' : '<-'} ${describeDatagram(data)}`);
+    udp.tap = (dir, data) => trace(`${dir === 'out' ? '->' : '<-'} ${describeDatagram(data, options.describePayload)}`);
   }
   const log = options.log ?? consoleLog('info', clock);
   const platform: Platform = { clock, random: cryptoRandom, log, net: { open: () => udp } };
@@ -85,12 +88,12 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
     const trace = options.trace;
     const send = dtls.send.bind(dtls);
     dtls.send = (data) => {
-      trace(`=> ${describeDatagram(data)}`);
+      trace(`=> ${describeDatagram(data, options.describePayload)}`);
       send(data);
     };
     const receive = dtls.onReceive;
     dtls.onReceive = (data) => {
-      trace(`<= ${describeDatagram(data)}`);
+      trace(`<= ${describeDatagram(data, options.describePayload)}`);
       receive?.(data);
     };
   }

@@ -32,7 +32,13 @@ export function redactPayload(text: string): string {
   return text.replace(SECRET_FIELDS, '"$1":"***"');
 }
 
-export function describeDatagram(data: Uint8Array): string {
+/**
+ * Renders a binary (application/octet-stream, Content-Format 42) payload, e.g. a Protobuf message
+ * decoded with the device profile's codec (proto-trace.ts); undefined: print it as text.
+ */
+export type PayloadDescriber = (payload: Uint8Array, path: string[], direction: 'request' | 'response') => string | undefined;
+
+export function describeDatagram(data: Uint8Array, describePayload?: PayloadDescriber): string {
   if (isDtlsRecord(data)) {
     const types: string[] = [];
     for (let i = 0; i + 13 <= data.length; ) {
@@ -57,7 +63,8 @@ export function describeDatagram(data: Uint8Array): string {
   if (path.length) line += ` ${redactPath(path)}${query.length ? '?' + query.join('&') : ''}`;
   if (observe !== undefined) line += ` obs=${observe}`;
   if (msg.payload.length) {
-    let text = redactPayload(decodeUtf8(msg.payload));
+    const binary = describePayload && getOptions(msg, OptionNumber.CONTENT_FORMAT).some((o) => o.value.length === 1 && o.value[0] === 42);
+    let text = (binary ? describePayload(msg.payload, path, msg.code < 32 ? 'request' : 'response') : undefined) ?? redactPayload(decodeUtf8(msg.payload));
     if (text.length > 120) text = text.slice(0, 117) + '...';
     line += ` ${text}`;
   }

@@ -449,6 +449,19 @@ export const profile = Object.freeze({
     const m = decodeRpcRequest_RpcRequestMsg(bytes);
     return m instanceof ProtoError ? m : toTb_RpcRequest_RpcRequestMsg(m);
   },
+  /** The reverse directions, for traces and tests (what the server would read). */
+  decodeTelemetry(bytes: Uint8Array): TbObject | ProtoError {
+    const m = decodeTelemetry_SensorDataReading(bytes);
+    return m instanceof ProtoError ? m : toTb_Telemetry_SensorDataReading(m);
+  },
+  decodeAttributes(bytes: Uint8Array): TbObject | ProtoError {
+    const m = decodeAttributes_SensorConfiguration(bytes);
+    return m instanceof ProtoError ? m : toTb_Attributes_SensorConfiguration(m);
+  },
+  decodeRpcResponse(bytes: Uint8Array): TbObject | ProtoError {
+    const m = decodeRpcResponse_RpcResponseMsg(bytes);
+    return m instanceof ProtoError ? m : toTb_RpcResponse_RpcResponseMsg(m);
+  },
   encodeRpcResponse(values: TbObject): Uint8Array {
     return encodeRpcResponse_RpcResponseMsg(fromTb_RpcResponse_RpcResponseMsg(values, 'rpc response.'));
   },
