@@ -185,8 +185,13 @@ export interface Serial {
  */
 export interface Sleep {
   readonly mode: 'light' | 'deep';
-  /** Sleeps the MCU for `ms` of clock time (light: resolves on wake). */
+  /** Sleeps the MCU for `ms` of clock time between wake cycles (light: resolves on wake). */
   sleep(ms: number): Promise<void>;
+  /**
+   * Waits `ms` inside a wake cycle (the activity window) in the lightest sleep that still wakes on
+   * the modem's UART and on timers (ESP32 light sleep); always resolves.
+   */
+  idle(ms: number): Promise<void>;
   /** Memory kept across deep sleep, when the board has it. */
   retained?: { read(): Uint8Array | undefined; write(data: Uint8Array): void };
 }

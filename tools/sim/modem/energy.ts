@@ -16,7 +16,7 @@
 import type { Clock } from '../../../src/platform/types';
 
 export type ModemPowerState = 'off' | 'psm' | 'idle' | 'connected' | 'active' | 'searching';
-export type McuPowerState = 'sleep' | 'active';
+export type McuPowerState = 'sleep' | 'light' | 'active';
 
 export interface CurrentTable {
   name: string;
@@ -60,15 +60,18 @@ export const NRF9160_NB: CurrentTable = Object.freeze({
 
 export interface McuTable {
   name: string;
-  ua: { sleep: number; active: number };
+  ua: { sleep: number; light: number; active: number };
+  /** CPU time of one wake (boot from deep sleep, sensors, encoding), ms at the active current. */
+  workMsPerWake: number;
   sources: string[];
 }
 
 /** ESP32 datasheet, "Power consumption by power modes": deep sleep with RTC timer + RTC memory 10 µA; modem-sleep (Wi-Fi off) at 80 MHz 20-31 mA. */
 export const ESP32_MCU: McuTable = Object.freeze({
   name: 'ESP32 (80 MHz, Wi-Fi off)',
-  ua: Object.freeze({ sleep: 10, active: 25000 }),
-  sources: Object.freeze(['ESP32 datasheet, power modes: deep sleep (RTC timer + RTC memory) 10 µA; modem-sleep 80 MHz 20-31 mA (25 mA used)']) as unknown as string[],
+  ua: Object.freeze({ sleep: 10, light: 800, active: 25000 }),
+  workMsPerWake: 300,
+  sources: Object.freeze(['ESP32 datasheet, power modes: deep sleep (RTC timer + RTC memory) 10 µA between reports; light sleep 0.8 mA while awake and waiting on the modem (wakes on UART); modem-sleep (Wi-Fi off) 80 MHz 20-31 mA (25 mA used) for 300 ms of CPU work per wake (an estimate: boot, sensors, encoding)']) as unknown as string[],
 }) as McuTable;
 
 /** A periodic TAU out of PSM (EPSM_TAU 550 mJ at 3.7 V, Cat-NB1). */
@@ -92,15 +95,16 @@ export class EnergyMeter {
   readonly mcuTable: McuTable;
   #clock: Clock;
   #modem: ModemPowerState = 'off';
-  #mcu: McuPowerState = 'active';
+  #mcu: McuPowerState = 'light';
   #idleCycleS = 2.56;
   #since: number;
   /** Integrated charge, µA·ms. */
   #uAms = 0;
   #byModem: Record<ModemPowerState, number> = { off: 0, psm: 0, idle: 0, connected: 0, active: 0, searching: 0 };
   #mcuUAms = 0;
-  /** Extra charge of discrete events (TAU), µA·ms. */
+  /** Extra charge of discrete events (periodic TAU; MCU work per wake), µA·ms. */
   #eventsUAms = 0;
+  #mcuEventsUAms = 0;
   /** Recorded segments and marks between startRecording() and stopRecording() (bounded). */
   #recording = false;
   readonly segments: Segment[] = [];
@@ -153,11 +157,12 @@ export class EnergyMeter {
     this.#mcu = state;
   }
 
-  /** A discrete event charged at once (periodic TAU), µA·s. */
-  event(uAs: number, label: string): void {
+  /** A discrete event charged at once (periodic TAU: 'modem'; CPU work of a wake: 'mcu'), µA·s. */
+  event(uAs: number, label: string, who: 'modem' | 'mcu' = 'modem'): void {
     this.#accrue();
     this.#uAms += uAs * 1000;
-    this.#eventsUAms += uAs * 1000;
+    if (who === 'mcu') this.#mcuEventsUAms += uAs * 1000;
+    else this.#eventsUAms += uAs * 1000;
     this.mark(label);
   }
 
@@ -189,7 +194,7 @@ export class EnergyMeter {
     const out: Record<string, number> = {};
     for (const [k, v] of Object.entries(this.#byModem)) out[`modem ${k}`] = v / 3_600_000;
     out['modem TAU events'] = this.#eventsUAms / 3_600_000;
-    out.mcu = this.#mcuUAms / 3_600_000;
+    out['mcu (sleep, light sleep, work)'] = (this.#mcuUAms + this.#mcuEventsUAms) / 3_600_000;
     return out;
   }
 }

@@ -1,0 +1,184 @@
+/*
+ * One battery device, end to end, on a virtual clock: the unchanged firmware (DeviceApp, schedule
+ * 'external') driven by the wake cycle (src/power), talking through an AT modem driver (src/modem)
+ * to the simulated modem (tools/sim/modem/sim-modem.ts), whose sockets are real loopback UDP to
+ * the local endpoint (tools/tb-server, given the same clock for its PSM state).
+ *
+ * Event-driven time: the clock jumps from timer to timer; between two timers the harness waits
+ * (bounded) until the loopback traffic is quiet, so a day of device time takes seconds.
+ */
+import type { DeviceConfig, DeviceEvent } from '../../../src/device/app';
+import { DeviceApp } from '../../../src/device/app';
+import { AtChannel } from '../../../src/modem/at';
+import { Bg95, BG95_BOOT_LINES } from '../../../src/modem/bg95';
+import type { AtModem, ModemDatagram } from '../../../src/modem/modem';
+import { Nrf91Slm, SLM_BOOT_LINES } from '../../../src/modem/nrf91-slm';
+import type { Datagram, Log, Platform } from '../../../src/platform/types';
+import { silentLog } from '../../../src/platform/types';
+import type { PowerProfile, WakePhase } from '../../../src/power/cycle';
+import { WakeCycle } from '../../../src/power/cycle';
+import type { UplinkMode } from '../../../src/thingsboard/client';
+import type { ManualClock } from '../clock';
+import { SeededRandom } from '../random';
+import { UdpDatagram } from '../udp';
+import type { UdpFaults } from '../udp';
+import { EnergyMeter } from './energy';
+import type { SimDialect, SimModemOptions } from './sim-modem';
+import { SimModem } from './sim-modem';
+import { SimSleep } from './sleep';
+
+export interface PowerSimOptions {
+  clock: ManualClock;
+  server: { host?: string; port: number };
+  token: string;
+  dialect?: SimDialect;
+  profile: PowerProfile;
+  reportingIntervalMs: number;
+  uplink?: UplinkMode;
+  /** Datagram loss on the loopback UDP, each way, as a probability (seeded). */
+  loss?: number;
+  seed?: number;
+  modem?: Partial<Omit<SimModemOptions, 'clock' | 'dialect' | 'network' | 'energy'>>;
+  rai?: boolean;
+  log?: Log;
+  trace?: (line: string) => void;
+  onPhase?: (phase: WakePhase, t: number) => void;
+}
+
+export interface PowerSim {
+  clock: ManualClock;
+  sim: SimModem;
+  at: AtChannel;
+  modem: AtModem;
+  datagram: ModemDatagram;
+  app: DeviceApp;
+  cycle: WakeCycle;
+  energy: EnergyMeter;
+  events: DeviceEvent[];
+  /** Starts the wake cycle (attach, then a cycle every interval). */
+  start(): void;
+  /** Runs device time forward to `untilMs` (clock time), letting real I/O settle between timers. */
+  runUntil(untilMs: number): Promise<void>;
+  stop(): void;
+  /** Loopback datagrams so far (both ways, all sockets). */
+  readonly traffic: { sent: number; received: number; bytesSent: number; bytesReceived: number };
+}
+
+const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const tick = () => new Promise((r) => setImmediate(r));
+
+export function createPowerSim(o: PowerSimOptions): PowerSim {
+  const { clock } = o;
+  const log = o.log ?? silentLog;
+  const energy = new EnergyMeter(clock);
+  const traffic = { sent: 0, received: 0, bytesSent: 0, bytesReceived: 0 };
+  const faultRandom = new SeededRandom(o.seed ?? 1);
+  const faults: UdpFaults = o.loss ? { lossOut: o.loss, lossIn: o.loss, random: () => faultRandom.next() } : {};
+  const sockets = new Set<UdpDatagram>();
+  const network = (host: string, port: number): Datagram => {
+    const u = new UdpDatagram(host, port);
+    u.faults = faults;
+    sockets.add(u);
+    const w = {
+      onReceive: undefined as ((d: Uint8Array) => void) | undefined,
+      send(d: Uint8Array) {
+        traffic.sent++;
+        traffic.bytesSent += d.length;
+        u.send(d);
+      },
+      close() {
+        sockets.delete(u);
+        u.close();
+      },
+      get localPort() {
+        return u.localPort;
+      },
+    };
+    u.onReceive = (d) => {
+      traffic.received++;
+      traffic.bytesReceived += d.length;
+      w.onReceive?.(d);
+    };
+    return w;
+  };
+  const dialect = o.dialect ?? 'nrf91-slm';
+  const sim = new SimModem({ clock, dialect, network, energy, ...(o.trace ? { trace: o.trace } : {}), ...o.modem });
+  const at = new AtChannel(sim.serial, { clock, log, bootLines: dialect === 'bg95' ? BG95_BOOT_LINES : SLM_BOOT_LINES });
+  const modem: AtModem = dialect === 'bg95' ? new Bg95({ at, clock, log }) : new Nrf91Slm({ at, clock, log, rai: o.rai ?? true });
+  const host = o.server.host ?? '127.0.0.1';
+  const datagram = modem.openDatagram(host, o.server.port);
+  const platform: Platform = { clock, random: new SeededRandom((o.seed ?? 1) + 7), log, net: { open: () => datagram } };
+  const config: DeviceConfig = {
+    server: { host, port: o.server.port },
+    credentials: { kind: 'token', token: o.token },
+    reportingIntervalMs: o.reportingIntervalMs,
+    transmission: 'nbiot',
+    uplink: o.uplink ?? 'con',
+    schedule: 'external',
+    observeRefreshMs: 0,
+    queueSize: 256,
+  };
+  let n = 0;
+  const source = { name: 'sim', read: () => ({ temperature: Math.round((20 + 3 * Math.sin(n++ / 20)) * 100) / 100, batteryVoltage: 3.6 }) };
+  const app = new DeviceApp(platform, config, [source], datagram);
+  const events: DeviceEvent[] = [];
+  app.onEvent = (e) => events.push(e);
+  const sleep = new SimSleep(clock, energy);
+  const cycle = new WakeCycle({
+    app,
+    modem,
+    datagram,
+    clock,
+    sleep,
+    log,
+    profile: o.profile,
+    rai: o.rai ?? true,
+    onPhase: (p) => {
+      energy.mark(`[${p}]`);
+      o.onPhase?.(p, clock.now());
+    },
+  });
+
+  let seen = 0;
+  const activity = () => traffic.sent + traffic.received;
+  // Between timers: until the loopback has been quiet for 3 checks of 2 ms (at most ~400 ms).
+  const settle = async () => {
+    await tick();
+    if (activity() === seen) return;
+    for (let i = 0, quiet = 0; i < 100 && quiet < 3; i++) {
+      const before = activity();
+      await sleepMs(2);
+      await tick();
+      quiet = activity() === before ? quiet + 1 : 0;
+    }
+    seen = activity();
+  };
+
+  let running: Promise<void> | undefined;
+  return {
+    clock,
+    sim,
+    at,
+    modem,
+    datagram,
+    app,
+    cycle,
+    energy,
+    events,
+    traffic,
+    start() {
+      running = cycle.run().catch((e: Error) => log.error(`wake cycle stopped: ${e.message}`));
+    },
+    async runUntil(untilMs: number) {
+      // Bounded: each step advances the clock by up to an hour.
+      for (let i = 0; i < 1_000_000 && clock.now() < untilMs; i++) await clock.advanceAsync(Math.min(3_600_000, untilMs - clock.now()), settle);
+    },
+    stop() {
+      cycle.stop();
+      app.stop();
+      sim.close();
+      for (const s of sockets) s.close();
+      void running;
+    },
+  };
+}
