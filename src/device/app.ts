@@ -134,6 +134,11 @@ export interface DeviceConfig {
    * often than every 25 s keeps its mapping alive and never re-registers.
    */
   observeRefreshMs?: number;
+  /**
+   * 'timer' (default): the app samples and reports on its own clock timer. 'external': no timer;
+   * the owner calls reportNow() (the power layer's wake cycle, src/power, which sleeps in between).
+   */
+  schedule?: 'timer' | 'external';
 }
 
 export type DeviceEvent =
@@ -486,6 +491,11 @@ export class DeviceApp {
     this.#transport.close();
   }
 
+  /** Takes one reading of every source into the queue, without sending it (the wake cycle sends later). */
+  sample(): void {
+    this.#sample();
+  }
+
   /** Takes one reading of every source into the queue and flushes what the server will take. */
   async reportNow(): Promise<void> {
     this.#sample();
@@ -630,7 +640,7 @@ export class DeviceApp {
 
   /** The sampling timer: a reading every interval on the clock; delivery runs beside it. */
   #schedule(): void {
-    if (!this.#running) return;
+    if (!this.#running || this.#config.schedule === 'external') return;
     const now = this.#platform.clock.now();
     if (this.#nextDue <= now) this.#nextDue = now + this.#intervalMs;
     this.#timer = this.#platform.clock.setTimer(() => {
