@@ -16,7 +16,7 @@
  */
 import type { Log, Random } from '../platform/types';
 import type { CredentialStore, StoredCredentials } from '../storage/credentials';
-import type { ThingsBoardClient } from '../thingsboard/client';
+import type { ThingsBoardDeviceApi } from '../thingsboard/mqtt-client';
 import { TbError } from '../thingsboard/errors';
 
 export interface ProvisioningConfig {
@@ -52,7 +52,7 @@ export function needsProvisioning(c: StoredCredentials): boolean {
   return !!c.provisionKey && !!c.provisionSecret && !c.cert && c.provisionState !== 'done' && !(c.token && c.provisionState === undefined);
 }
 
-export async function provision(tb: ThingsBoardClient, cfg: ProvisioningConfig, random: Random, log: Log): Promise<ProvisionOutcome> {
+export async function provision(tb: Pick<ThingsBoardDeviceApi, 'provision'>, cfg: ProvisioningConfig, random: Random, log: Log): Promise<ProvisionOutcome> {
   let c = cfg.store.load();
   if (!needsProvisioning(c)) return { kind: 'done', token: c.token ?? '' };
   const wasPending = c.provisionState === 'pending' && !!c.token;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TOOLS, limited, runTool } from './helpers';
 import { makeTestPki } from '../../tools/provision/certs';
-import { loadDtlsFiles, parseServerUrl, readToken } from '../../tools/sim/config-check';
+import { checkDtlsMaterial, loadDtlsFiles, parseServerUrl, readToken } from '../../tools/sim/config-check';
 import { parseDuration } from '../../tools/cli/options';
 
 describe('cli: usage and configuration errors (exit 2, named)', function () {
@@ -85,5 +85,8 @@ describe('cli: usage and configuration errors (exit 2, named)', function () {
     assert.throws(() => loadDtlsFiles({ ca: pki.path('ca.key') }), /--ca .*without a CERTIFICATE block/);
     assert.throws(() => loadDtlsFiles({ ca: pki.path('ca.pem'), cert: pki.path('device.pem') }), /--cert and --key go together/);
     assert.throws(() => loadDtlsFiles({ ca: pki.path('ca.pem'), cert: pki.path('device.pem'), key: pki.path('device.pem') }), /--key .*holds a certificate/);
+    // the same checks for credentials from a flash image (npm run sim -- --flash)
+    assert.throws(() => checkDtlsMaterial({ ca: pki.read('ca.pem'), cert: pki.read('device.pem'), key: pki.read('device-rsa.key') }, { ca: '(ca in f.bin)', cert: '(cert in f.bin)', key: '(key in f.bin)' }),
+      /--key \(key in f\.bin\) does not belong to --cert \(cert in f\.bin\)/);
   });
 });

@@ -18,7 +18,7 @@ import {
   EXIT, HELP_OPTION, UsageError, choice, duration, flag, helpText, parseCommandLine, positive, runMain, str,
 } from '../cli/options';
 import type { CommandSpec, Parsed } from '../cli/options';
-import { checkTlsHostname, loadDtlsFiles, parseServerUrl, readToken, resolveHost } from './config-check';
+import { checkDtlsMaterial, checkTlsHostname, loadDtlsFiles, parseServerUrl, readToken, resolveHost } from './config-check';
 import type { ServerUrl } from './config-check';
 import { ReadingGate, cliLog, runDevice } from './run';
 import { runMqttCli } from './mqtt-device';
@@ -155,6 +155,13 @@ async function main(argv: string[]): Promise<number> {
     flash = new FileFlash(flashPath, size, 4096);
     const s = securityFromFlash(flash, log);
     if (!s) throw new UsageError(`--flash ${flashPath}: no usable credentials in the image (the line above says why)`);
+    if (s.dtls) {
+      const buf = (v: string | Uint8Array | undefined) => (v === undefined ? undefined : Buffer.from(v));
+      const where = (f: string) => `(${f} in ${flashPath})`;
+      checkDtlsMaterial({ ca: buf(s.dtls.ca)!, ...(s.dtls.cert && s.dtls.key ? { cert: buf(s.dtls.cert)!, key: buf(s.dtls.key)! } : {}) },
+        { ca: where('ca'), cert: where('cert'), key: where('key') });
+      checkTlsHostname({ scheme: 'coaps', host: s.server.host, port: s.server.port, secure: true }, s.dtls.hostname);
+    }
     security = s;
     serverLabel = `${s.dtls ? 'coaps' : 'coap'}://${s.server.host}:${s.server.port}`;
   } else {

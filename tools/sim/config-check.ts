@@ -152,6 +152,18 @@ export interface DtlsFiles {
 export function loadDtlsFiles(paths: { ca: string; cert?: string; key?: string }, now = Date.now()): DtlsFiles {
   if (!!paths.cert !== !!paths.key) throw new UsageError('--cert and --key go together (mutual X.509)');
   const ca = readFile(paths.ca, '--ca');
+  const cert = paths.cert ? readFile(paths.cert, '--cert') : undefined;
+  const key = paths.key ? readFile(paths.key, '--key') : undefined;
+  return checkDtlsMaterial({ ca, ...(cert && key ? { cert, key } : {}) }, { ca: paths.ca, cert: paths.cert, key: paths.key }, now);
+}
+
+/**
+ * Checks CA, certificate and key contents (from files, or a credentials record in flash): `names`
+ * say where each came from in the messages.
+ */
+export function checkDtlsMaterial(m: { ca: Buffer; cert?: Buffer; key?: Buffer }, names: { ca: string; cert?: string; key?: string }, now = Date.now()): DtlsFiles {
+  const paths = names;
+  const ca = m.ca;
   const cas = parseCerts(ca, '--ca', paths.ca);
   const usable = cas.filter((c) => {
     const to = Date.parse(c.validTo);
@@ -160,12 +172,12 @@ export function loadDtlsFiles(paths: { ca: string; cert?: string; key?: string }
   if (!usable.length) checkValidity(cas[0]!, '--ca', paths.ca, now);
   if (!cas.some((c) => c.ca || c.checkIssued(c)))
     throw new UsageError(`--ca ${paths.ca}: not a CA certificate (no basicConstraints CA:TRUE and not self-signed): give the root CA that signed the server's certificate`);
-  if (!paths.cert || !paths.key) return { ca };
-  const cert = readFile(paths.cert, '--cert');
-  const key = readFile(paths.key, '--key');
-  const leaf = parseCerts(cert, '--cert', paths.cert)[0]!;
-  checkValidity(leaf, '--cert', paths.cert, now);
-  const k = parseKey(key, paths.key);
+  if (!m.cert || !m.key) return { ca };
+  const cert = m.cert;
+  const key = m.key;
+  const leaf = parseCerts(cert, '--cert', paths.cert ?? '')[0]!;
+  checkValidity(leaf, '--cert', paths.cert ?? '', now);
+  const k = parseKey(key, paths.key ?? '');
   let match = false;
   try {
     match = leaf.checkPrivateKey(k);
