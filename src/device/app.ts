@@ -10,12 +10,9 @@
 import { CoapClient } from '../coap/client';
 import type { TransmissionParams } from '../coap/types';
 import { NBIOT_TRANSMISSION, RFC7252_TRANSMISSION } from '../coap/types';
-import type { Datagram, Platform, StreamFactory, TimerHandle } from '../platform/types';
+import type { Datagram, Platform, TimerHandle } from '../platform/types';
 import type { Credentials, TbSubscription, UplinkMode } from '../thingsboard/client';
 import { ThingsBoardClient } from '../thingsboard/client';
-import { MqttThingsBoardClient } from '../thingsboard/mqtt-client';
-import type { MqttThingsBoardOptions, ThingsBoardDeviceApi } from '../thingsboard/mqtt-client';
-import { TlsStreamFactory } from '../mqtt/tls-stream';
 import { TbError } from '../thingsboard/errors';
 import type { PayloadCodec, RpcRequest, TbObject, TbValue } from '../thingsboard/payload';
 import { DtlsDatagram } from '../dtls/datagram';
@@ -87,21 +84,6 @@ export interface DeviceConfig {
   credentials: Credentials;
   /** Set for coaps://: the DTLS layer between CoAP and UDP. */
   dtls?: DtlsConfig;
-  /**
-   * The ThingsBoard transport, from the server URL's scheme: 'coap' (default: coap://, or coaps://
-   * with `dtls`) or 'mqtt' (mqtt://, or mqtts:// with `tls`; needs Platform.tcp). Everything else
-   * (queue, settings, RPC, shared attributes, provisioning) behaves the same over both.
-   */
-  transport?: 'coap' | 'mqtt';
-  /**
-   * Set for mqtts://: TLS 1.2 over TCP on the same mbedTLS core (Platform.dtls), with the fields of
-   * DtlsConfig (`ca`, `hostname`, `cert` + `key` for mutual X.509, `session`; the datagram-only
-   * ones are ignored). A saved session is offered to X.509 devices too: over MQTT the server
-   * checks the certificate at CONNECT on the connection, not per address.
-   */
-  tls?: DtlsConfig;
-  /** MQTT client settings beyond the defaults (keep-alive, response timeout, reconnect back-off, a packet tap for traces). */
-  mqtt?: Pick<MqttThingsBoardOptions, 'keepAliveMs' | 'responseTimeoutMs' | 'reconnect' | 'tap' | 'clientId'>;
   /** Initial reporting interval; shared attribute `reportingInterval` (seconds) overrides it. */
   reportingIntervalMs?: number;
   transmission?: 'rfc7252' | 'nbiot' | Partial<TransmissionParams>;
@@ -140,6 +122,8 @@ export interface DeviceConfig {
   /** Pause between replay batches: ThingsBoard rate-limits bursts (answers 5.00). */
   replayPaceMs?: number;
   firmware?: { title: string; version: string };
+  /** Firmware update over the air (src/ota OtaAgent): sees the shared attributes and each registration with the server. */
+  ota?: OtaHook;
   /**
    * Re-register the Observe relations after a confirmed report whose uplink followed at least this
    * long without an exchange with the server (a response, a notification, an RPC), and after the first confirmed report that
@@ -157,6 +141,17 @@ export interface DeviceConfig {
    * the owner calls reportNow() (the power layer's wake cycle, src/power, which sleeps in between).
    */
   schedule?: 'timer' | 'external';
+}
+
+/** What the app tells a firmware-update agent (src/ota/agent.ts implements it). */
+export interface OtaHook {
+  /** Once, from the constructor: the clients the agent talks through. */
+  attach(app: { tb: ThingsBoardClient; coap: CoapClient }): void;
+  /** Every shared-attribute notification (and the registration's snapshot), from the receive path: defer the work. */
+  onSharedAttributes(shared: TbObject, deleted: string[]): void;
+  /** The device registered with the server (after boot, and again after provisioning). */
+  onConnected(): void;
+  stop(): void;
 }
 
 export type DeviceEvent =
@@ -187,15 +182,12 @@ const MAX_INTERVAL_MS = 24 * 3600 * 1000;
 
 export class DeviceApp {
   onEvent?: (event: DeviceEvent) => void;
-  /** The ThingsBoard device API over the configured transport (CoAP or MQTT). */
-  readonly tb: ThingsBoardDeviceApi;
-  #coap: CoapClient | undefined;
-  #mqtt: MqttThingsBoardClient | undefined;
-  #tls: TlsStreamFactory | undefined;
+  readonly tb: ThingsBoardClient;
+  readonly coap: CoapClient;
   #platform: Platform;
   #config: DeviceConfig;
   #sources: TelemetrySource[];
-  #transport: Datagram | undefined;
+  #transport: Datagram;
   #dtls: DtlsDatagram | undefined;
   #intervalMs: number;
   #timer: TimerHandle | undefined;
@@ -251,19 +243,6 @@ export class DeviceApp {
     if (config.provisioning && config.credentials.kind === 'token' && needsProvisioning(config.provisioning.store.load())) this.#provisioned = false;
     this.#batchSize = Math.min(config.batchSize ?? 10, config.codec?.maxTelemetryRecords ?? Infinity);
     this.#replayPaceMs = config.replayPaceMs ?? 1000;
-    if (config.transport === 'mqtt') {
-      // The Datagram, when one is passed, stays owned (closed at stop) and unused.
-      this.#transport = transport;
-      this.#mqtt = this.#openMqtt(platform, config);
-      this.tb = this.#mqtt;
-    } else {
-      if (config.tls) throw new Error('tls is for mqtts:// (coaps:// takes dtls)');
-      this.tb = this.#openCoap(platform, config, transport);
-    }
-  }
-
-  /** coap:// or coaps://: CoAP over UDP, or over DTLS when `dtls` is set. */
-  #openCoap(platform: Platform, config: DeviceConfig, transport: Datagram | undefined): ThingsBoardClient {
     let udp = transport ?? platform.net.open(config.server.host, config.server.port);
     if (config.dtls) {
       if (!platform.dtls) throw new Error('coaps:// configured but this platform has no DTLS engine');
@@ -294,92 +273,27 @@ export class DeviceApp {
     this.#transport = udp;
     const t = config.transmission;
     const transmission = t === 'nbiot' ? NBIOT_TRANSMISSION : t === 'rfc7252' || t === undefined ? RFC7252_TRANSMISSION : { ...RFC7252_TRANSMISSION, ...t };
-    const coap = new CoapClient(this.#transport, {
+    this.coap = new CoapClient(this.#transport, {
       clock: platform.clock,
       random: platform.random,
       log: platform.log,
       transmission,
       tokenLength: config.dtls ? TOKEN_LENGTH.dtls : TOKEN_LENGTH.udp,
     });
-    const tb = new ThingsBoardClient(coap, {
+    this.tb = new ThingsBoardClient(this.coap, {
       credentials: config.credentials,
       clock: platform.clock,
       log: platform.log,
       uplink: config.uplink ?? 'con',
       ...(config.codec ? { codec: config.codec } : {}),
     });
-    coap.onTransportError = (e) => this.#onTransportError(e as DtlsError);
-    this.#coap = coap;
-    return tb;
+    this.coap.onTransportError = (e) => this.#onTransportError(e as DtlsError);
+    config.ota?.attach(this);
   }
 
-  /** mqtt:// or mqtts://: MQTT over the platform's TCP, in TLS when `tls` is set. */
-  #openMqtt(platform: Platform, config: DeviceConfig): MqttThingsBoardClient {
-    if (config.dtls) throw new Error('dtls is for coaps:// (mqtts:// takes tls)');
-    const tcp = platform.tcp;
-    if (!tcp) throw new Error('mqtt:// configured but this platform has no TCP');
-    let stream: StreamFactory = tcp;
-    const t = config.tls;
-    if (t) {
-      if (!platform.dtls) throw new Error('mqtts:// configured but this platform has no TLS engine');
-      let session = t.session;
-      const store = config.storage?.session;
-      if (store) {
-        this.#sessionTag = sessionTag(['mqtts', config.server.host, String(config.server.port), t.hostname, t.cert, t.key]);
-        session ??= store.load(this.#sessionTag);
-      }
-      this.#tls = new TlsStreamFactory(tcp, {
-        clock: platform.clock,
-        createEngine: platform.dtls,
-        engine: { ca: t.ca, hostname: t.hostname, ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}) },
-        ...(session ? { session } : {}),
-        onHandshake: (info) => this.#onTlsHandshake(info.resumed),
-      });
-      stream = this.#tls;
-    }
-    return new MqttThingsBoardClient({
-      stream,
-      host: config.server.host,
-      port: config.server.port,
-      credentials: config.credentials,
-      clock: platform.clock,
-      random: platform.random,
-      log: platform.log,
-      ...(config.codec ? { codec: config.codec } : {}),
-      ...config.mqtt,
-    });
-  }
-
-  /** The CoAP client (coap:// and coaps:// only: throws for an MQTT device). */
-  get coap(): CoapClient {
-    if (!this.#coap) throw new Error('not a CoAP device (the server URL is mqtt:// or mqtts://)');
-    return this.#coap;
-  }
-
-  /** The TLS layer, when mqtts:// is configured (`last` is the current connection). */
-  get tls(): TlsStreamFactory | undefined {
-    return this.#tls;
-  }
-
-  /** A TLS handshake verified the server (MQTTS): keep the session for the next boot. */
-  #onTlsHandshake(resumed: boolean): void {
-    this.#platform.log.info(`TLS session established (${resumed ? 'resumed' : 'full handshake'})`);
-    this.#saveSession(this.#tls?.session);
-  }
-
-  #saveSession(session: Uint8Array | null | undefined): void {
-    const store = this.#config.storage?.session;
-    if (!store || !session) return;
-    try {
-      store.save(this.#sessionTag, session);
-    } catch (e) {
-      this.#platform.log.warn(`DTLS session not saved: ${(e as Error).message}`);
-    }
-  }
-
-  /** The DTLS (coaps://) or TLS (mqtts://) session to keep across sleep (pass back as dtls.session / tls.session), or null. */
+  /** The DTLS session to keep across sleep (pass back as dtls.session), or null. */
   dtlsSession(): Uint8Array | null {
-    return this.#dtls?.session() ?? this.#tls?.session ?? null;
+    return this.#dtls?.session() ?? null;
   }
 
   /** The DTLS layer, when coaps:// is configured. */
@@ -394,7 +308,15 @@ export class DeviceApp {
   #onDtlsConnected(resumed: boolean): void {
     this.#dtlsConnections++;
     this.#platform.log.info(`DTLS session established (${resumed ? 'resumed' : 'full handshake'})`);
-    this.#saveSession(this.#dtls?.session());
+    const store = this.#config.storage?.session;
+    const session = store ? this.#dtls?.session() : null;
+    if (store && session) {
+      try {
+        store.save(this.#sessionTag, session);
+      } catch (e) {
+        this.#platform.log.warn(`DTLS session not saved: ${(e as Error).message}`);
+      }
+    }
     if (this.#dtlsConnections > 1 && this.#running && this.#subscriptions.length) void this.resubscribe();
   }
 
@@ -419,7 +341,7 @@ export class DeviceApp {
     // Fail closed: no token and no data goes to a server we could not verify.
     const reason = new TbError('security', `DTLS ${error.code}: ${error.message}`);
     this.tb.halt(reason);
-    this.#coap?.failPending(reason);
+    this.coap.failPending(reason);
     this.onEvent?.({ type: 'stopped', reason: reason.message });
   }
 
@@ -562,10 +484,9 @@ export class DeviceApp {
     const stopped = this.tb.stopped;
     if (stopped) log.error(`device started but not sending: ${stopped.message}`);
     else log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
-    // MQTT refuses (CONNACK 5) or fails closed (TLS) on the connection, before any request: say so.
-    if (stopped && this.#mqtt) this.onEvent?.({ type: 'stopped', reason: stopped.message });
     this.#mappingMayHaveChanged = false; // just registered
     this.#noteTraffic();
+    if (!this.tb.stopped) this.#config.ota?.onConnected();
   }
 
   /** Re-registers the observations (after a wake-up or an address change). */
@@ -577,13 +498,13 @@ export class DeviceApp {
 
   stop(): void {
     this.#running = false;
+    this.#config.ota?.stop();
     if (this.#timer !== undefined) this.#platform.clock.clearTimer(this.#timer);
     this.#timer = undefined;
     for (const s of this.#subscriptions) void s.cancel().catch(() => undefined);
     this.#subscriptions = [];
-    this.#coap?.close();
-    this.#transport?.close();
-    this.#mqtt?.close();
+    this.coap.close();
+    this.#transport.close();
   }
 
   /** Takes one reading of every source into the queue, without sending it (the wake cycle sends later). */
@@ -625,7 +546,7 @@ export class DeviceApp {
     // A confirmed uplink just went out through the current NAT mapping. If it followed a silence
     // long enough for the old mapping to expire, or an outage, the server's observe relations may
     // point at a dead address: register them again from here.
-    const refresh = this.#mqtt ? 0 : (this.#config.observeRefreshMs ?? OBSERVE_REFRESH_MS);
+    const refresh = this.#config.observeRefreshMs ?? OBSERVE_REFRESH_MS;
     const stale = this.#mappingMayHaveChanged || this.#failedSinceReport;
     this.#mappingMayHaveChanged = false;
     this.#failedSinceReport = false;
@@ -662,7 +583,7 @@ export class DeviceApp {
             this.#platform.log.error(`telemetry rejected (4.00), ${batch.length} records dropped`);
             continue;
           }
-          if (e instanceof TbError && (e.code === 'unauthorized' || (e.code === 'security' && this.#mqtt))) this.onEvent?.({ type: 'stopped', reason: err.message });
+          if (e instanceof TbError && e.code === 'unauthorized') this.onEvent?.({ type: 'stopped', reason: err.message });
           if (e instanceof TbError && e.code === 'timeout') this.#timeouts++;
           // No answer inside an established DTLS session: the server may have restarted and silently
           // dropped our records. Handshake again (resuming if it still knows us). A CON timeout is
@@ -757,6 +678,7 @@ export class DeviceApp {
     const snapshot = this.#snapshotDue;
     this.#snapshotDue = false;
     this.onEvent?.({ type: 'attributes', shared, deleted });
+    this.#config.ota?.onSharedAttributes(shared, deleted);
     const seconds = shared.reportingInterval;
     if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds > 0) this.setReportingInterval(seconds * 1000, 'server', 'shared attribute reportingInterval');
     else if (seconds !== undefined) this.#platform.log.warn('shared attribute reportingInterval ignored: expected seconds > 0');

@@ -196,6 +196,40 @@ export interface Sleep {
   retained?: { read(): Uint8Array | undefined; write(data: Uint8Array): void };
 }
 
+/** The image that is running, as its firmware build names it (ThingsBoard's fw_title / fw_version). */
+export interface FirmwareImage {
+  title: string;
+  version: string;
+}
+
+/**
+ * Two firmware image slots (A/B) and the boot loader's switch, for updates over the air (src/ota).
+ *
+ * - `update` is the inactive slot, a Flash (NOR: erase a block, then program): the download writes
+ *   it at any offset and reads it back, so a download continues after a reboot where it stopped.
+ * - `activate()` makes it the next boot image *on trial*; the loader boots it, and keeps booting it
+ *   while `running().trial` until the firmware calls `confirm()` (it reached the server) or the trial
+ *   runs out of boots (`trialBoots` counts them): then it boots the previous image again.
+ *   `rollback()` asks for that at once.
+ *
+ * Simulator: tools/sim/ota-slots.ts (two images, a boot record). ESP32: the `nextota` partition
+ * through `embedded:storage/flash` and the switch through `embedded:update` plus ESP-IDF's
+ * app-rollback calls (docs/ota.md says what the Moddable build needs).
+ */
+export interface FirmwareSlots {
+  readonly update: Flash;
+  /** The running image; `trial`: booted after activate() and not confirmed yet; `trialBoots`: boots on trial so far (1 = this one). */
+  running(): FirmwareImage & { trial: boolean; trialBoots: number };
+  /** The first `size` bytes of `update` are the next boot image, on trial. Throws when the loader rejects the image. */
+  activate(size: number, image: FirmwareImage): void;
+  /** The image on trial works: keep it (ESP-IDF esp_ota_mark_app_valid_cancel_rollback). */
+  confirm(): void;
+  /** Boot the previous image at the next boot. */
+  rollback(): void;
+  /** Restarts the device; does not return on a device (the simulator reboots its device from here). */
+  restart(): void;
+}
+
 /** Everything the firmware app needs from its host, gathered in one place for wiring. */
 export interface Platform {
   clock: Clock;
@@ -204,8 +238,6 @@ export interface Platform {
   log: Log;
   /** Persistent storage (credentials, config, offline queue), when the board has it. */
   flash?: Flash;
-  /** The native DTLS engine (mbedTLS through N-API on the host, xsmc on the device), for coaps:// (and TLS for mqtts://). */
+  /** The native DTLS engine (mbedTLS through N-API on the host, xsmc on the device), for coaps://. */
   dtls?: DtlsEngineFactory;
-  /** TCP connections, for mqtt:// and mqtts:// (embedded:io/socket/tcp on the device, node:net on the host). */
-  tcp?: StreamFactory;
 }

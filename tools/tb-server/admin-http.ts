@@ -4,12 +4,12 @@
 
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createHash } from 'node:crypto';
 import type { Device, JsonObject, JsonValue, PowerMode, Store } from './store';
 import { StoreError, certSha3FromPem } from './store';
 import { RpcTimeoutError, TbCoapService, isObject } from './handler';
 import { MAX_JSON_DEPTH, jsonDepth } from './json';
 import { checkAdminRequest } from './admin-auth';
+import { OtaLibrary, fwStateHistory } from './ota-packages';
 import { DEFAULT_PROTO_SCHEMAS, ProtoSchemaError, compileProfile } from './proto-profile';
 import type { ProtoSchemas } from './proto-profile';
 
@@ -50,6 +50,9 @@ export async function startAdminHttp(o: { host: string; port: number; store: Sto
     if (!d) throw new HttpError(404, 'device not found');
     return d;
   };
+
+  let library: OtaLibrary | undefined;
+  const otaLibrary = (): OtaLibrary => (library ??= new OtaLibrary(store.dataDir));
 
   const route = async (req: http.IncomingMessage): Promise<[number, unknown]> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -160,21 +163,32 @@ export async function startAdminHttp(o: { host: string; port: number; store: Sto
         return [200, publicDevice(d, service)];
       }
       if ((sub === 'ota' || sub === 'ota/fw' || sub === 'ota/sw') && m === 'POST') {
+        // {title, version, data (base64), checksumAlgorithm?, checksum?}: upload and assign at once;
+        // {title, version} alone: assign a package uploaded with POST /api/ota/packages.
         const type = sub === 'ota/sw' ? 'sw' : 'fw';
         const b = await readBody(req);
-        if (!isObject(b) || typeof b.title !== 'string' || typeof b.version !== 'string' || typeof b.data !== 'string') {
-          throw new HttpError(400, 'expected {title, version, data (base64)}');
+        if (!isObject(b) || typeof b.title !== 'string' || typeof b.version !== 'string' || (b.data !== undefined && typeof b.data !== 'string')) {
+          throw new HttpError(400, 'expected {title, version, data (base64)?, checksumAlgorithm?, checksum?}');
         }
-        const data = Buffer.from(b.data, 'base64');
-        const checksum = createHash('sha256').update(data).digest('hex');
-        store.setOta(d.id, { type, title: b.title, version: b.version, data: b.data, checksumAlgorithm: 'SHA256', checksum });
-        const attrs: JsonObject = {
-          [`${type}_title`]: b.title, [`${type}_version`]: b.version, [`${type}_size`]: data.length,
-          [`${type}_checksum_algorithm`]: 'SHA256', [`${type}_checksum`]: checksum,
-        };
-        store.setSharedAttributes(d.id, attrs);
-        service.sharedAttributesChanged(d, attrs, []);
-        return [200, attrs];
+        const lib = otaLibrary();
+        if (typeof b.data === 'string') {
+          lib.upload({ type, title: b.title, version: b.version, data: Buffer.from(b.data, 'base64'),
+            ...(typeof b.checksumAlgorithm === 'string' ? { checksumAlgorithm: b.checksumAlgorithm } : {}), ...(typeof b.checksum === 'string' ? { checksum: b.checksum } : {}) });
+        }
+        const pkg = lib.get(type, b.title, b.version);
+        if (!pkg) throw new HttpError(404, `no ${type} package ${b.title} ${b.version}: upload it first (POST /api/ota/packages)`);
+        o.log(`admin: ${type} package ${pkg.title} ${pkg.version} assigned to ${d.name}`);
+        return [200, lib.assign(store, service, d, pkg)];
+      }
+      if (sub === 'fw-state' && m === 'GET') return [200, fwStateHistory(store, d.id)];
+    }
+    if (p[1] === 'ota' && p[2] === 'packages' && p.length === 3) {
+      if (m === 'GET') return [200, otaLibrary().list()];
+      if (m === 'POST') {
+        const b = await readBody(req);
+        if (!isObject(b) || typeof b.title !== 'string' || typeof b.version !== 'string' || typeof b.data !== 'string') throw new HttpError(400, 'expected {title, version, data (base64), checksumAlgorithm?, checksum?, type?}');
+        return [201, otaLibrary().upload({ type: b.type === 'sw' ? 'sw' : 'fw', title: b.title, version: b.version, data: Buffer.from(b.data, 'base64'),
+          ...(typeof b.checksumAlgorithm === 'string' ? { checksumAlgorithm: b.checksumAlgorithm } : {}), ...(typeof b.checksum === 'string' ? { checksum: b.checksum } : {}) })];
       }
     }
     if (p[1] === 'provision-profiles' && p.length === 2) {

@@ -240,6 +240,46 @@ export const COMMANDS: Record<string, Command> = {
       return EXIT.OK;
     },
   },
+  'ota-upload': {
+    spec: cmd('ota-upload FILE --title T --version V [--algorithm A] [--checksum HEX]', 'Uploads a firmware package (as ThingsBoard does: the checksum computed with the algorithm, or given). Assign it with ota-assign.',
+      [
+        { name: 'title', type: 'string', value: 'T', help: 'package title (fw_title)' },
+        { name: 'version', type: 'string', value: 'V', help: 'package version (fw_version)' },
+        { name: 'algorithm', type: 'string', value: 'A', help: 'MD5, SHA256, SHA384, SHA512, CRC32, MURMUR3_32 or MURMUR3_128', default: 'SHA256' },
+        { name: 'checksum', type: 'string', value: 'HEX', help: 'the checksum to publish instead of the computed one', default: 'computed' },
+      ], ['ota-upload build/fw-1.1.bin --title sim-fw --version 1.1.0 --algorithm CRC32']),
+    async run(p, args) {
+      const file = need(args[0], 'FILE');
+      const title = str(p, 'title'), version = str(p, 'version');
+      if (!title || !version) throw new UsageError('--title and --version are required');
+      let data: Buffer;
+      try { data = readFileSync(file); } catch (e) { throw new UsageError(`FILE: cannot read ${file}: ${(e as Error).message}`); }
+      out(await api(p, 'POST', '/api/ota/packages', { title, version, data: data.toString('base64'), checksumAlgorithm: str(p, 'algorithm') ?? 'SHA256', ...(str(p, 'checksum') ? { checksum: str(p, 'checksum') } : {}) }));
+      return EXIT.OK;
+    },
+  },
+  'ota-packages': {
+    spec: cmd('ota-packages', 'Lists the uploaded firmware packages (title, version, size, checksum).', [], ['ota-packages']),
+    async run(p) {
+      out(await api(p, 'GET', '/api/ota/packages'));
+      return EXIT.OK;
+    },
+  },
+  'ota-assign': {
+    spec: cmd('ota-assign NAME TITLE VERSION', 'Assigns an uploaded firmware package to a device: sets its fw_* shared attributes, which the device observes.', [], ['ota-assign sim-device-1 sim-fw 1.1.0']),
+    async run(p, args) {
+      const name = dev(args);
+      out(await api(p, 'POST', `/api/devices/${name}/ota`, { title: need(args[1], 'TITLE'), version: need(args[2], 'VERSION') }));
+      return EXIT.OK;
+    },
+  },
+  'fw-state': {
+    spec: cmd('fw-state NAME', 'The fw_state history a device reported (QUEUED, DOWNLOADING ... UPDATED or FAILED with fw_error), oldest first.', [], ['fw-state sim-device-1']),
+    async run(p, args) {
+      out(await api(p, 'GET', `/api/devices/${dev(args)}/fw-state`));
+      return EXIT.OK;
+    },
+  },
   'add-profile': {
     spec: cmd('add-profile KEY (--secret-file FILE | SECRET) [ALLOW_CREATE_NEW_DEVICES|CHECK_PRE_PROVISIONED_DEVICES]', 'Adds a device provisioning profile (key + secret).',
       [{ name: 'secret-file', type: 'string', value: 'FILE', help: 'read the provisioning secret from FILE instead of the command line' }],

@@ -1,0 +1,510 @@
+/*
+ * Firmware update over the air, ThingsBoard style (reference thingsboard-coap.md §1.3):
+ *
+ *   fw_* shared attributes (Observe notification, the registration's snapshot, or an attribute
+ *   request at boot) -> GET /fw/$TOKEN?title=&version=&size=&chunk= for chunk 0..ceil(fw_size/size)-1
+ *   (a chunk past the end gets no response at all, so the count comes from fw_size) -> each chunk
+ *   written to the inactive image slot, read back, and counted in flash -> checksum over the slot
+ *   -> switch (on trial) -> restart -> the new image reports UPDATED and is confirmed; an image that
+ *   does not reach the server within `maxTrialBoots` boots is rolled back, and the old image reports
+ *   FAILED.
+ *
+ * fw_state goes DOWNLOADING -> DOWNLOADED -> VERIFIED -> UPDATING -> UPDATED, or FAILED with
+ * fw_error, as telemetry (what ThingsBoard's dashboard reads), with current_fw_title/version.
+ *
+ * Resume: the chunk counter in flash (store.ts) is advanced only after a chunk is in the slot and
+ * read back equal, so after a power cut or reboot the download goes on from there. A chunk torn by
+ * the cut sits in a block that is no longer blank: the download then goes back to that block's first
+ * chunk (at most blockSize / chunkSize - 1 chunks again), never to zero. A different fw_version
+ * mid-download starts that package from chunk 0, cleanly.
+ *
+ * Work runs from fresh jobs (never inside a notification handler): the receive path on XS is deep.
+ */
+import type { CoapClient } from '../coap/client';
+import type { Clock, FirmwareSlots, Log, TimerHandle } from '../platform/types';
+import type { ThingsBoardClient } from '../thingsboard/client';
+import { errorForCode, TbError } from '../thingsboard/errors';
+import type { TbObject, TbValue } from '../thingsboard/payload';
+import type { OtaRecord, OtaStore, OtaTarget } from './store';
+import { sameTarget } from './store';
+import { createChecksum, isChecksumAlgorithm } from './hash';
+
+export type FwState = 'DOWNLOADING' | 'DOWNLOADED' | 'VERIFIED' | 'UPDATING' | 'UPDATED' | 'FAILED';
+
+export const FW_KEYS = Object.freeze(['fw_title', 'fw_version', 'fw_size', 'fw_checksum', 'fw_checksum_algorithm', 'fw_url']);
+
+/** Why an X.509 device cannot update over CoAP from ThingsBoard (logged and reported as fw_error). */
+export const X509_UNSUPPORTED =
+  "X.509 device: ThingsBoard's CoAP /fw resource accepts only the access-token path (thingsboard issue #13097); update it over MQTT or give it an access token";
+
+/** Bytes added around a chunk on the way: CoAP (header, token, no options but Block2) 16, DTLS record with a 16-byte AEAD tag 37, IPv6 + UDP 48. */
+const CHUNK_OVERHEAD = 16 + 37 + 48;
+
+/** The largest power of two up to 1024 (ThingsBoard's sample client's limit) whose response fits one datagram on a link of `linkMtu`. */
+export function chunkSizeFor(linkMtu: number): number {
+  let size = 1024;
+  while (size > 16 && size + CHUNK_OVERHEAD > linkMtu) size >>= 1;
+  return size;
+}
+
+export interface OtaOptions {
+  slots: FirmwareSlots;
+  /** Progress in flash; may be given later with useStore() (before the app starts). */
+  store?: OtaStore;
+  clock: Clock;
+  log: Log;
+  /** Bytes per chunk (a power of two dividing the slot's block size). Default chunkSizeFor(linkMtu). */
+  chunkSize?: number;
+  /** Path MTU the chunk response must fit in one datagram of (default 1280, the IPv6 minimum). */
+  linkMtu?: number;
+  /** Pause between chunk requests (ThingsBoard rate-limits bursts), ms. Default 100. */
+  paceMs?: number;
+  /** Chunks are requested NON (default): one datagram each way; a lost one is asked again after this, ms. Default 5000. */
+  responseTimeoutMs?: number;
+  /** Request chunks as CON instead (the CoAP layer then retransmits; ThingsBoard adds an empty ACK, and we ACK its response). */
+  confirmable?: boolean;
+  /** Failed attempts in a row before pausing `retryPauseMs`. Default 8. */
+  maxAttempts?: number;
+  retryPauseMs?: number;
+  /** Boots a new image gets to reach the server and report UPDATED before the old one comes back. Default 3. */
+  maxTrialBoots?: number;
+  /** Time a new image gets, per boot, to reach the server before it restarts (counting a trial boot), ms. Default 10 min. */
+  trialTimeoutMs?: number;
+}
+
+export type OtaEvent =
+  | { type: 'state'; state: FwState; title: string; version: string; error?: string }
+  | { type: 'chunk'; index: number; count: number; resumed: boolean }
+  | { type: 'restart'; reason: string };
+
+export interface OtaStats {
+  requests: number;
+  chunks: number;
+  timeouts: number;
+  /** Chunks downloaded again after a torn write. */
+  rewound: number;
+  bytes: number;
+}
+
+export class OtaAgent {
+  onEvent?: (event: OtaEvent) => void;
+  readonly stats: OtaStats = { requests: 0, chunks: 0, timeouts: 0, rewound: 0, bytes: 0 };
+  readonly #o: OtaOptions;
+  readonly #slots: FirmwareSlots;
+  #storeRef: OtaStore | undefined;
+  readonly #chunkSize: number;
+  #tb: ThingsBoardClient | undefined;
+  #coap: CoapClient | undefined;
+  /** fw_* attributes as last seen (notifications carry only the changed keys). */
+  #known: TbObject = {};
+  #target: OtaRecord | undefined;
+  /** Bumped to cancel a running download. */
+  #generation = 0;
+  #downloading = false;
+  #stopped = false;
+  #trial = false;
+  #confirmed = false;
+  #trialTimer: TimerHandle | undefined;
+  #timers = new Set<TimerHandle>();
+  #failedLogged = '';
+  #booted = false;
+
+  constructor(options: OtaOptions) {
+    this.#o = options;
+    this.#slots = options.slots;
+    this.#storeRef = options.store;
+    this.#chunkSize = options.chunkSize ?? chunkSizeFor(options.linkMtu ?? 1280);
+    if (this.#chunkSize & (this.#chunkSize - 1) || this.#chunkSize < 16 || this.#chunkSize > 1024 || this.#slots.update.blockSize % this.#chunkSize)
+      throw new RangeError(`OTA chunk size ${this.#chunkSize}: a power of two from 16 to 1024 dividing the block size`);
+  }
+
+  /** The progress store, when it is opened after the agent (one KvStore per partition). */
+  useStore(store: OtaStore): void {
+    this.#storeRef = store;
+  }
+
+  get #store(): OtaStore {
+    if (!this.#storeRef) throw new Error('OtaAgent: no progress store (options.store or useStore())');
+    return this.#storeRef;
+  }
+
+  get chunkSize(): number {
+    return this.#chunkSize;
+  }
+
+  /** The package being downloaded, if any. */
+  get target(): OtaTarget | undefined {
+    return this.#target;
+  }
+
+  get downloading(): boolean {
+    return this.#downloading;
+  }
+
+  /** Called by the app (DeviceConfig.ota) once its ThingsBoard client exists. */
+  attach(app: { tb: ThingsBoardClient; coap: CoapClient }): void {
+    this.#tb = app.tb;
+    this.#coap = app.coap;
+    this.#boot();
+  }
+
+  /** Boot-time bookkeeping of a new image on trial: too many boots -> back to the old image. */
+  #boot(): void {
+    if (this.#booted) return;
+    this.#booted = true;
+    const r = this.#slots.running();
+    this.#trial = r.trial;
+    if (!r.trial) return;
+    const max = this.#o.maxTrialBoots ?? 3;
+    if (r.trialBoots > max) {
+      this.#o.log.error(`firmware ${r.title} ${r.version} did not reach the server in ${max} boots: rolling back`);
+      this.#slots.rollback();
+      this.#restart(`rollback of ${r.version}`);
+      return;
+    }
+    this.#o.log.info(`firmware ${r.title} ${r.version} on trial (boot ${r.trialBoots} of ${max}): confirmed once it reports UPDATED to the server`);
+    const ms = this.#o.trialTimeoutMs ?? 600_000;
+    this.#trialTimer = this.#o.clock.setTimer(() => {
+      this.#trialTimer = undefined;
+      if (this.#confirmed || this.#stopped) return;
+      this.#o.log.warn(`firmware ${r.version} has not reached the server in ${ms / 1000} s: restarting (trial boot ${r.trialBoots} of ${max})`);
+      this.#restart('trial timeout');
+    }, ms);
+  }
+
+  /** Shared attributes from a notification or a snapshot; the work happens in a fresh job. */
+  onSharedAttributes(shared: TbObject, deleted: string[]): void {
+    let relevant = false;
+    for (const k of FW_KEYS) {
+      if (k in shared) {
+        this.#known[k] = shared[k]!;
+        relevant = true;
+      }
+      if (deleted.includes(k)) {
+        delete this.#known[k];
+        relevant = true;
+      }
+    }
+    if (relevant && !this.#stopped) void Promise.resolve().then(() => this.#consider());
+  }
+
+  /** The app registered with the server (after boot, after provisioning): report, resume, ask. */
+  onConnected(): void {
+    if (this.#stopped) return;
+    void Promise.resolve()
+      .then(() => this.#afterConnect())
+      .catch((e: Error) => this.#o.log.warn(`ota: ${e.message}`));
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#generation++;
+    if (this.#trialTimer !== undefined) this.#o.clock.clearTimer(this.#trialTimer);
+    for (const t of this.#timers) this.#o.clock.clearTimer(t);
+    this.#timers.clear();
+  }
+
+  async #afterConnect(): Promise<void> {
+    const tb = this.#tb;
+    if (!tb) return;
+    const running = this.#slots.running();
+    const rec = this.#store.load();
+    if (this.#trial && !this.#confirmed) {
+      // The new image is up and talks to the server: say so, and keep it once the server has it.
+      if (await this.#report('UPDATED', running.title, running.version, undefined, { current_fw_title: running.title, current_fw_version: running.version })) {
+        this.#confirmed = true;
+        if (this.#trialTimer !== undefined) this.#o.clock.clearTimer(this.#trialTimer);
+        this.#slots.confirm();
+        this.#store.clear();
+        this.#o.log.info(`firmware ${running.title} ${running.version} confirmed`);
+      }
+    } else if (rec?.phase === 'updating') {
+      if (rec.title === running.title && rec.version === running.version) {
+        // Confirmed before a power cut cleared the record.
+        this.#store.clear();
+      } else {
+        const error = `rolled back to ${running.version}: ${rec.version} did not reach the server within ${this.#o.maxTrialBoots ?? 3} boots`;
+        this.#o.log.error(`firmware update ${error}`);
+        this.#store.save({ ...rec, phase: 'failed', error });
+        await this.#report('FAILED', rec.title, rec.version, error);
+      }
+    } else if (rec?.phase === 'downloading' && !this.#target) {
+      // Go on where the last boot stopped; the attributes below may still replace the package.
+      this.#target = rec;
+      this.#startDownload();
+    }
+    try {
+      const snap = await tb.requestAttributes({ sharedKeys: FW_KEYS.slice() });
+      this.onSharedAttributes(snap.shared, []);
+    } catch (e) {
+      this.#o.log.debug(`ota: fw attribute request: ${(e as Error).message}`);
+    }
+  }
+
+  #parseTarget(): OtaTarget | undefined {
+    const k = this.#known;
+    const title = k.fw_title, version = k.fw_version, size = k.fw_size, checksum = k.fw_checksum;
+    const algorithm = k.fw_checksum_algorithm ?? 'SHA256';
+    if (typeof title !== 'string' || typeof version !== 'string') return undefined;
+    if (typeof size !== 'number' || !(size > 0) || !Number.isInteger(size) || typeof checksum !== 'string' || !isChecksumAlgorithm(algorithm)) return undefined;
+    return { title, version, size, checksum: checksum.toLowerCase(), algorithm };
+  }
+
+  /** Decides what the fw_* attributes ask for. */
+  async #consider(): Promise<void> {
+    if (this.#stopped || !this.#tb) return;
+    const running = this.#slots.running();
+    const k = this.#known;
+    const t = this.#parseTarget();
+    if (!t) {
+      if (typeof k.fw_title === 'string' && typeof k.fw_version === 'string' && typeof k.fw_url === 'string' && !(k.fw_title === running.title && k.fw_version === running.version)) {
+        await this.#failOnce({ title: k.fw_title, version: k.fw_version, size: 0, checksum: '', algorithm: 'SHA256' }, 'package is an external URL (fw_url): not downloadable over CoAP');
+        return;
+      }
+      if (k.fw_title === undefined && this.#target) {
+        this.#o.log.info(`firmware ${this.#target.version} no longer assigned: download cancelled`);
+        this.#cancel();
+        this.#store.clear();
+      }
+      return;
+    }
+    if (t.title === running.title && t.version === running.version) {
+      if (this.#target) this.#cancel();
+      return;
+    }
+    const rec = this.#store.load();
+    if (rec?.phase === 'updating') return; // settled by #afterConnect
+    if (rec?.phase === 'failed' && sameTarget(rec, t)) {
+      const key = `${t.title} ${t.version}`;
+      if (this.#failedLogged !== key) this.#o.log.warn(`firmware ${key} failed before (${rec.error ?? 'unknown'}): not tried again until another package is assigned`);
+      this.#failedLogged = key;
+      return;
+    }
+    if (this.#tb.path('x') === '/api/v1/x') {
+      this.#o.log.error(`firmware ${t.title} ${t.version}: ${X509_UNSUPPORTED}`);
+      await this.#failOnce(t, X509_UNSUPPORTED);
+      return;
+    }
+    if (t.size > this.#slots.update.byteLength) {
+      await this.#failOnce(t, `image of ${t.size} bytes does not fit the ${this.#slots.update.byteLength}-byte update slot`);
+      return;
+    }
+    if (this.#target && sameTarget(this.#target, t)) {
+      if (!this.#downloading) this.#startDownload();
+      return;
+    }
+    if (this.#target) this.#o.log.warn(`firmware target changed from ${this.#target.version} to ${t.version} mid-download: starting ${t.version} from chunk 0`);
+    this.#cancel();
+    const next: OtaRecord = { ...t, chunkSize: this.#chunkSize, phase: 'downloading' };
+    this.#store.save(next);
+    this.#store.setNextChunk(t, 0);
+    this.#target = next;
+    this.#o.log.info(`firmware ${t.title} ${t.version} assigned (${t.size} bytes, ${t.algorithm}): downloading in ${Math.ceil(t.size / next.chunkSize)} chunks of ${next.chunkSize}`);
+    this.#startDownload();
+  }
+
+  async #failOnce(t: OtaTarget, error: string): Promise<void> {
+    const rec = this.#store.load();
+    if (rec?.phase === 'failed' && sameTarget(rec, t)) return;
+    await this.#fail(t, error);
+  }
+
+  async #fail(t: OtaTarget, error: string): Promise<void> {
+    this.#cancel();
+    this.#store.save({ ...t, chunkSize: this.#chunkSize, phase: 'failed', error });
+    this.#o.log.error(`firmware ${t.title} ${t.version} FAILED: ${error}`);
+    await this.#report('FAILED', t.title, t.version, error);
+  }
+
+  #cancel(): void {
+    this.#generation++;
+    this.#target = undefined;
+  }
+
+  #startDownload(): void {
+    if (this.#downloading || !this.#target) return;
+    this.#downloading = true;
+    const gen = this.#generation;
+    void this.#download(this.#target, gen)
+      .catch((e: Error) => this.#o.log.error(`firmware download stopped: ${e.message}`))
+      .finally(() => {
+        if (gen === this.#generation || this.#downloading) this.#downloading = false;
+        // A newer target arrived while this one was winding down.
+        if (!this.#stopped && this.#target && gen !== this.#generation) this.#startDownload();
+      });
+  }
+
+  async #download(target: OtaRecord, gen: number): Promise<void> {
+    const cs = target.chunkSize;
+    const count = Math.ceil(target.size / cs);
+    const slot = this.#slots.update;
+    const perBlock = slot.blockSize / cs;
+    let next = Math.min(this.#store.nextChunk(target), count);
+    const resumed = next > 0;
+    if (next > 0 && next < count && next % perBlock !== 0) {
+      // The rest of this block must be blank; a chunk torn by a power cut is not: rewrite the block.
+      const off = next * cs;
+      const rest = slot.read(off, (Math.floor(next / perBlock) + 1) * slot.blockSize - off);
+      if (!isBlank(rest)) {
+        const back = next - (next % perBlock);
+        this.#o.log.warn(`firmware chunk ${next} was torn by a power cut: going back to chunk ${back} (start of its block)`);
+        this.stats.rewound += next - back;
+        next = back;
+      }
+    }
+    if (resumed) this.#o.log.info(`firmware ${target.version}: resuming at chunk ${next} of ${count}`);
+    await this.#report('DOWNLOADING', target.title, target.version);
+    let failures = 0;
+    const pace = this.#o.paceMs ?? 100;
+    while (next < count) {
+      if (gen !== this.#generation || this.#stopped) return;
+      const tb = this.#tb!;
+      if (tb.stopped) return; // 4.01 or a DTLS failure: the app says why; resumed at the next connect
+      const wait = tb.retryAfter;
+      if (wait) await this.#sleep(wait - this.#o.clock.now());
+      const expect = Math.min(cs, target.size - next * cs);
+      let payload: Uint8Array | undefined;
+      try {
+        payload = await this.#requestChunk(target, next);
+      } catch (e) {
+        if (e instanceof TbError && (e.code === 'bad-request' || e.code === 'not-found')) {
+          // 4.00: title/version no longer the assigned package; 4.04: nothing assigned. Ask again.
+          this.#o.log.warn(`firmware ${target.version} chunk ${next}: ${e.message}; asking for the fw attributes again`);
+          this.#cancel();
+          this.onConnected();
+          return;
+        }
+        if (e instanceof TbError && e.code === 'unauthorized') return;
+      }
+      if (gen !== this.#generation || this.#stopped) return;
+      if (!payload || payload.length !== expect) {
+        if (payload) this.#o.log.warn(`firmware chunk ${next}: ${payload.length} bytes, expected ${expect}`);
+        if (++failures >= (this.#o.maxAttempts ?? 8)) {
+          const pause = this.#o.retryPauseMs ?? 60_000;
+          this.#o.log.warn(`firmware chunk ${next}: ${failures} attempts failed, trying again in ${pause / 1000} s (progress kept)`);
+          failures = 0;
+          await this.#sleep(pause);
+        }
+        continue;
+      }
+      failures = 0;
+      const off = next * cs;
+      if (off % slot.blockSize === 0) slot.erase(off / slot.blockSize);
+      slot.write(off, payload);
+      if (!equalBytes(slot.read(off, payload.length), payload)) {
+        const back = next - (next % perBlock);
+        this.#o.log.warn(`firmware chunk ${next} did not read back equal: rewriting from chunk ${back}`);
+        this.stats.rewound += next - back;
+        next = back;
+        continue;
+      }
+      next++;
+      this.#store.setNextChunk(target, next);
+      this.stats.chunks++;
+      this.stats.bytes += payload.length;
+      this.onEvent?.({ type: 'chunk', index: next - 1, count, resumed });
+      if (pace > 0 && next < count) await this.#sleep(pace);
+    }
+    if (gen !== this.#generation || this.#stopped) return;
+    await this.#report('DOWNLOADED', target.title, target.version);
+    const digest = await this.#digest(target);
+    if (gen !== this.#generation || this.#stopped) return;
+    if (digest !== target.checksum.toLowerCase()) {
+      await this.#fail(target, `checksum mismatch (${target.algorithm}): expected ${target.checksum}, image has ${digest}`);
+      return;
+    }
+    await this.#report('VERIFIED', target.title, target.version);
+    await this.#report('UPDATING', target.title, target.version);
+    if (gen !== this.#generation || this.#stopped) return;
+    const running = this.#slots.running();
+    this.#store.save({ ...target, phase: 'updating', fromTitle: running.title, fromVersion: running.version });
+    try {
+      this.#slots.activate(target.size, { title: target.title, version: target.version });
+    } catch (e) {
+      await this.#fail(target, `boot loader refused the image: ${(e as Error).message}`);
+      return;
+    }
+    this.#target = undefined;
+    this.#o.log.info(`firmware ${target.title} ${target.version} verified and switched: restarting into it`);
+    this.#restart(`update to ${target.version}`);
+  }
+
+  async #requestChunk(target: OtaTarget, chunk: number): Promise<Uint8Array | undefined> {
+    const tb = this.#tb!, coap = this.#coap!;
+    const token = tb.path('x').split('/')[3]!;
+    this.stats.requests++;
+    try {
+      const res = await coap.request({
+        method: 'GET',
+        path: `/fw/${token}`,
+        query: [`title=${target.title}`, `version=${target.version}`, `size=${this.#chunkSize}`, `chunk=${chunk}`],
+        confirmable: this.#o.confirmable ?? false,
+        transmission: { responseTimeout: this.#o.responseTimeoutMs ?? 5000 },
+      });
+      if (res.code === 0x45) return res.payload;
+      throw errorForCode(res.code, `firmware chunk ${chunk}`);
+    } catch (e) {
+      if (e instanceof TbError) throw e;
+      this.stats.timeouts++;
+      return undefined;
+    }
+  }
+
+  /** The checksum over the slot's first `size` bytes, read back chunk by chunk (what will boot is what is checked). */
+  async #digest(target: OtaTarget): Promise<string> {
+    const h = createChecksum(target.algorithm);
+    const slot = this.#slots.update;
+    const step = slot.blockSize;
+    for (let off = 0; off < target.size; off += step) {
+      h.update(slot.read(off, Math.min(step, target.size - off)));
+      // let the network and the timers run between blocks
+      if ((off / step) % 16 === 15) await this.#sleep(0);
+    }
+    return h.digestHex();
+  }
+
+  /** Sends fw_state (with fw_error / current_fw_*); true when the server confirmed it. */
+  async #report(state: FwState, title: string, version: string, error?: string, extra?: TbObject): Promise<boolean> {
+    this.onEvent?.({ type: 'state', state, title, version, ...(error !== undefined ? { error } : {}) });
+    const tb = this.#tb;
+    if (!tb || tb.stopped) return false;
+    const values: { [k: string]: TbValue } = { fw_state: state, ...(extra ?? {}) };
+    if (error !== undefined) values.fw_error = error;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await tb.sendTelemetry(values);
+        return true;
+      } catch (e) {
+        this.#o.log.warn(`fw_state ${state} not delivered: ${(e as Error).message}`);
+        if (tb.stopped || this.#stopped) return false;
+      }
+    }
+    return false;
+  }
+
+  #restart(reason: string): void {
+    this.onEvent?.({ type: 'restart', reason });
+    this.#slots.restart();
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = this.#o.clock.setTimer(() => {
+        this.#timers.delete(t);
+        resolve();
+      }, Math.max(0, ms));
+      this.#timers.add(t);
+    });
+  }
+}
+
+function isBlank(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0xff) return false;
+  return true;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
