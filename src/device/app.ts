@@ -10,9 +10,12 @@
 import { CoapClient } from '../coap/client';
 import type { TransmissionParams } from '../coap/types';
 import { NBIOT_TRANSMISSION, RFC7252_TRANSMISSION } from '../coap/types';
-import type { Datagram, Platform, TimerHandle } from '../platform/types';
+import type { Datagram, Platform, StreamFactory, TimerHandle } from '../platform/types';
 import type { Credentials, TbSubscription, UplinkMode } from '../thingsboard/client';
 import { ThingsBoardClient } from '../thingsboard/client';
+import { MqttThingsBoardClient } from '../thingsboard/mqtt-client';
+import type { MqttThingsBoardOptions, ThingsBoardDeviceApi } from '../thingsboard/mqtt-client';
+import { TlsStreamFactory } from '../mqtt/tls-stream';
 import { TbError } from '../thingsboard/errors';
 import type { PayloadCodec, RpcRequest, TbObject, TbValue } from '../thingsboard/payload';
 import { DtlsDatagram } from '../dtls/datagram';
@@ -84,6 +87,21 @@ export interface DeviceConfig {
   credentials: Credentials;
   /** Set for coaps://: the DTLS layer between CoAP and UDP. */
   dtls?: DtlsConfig;
+  /**
+   * The ThingsBoard transport, from the server URL's scheme: 'coap' (default: coap://, or coaps://
+   * with `dtls`) or 'mqtt' (mqtt://, or mqtts:// with `tls`; needs Platform.tcp). Everything else
+   * (queue, settings, RPC, shared attributes, provisioning) behaves the same over both.
+   */
+  transport?: 'coap' | 'mqtt';
+  /**
+   * Set for mqtts://: TLS 1.2 over TCP on the same mbedTLS core (Platform.dtls), with the fields of
+   * DtlsConfig (`ca`, `hostname`, `cert` + `key` for mutual X.509, `session`; the datagram-only
+   * ones are ignored). A saved session is offered to X.509 devices too: over MQTT the server
+   * checks the certificate at CONNECT on the connection, not per address.
+   */
+  tls?: DtlsConfig;
+  /** MQTT client settings beyond the defaults (keep-alive, response timeout, reconnect back-off, a packet tap for traces). */
+  mqtt?: Pick<MqttThingsBoardOptions, 'keepAliveMs' | 'responseTimeoutMs' | 'reconnect' | 'tap' | 'clientId'>;
   /** Initial reporting interval; shared attribute `reportingInterval` (seconds) overrides it. */
   reportingIntervalMs?: number;
   transmission?: 'rfc7252' | 'nbiot' | Partial<TransmissionParams>;
@@ -182,12 +200,15 @@ const MAX_INTERVAL_MS = 24 * 3600 * 1000;
 
 export class DeviceApp {
   onEvent?: (event: DeviceEvent) => void;
-  readonly tb: ThingsBoardClient;
-  readonly coap: CoapClient;
+  /** The ThingsBoard device API over the configured transport (CoAP or MQTT). */
+  readonly tb: ThingsBoardDeviceApi;
+  #coap: CoapClient | undefined;
+  #mqtt: MqttThingsBoardClient | undefined;
+  #tls: TlsStreamFactory | undefined;
   #platform: Platform;
   #config: DeviceConfig;
   #sources: TelemetrySource[];
-  #transport: Datagram;
+  #transport: Datagram | undefined;
   #dtls: DtlsDatagram | undefined;
   #intervalMs: number;
   #timer: TimerHandle | undefined;
@@ -243,6 +264,22 @@ export class DeviceApp {
     if (config.provisioning && config.credentials.kind === 'token' && needsProvisioning(config.provisioning.store.load())) this.#provisioned = false;
     this.#batchSize = Math.min(config.batchSize ?? 10, config.codec?.maxTelemetryRecords ?? Infinity);
     this.#replayPaceMs = config.replayPaceMs ?? 1000;
+    if (config.transport === 'mqtt') {
+      // The Datagram, when one is passed, stays owned (closed at stop) and unused.
+      if (config.ota) throw new Error('firmware updates (ota) run over CoAP only so far: MQTT has no v2/fw client yet');
+      this.#transport = transport;
+      this.#mqtt = this.#openMqtt(platform, config);
+      this.tb = this.#mqtt;
+    } else {
+      if (config.tls) throw new Error('tls is for mqtts:// (coaps:// takes dtls)');
+      const tb = this.#openCoap(platform, config, transport);
+      this.tb = tb;
+      config.ota?.attach({ tb, coap: this.coap });
+    }
+  }
+
+  /** coap:// or coaps://: CoAP over UDP, or over DTLS when `dtls` is set. */
+  #openCoap(platform: Platform, config: DeviceConfig, transport: Datagram | undefined): ThingsBoardClient {
     let udp = transport ?? platform.net.open(config.server.host, config.server.port);
     if (config.dtls) {
       if (!platform.dtls) throw new Error('coaps:// configured but this platform has no DTLS engine');
@@ -273,27 +310,92 @@ export class DeviceApp {
     this.#transport = udp;
     const t = config.transmission;
     const transmission = t === 'nbiot' ? NBIOT_TRANSMISSION : t === 'rfc7252' || t === undefined ? RFC7252_TRANSMISSION : { ...RFC7252_TRANSMISSION, ...t };
-    this.coap = new CoapClient(this.#transport, {
+    const coap = new CoapClient(this.#transport, {
       clock: platform.clock,
       random: platform.random,
       log: platform.log,
       transmission,
       tokenLength: config.dtls ? TOKEN_LENGTH.dtls : TOKEN_LENGTH.udp,
     });
-    this.tb = new ThingsBoardClient(this.coap, {
+    const tb = new ThingsBoardClient(coap, {
       credentials: config.credentials,
       clock: platform.clock,
       log: platform.log,
       uplink: config.uplink ?? 'con',
       ...(config.codec ? { codec: config.codec } : {}),
     });
-    this.coap.onTransportError = (e) => this.#onTransportError(e as DtlsError);
-    config.ota?.attach(this);
+    coap.onTransportError = (e) => this.#onTransportError(e as DtlsError);
+    this.#coap = coap;
+    return tb;
   }
 
-  /** The DTLS session to keep across sleep (pass back as dtls.session), or null. */
+  /** mqtt:// or mqtts://: MQTT over the platform's TCP, in TLS when `tls` is set. */
+  #openMqtt(platform: Platform, config: DeviceConfig): MqttThingsBoardClient {
+    if (config.dtls) throw new Error('dtls is for coaps:// (mqtts:// takes tls)');
+    const tcp = platform.tcp;
+    if (!tcp) throw new Error('mqtt:// configured but this platform has no TCP');
+    let stream: StreamFactory = tcp;
+    const t = config.tls;
+    if (t) {
+      if (!platform.dtls) throw new Error('mqtts:// configured but this platform has no TLS engine');
+      let session = t.session;
+      const store = config.storage?.session;
+      if (store) {
+        this.#sessionTag = sessionTag(['mqtts', config.server.host, String(config.server.port), t.hostname, t.cert, t.key]);
+        session ??= store.load(this.#sessionTag);
+      }
+      this.#tls = new TlsStreamFactory(tcp, {
+        clock: platform.clock,
+        createEngine: platform.dtls,
+        engine: { ca: t.ca, hostname: t.hostname, ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}) },
+        ...(session ? { session } : {}),
+        onHandshake: (info) => this.#onTlsHandshake(info.resumed),
+      });
+      stream = this.#tls;
+    }
+    return new MqttThingsBoardClient({
+      stream,
+      host: config.server.host,
+      port: config.server.port,
+      credentials: config.credentials,
+      clock: platform.clock,
+      random: platform.random,
+      log: platform.log,
+      ...(config.codec ? { codec: config.codec } : {}),
+      ...config.mqtt,
+    });
+  }
+
+  /** The CoAP client (coap:// and coaps:// only: throws for an MQTT device). */
+  get coap(): CoapClient {
+    if (!this.#coap) throw new Error('not a CoAP device (the server URL is mqtt:// or mqtts://)');
+    return this.#coap;
+  }
+
+  /** The TLS layer, when mqtts:// is configured (`last` is the current connection). */
+  get tls(): TlsStreamFactory | undefined {
+    return this.#tls;
+  }
+
+  /** A TLS handshake verified the server (MQTTS): keep the session for the next boot. */
+  #onTlsHandshake(resumed: boolean): void {
+    this.#platform.log.info(`TLS session established (${resumed ? 'resumed' : 'full handshake'})`);
+    this.#saveSession(this.#tls?.session);
+  }
+
+  #saveSession(session: Uint8Array | null | undefined): void {
+    const store = this.#config.storage?.session;
+    if (!store || !session) return;
+    try {
+      store.save(this.#sessionTag, session);
+    } catch (e) {
+      this.#platform.log.warn(`DTLS session not saved: ${(e as Error).message}`);
+    }
+  }
+
+  /** The DTLS (coaps://) or TLS (mqtts://) session to keep across sleep (pass back as dtls.session / tls.session), or null. */
   dtlsSession(): Uint8Array | null {
-    return this.#dtls?.session() ?? null;
+    return this.#dtls?.session() ?? this.#tls?.session ?? null;
   }
 
   /** The DTLS layer, when coaps:// is configured. */
@@ -308,15 +410,7 @@ export class DeviceApp {
   #onDtlsConnected(resumed: boolean): void {
     this.#dtlsConnections++;
     this.#platform.log.info(`DTLS session established (${resumed ? 'resumed' : 'full handshake'})`);
-    const store = this.#config.storage?.session;
-    const session = store ? this.#dtls?.session() : null;
-    if (store && session) {
-      try {
-        store.save(this.#sessionTag, session);
-      } catch (e) {
-        this.#platform.log.warn(`DTLS session not saved: ${(e as Error).message}`);
-      }
-    }
+    this.#saveSession(this.#dtls?.session());
     if (this.#dtlsConnections > 1 && this.#running && this.#subscriptions.length) void this.resubscribe();
   }
 
@@ -341,7 +435,7 @@ export class DeviceApp {
     // Fail closed: no token and no data goes to a server we could not verify.
     const reason = new TbError('security', `DTLS ${error.code}: ${error.message}`);
     this.tb.halt(reason);
-    this.coap.failPending(reason);
+    this.#coap?.failPending(reason);
     this.onEvent?.({ type: 'stopped', reason: reason.message });
   }
 
@@ -484,6 +578,8 @@ export class DeviceApp {
     const stopped = this.tb.stopped;
     if (stopped) log.error(`device started but not sending: ${stopped.message}`);
     else log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
+    // MQTT refuses (CONNACK 5) or fails closed (TLS) on the connection, before any request: say so.
+    if (stopped && this.#mqtt) this.onEvent?.({ type: 'stopped', reason: stopped.message });
     this.#mappingMayHaveChanged = false; // just registered
     this.#noteTraffic();
     if (!this.tb.stopped) this.#config.ota?.onConnected();
@@ -503,8 +599,9 @@ export class DeviceApp {
     this.#timer = undefined;
     for (const s of this.#subscriptions) void s.cancel().catch(() => undefined);
     this.#subscriptions = [];
-    this.coap.close();
-    this.#transport.close();
+    this.#coap?.close();
+    this.#transport?.close();
+    this.#mqtt?.close();
   }
 
   /** Takes one reading of every source into the queue, without sending it (the wake cycle sends later). */
@@ -546,7 +643,7 @@ export class DeviceApp {
     // A confirmed uplink just went out through the current NAT mapping. If it followed a silence
     // long enough for the old mapping to expire, or an outage, the server's observe relations may
     // point at a dead address: register them again from here.
-    const refresh = this.#config.observeRefreshMs ?? OBSERVE_REFRESH_MS;
+    const refresh = this.#mqtt ? 0 : (this.#config.observeRefreshMs ?? OBSERVE_REFRESH_MS);
     const stale = this.#mappingMayHaveChanged || this.#failedSinceReport;
     this.#mappingMayHaveChanged = false;
     this.#failedSinceReport = false;
@@ -583,7 +680,7 @@ export class DeviceApp {
             this.#platform.log.error(`telemetry rejected (4.00), ${batch.length} records dropped`);
             continue;
           }
-          if (e instanceof TbError && e.code === 'unauthorized') this.onEvent?.({ type: 'stopped', reason: err.message });
+          if (e instanceof TbError && (e.code === 'unauthorized' || (e.code === 'security' && this.#mqtt))) this.onEvent?.({ type: 'stopped', reason: err.message });
           if (e instanceof TbError && e.code === 'timeout') this.#timeouts++;
           // No answer inside an established DTLS session: the server may have restarted and silently
           // dropped our records. Handshake again (resuming if it still knows us). A CON timeout is

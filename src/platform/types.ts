@@ -238,6 +238,8 @@ export interface Platform {
   log: Log;
   /** Persistent storage (credentials, config, offline queue), when the board has it. */
   flash?: Flash;
-  /** The native DTLS engine (mbedTLS through N-API on the host, xsmc on the device), for coaps://. */
+  /** The native DTLS engine (mbedTLS through N-API on the host, xsmc on the device), for coaps:// (and TLS for mqtts://). */
   dtls?: DtlsEngineFactory;
+  /** TCP connections, for mqtt:// and mqtts:// (embedded:io/socket/tcp on the device, node:net on the host). */
+  tcp?: StreamFactory;
 }
