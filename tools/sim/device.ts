@@ -15,6 +15,8 @@ import { createSimBoard } from './board';
 import { describeDatagram } from './trace';
 import type { PayloadDescriber } from './trace';
 import { UdpDatagram } from './udp';
+import { TcpStreamFactory } from './tcp';
+import { describeMqtt } from './mqtt-trace';
 import { loadDtlsEngine } from '../../hardware/dtls/index';
 
 export interface SimDeviceOptions extends DeviceConfig {
@@ -39,7 +41,10 @@ export interface SimDeviceOptions extends DeviceConfig {
 
 export interface SimDevice {
   app: DeviceApp;
+  /** CoAP's socket (closed unused over MQTT). */
   udp: UdpDatagram;
+  /** MQTT's connections (node:net), for transport 'mqtt'. */
+  tcp: TcpStreamFactory;
   clock: Clock;
   platform: Platform;
   /** Open stores of `options.flash`, when given. */
@@ -66,22 +71,30 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
     udp.tap = (dir, data) => trace(`${dir === 'out' ? '->' : '<-'} ${describeDatagram(data, options.describePayload)}`);
   }
   const log = options.log ?? consoleLog('info', clock);
-  const platform: Platform = { clock, random: cryptoRandom, log, net: { open: () => udp } };
-  if (options.dtls) platform.dtls = loadDtlsEngine().create;
+  const tcp = new TcpStreamFactory();
+  const platform: Platform = { clock, random: cryptoRandom, log, net: { open: () => udp }, tcp };
+  if (options.dtls || options.tls) platform.dtls = loadDtlsEngine().create;
   let storage: DeviceStorage | undefined;
   let config: DeviceConfig = options;
+  if (options.transport === 'mqtt' && options.trace && !options.mqtt?.tap) {
+    // One line per MQTT packet (the CONNECT's user name shown as ***), inside TLS for mqtts.
+    const trace = options.trace;
+    config = { ...config, mqtt: { ...options.mqtt, tap: (dir, p, bytes) => trace(`${dir === 'out' ? '->' : '<-'} ${describeMqtt(p, bytes)}`) } };
+  }
   if (options.flash) {
     platform.flash = options.flash;
     storage = openDeviceStorage(options.flash, options.storageLayout);
     config = {
-      ...options,
+      ...config,
       ...(options.storage ? {} : { storage: { queue: storage.queue, settings: storage.settings, session: storage.session } }),
       // The same store instance as the queue's: one KvStore per partition (it caches its index).
       ...(options.provisioning || !storage.credentials.present ? {} : { provisioning: { store: storage.credentials, deviceName: options.deviceName ?? 'sim-device' } }),
     };
   }
   const sources = options.sources ? options.sources(clock) : [createSimBoard(clock, log).source];
-  const app = new DeviceApp(platform, config, sources, udp);
+  // Over MQTT the UDP socket is not used: closed at once (SimDevice.udp stays defined for the CoAP tests).
+  if (options.transport === 'mqtt') udp.close();
+  const app = new DeviceApp(platform, config, sources, options.transport === 'mqtt' ? undefined : udp);
   const dtls = app.dtls;
   if (dtls && options.trace) {
     // Show the CoAP inside the DTLS records too ("=>" / "<=" = plaintext, "->" / "<-" = wire).
@@ -97,7 +110,7 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
       receive?.(data);
     };
   }
-  return { app, udp, clock, platform, ...(storage ? { storage } : {}) };
+  return { app, udp, tcp, clock, platform, ...(storage ? { storage } : {}) };
 }
 
 /**
