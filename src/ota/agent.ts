@@ -163,6 +163,12 @@ export class OtaAgent {
       return;
     }
     this.#o.log.info(`firmware ${r.title} ${r.version} on trial (boot ${r.trialBoots} of ${max}): confirmed once it reports UPDATED to the server`);
+    // Noted in the progress record (from a fresh job: the store may be given just after attach()),
+    // so that the old image, if it comes back, can tell a rollback from a switch that never happened.
+    void Promise.resolve().then(() => {
+      const rec = this.#storeRef?.load();
+      if (rec?.phase === 'updating' && rec.title === r.title && rec.version === r.version) this.#store.save({ ...rec, trialBoots: r.trialBoots });
+    });
     const ms = this.#o.trialTimeoutMs ?? 600_000;
     this.#trialTimer = this.#o.clock.setTimer(() => {
       this.#trialTimer = undefined;
@@ -222,6 +228,13 @@ export class OtaAgent {
       if (rec.title === running.title && rec.version === running.version) {
         // Confirmed before a power cut cleared the record.
         this.#store.clear();
+      } else if (!rec.trialBoots) {
+        // The power went between this record and the switch: the new image never booted. Verify
+        // the slot again (every chunk is in it) and switch.
+        this.#o.log.warn(`firmware ${rec.version}: the switch did not happen before the restart; verifying the image again`);
+        this.#target = { ...rec, phase: 'downloading' };
+        this.#store.save(this.#target);
+        this.#startDownload();
       } else {
         const error = `rolled back to ${running.version}: ${rec.version} did not reach the server within ${this.#o.maxTrialBoots ?? 3} boots`;
         this.#o.log.error(`firmware update ${error}`);
@@ -342,14 +355,12 @@ export class OtaAgent {
     let next = Math.min(this.#store.nextChunk(target), count);
     const resumed = next > 0;
     if (next > 0 && next < count && next % perBlock !== 0) {
-      // The rest of this block must be blank; a chunk torn by a power cut is not: rewrite the block.
+      // The rest of this block must be blank; a chunk torn by a power cut (or written but not yet
+      // counted) is not, and NOR flash cannot program it again: rewrite the block without it.
       const off = next * cs;
-      const rest = slot.read(off, (Math.floor(next / perBlock) + 1) * slot.blockSize - off);
-      if (!isBlank(rest)) {
-        const back = next - (next % perBlock);
-        this.#o.log.warn(`firmware chunk ${next} was torn by a power cut: going back to chunk ${back} (start of its block)`);
-        this.stats.rewound += next - back;
-        next = back;
+      if (!isBlank(slot.read(off, (Math.floor(next / perBlock) + 1) * slot.blockSize - off))) {
+        this.#o.log.warn(`firmware chunk ${next} was torn by a power cut: its block is rewritten with the chunks before it`);
+        next = this.#repairBlock(target, next);
       }
     }
     if (resumed) this.#o.log.info(`firmware ${target.version}: resuming at chunk ${next} of ${count}`);
@@ -392,10 +403,8 @@ export class OtaAgent {
       if (off % slot.blockSize === 0) slot.erase(off / slot.blockSize);
       slot.write(off, payload);
       if (!equalBytes(slot.read(off, payload.length), payload)) {
-        const back = next - (next % perBlock);
-        this.#o.log.warn(`firmware chunk ${next} did not read back equal: rewriting from chunk ${back}`);
-        this.stats.rewound += next - back;
-        next = back;
+        this.#o.log.warn(`firmware chunk ${next} did not read back equal: its block is rewritten with the chunks before it`);
+        next = this.#repairBlock(target, next);
         continue;
       }
       next++;
@@ -427,6 +436,29 @@ export class OtaAgent {
     this.#target = undefined;
     this.#o.log.info(`firmware ${target.title} ${target.version} verified and switched: restarting into it`);
     this.#restart(`update to ${target.version}`);
+  }
+
+  /**
+   * Makes chunk `next` writable again: keeps the verified chunks of its block in RAM (one block,
+   * 4 KB on ESP32), erases the block, writes them back, and returns where to go on. The counter is
+   * first moved back to the block's first chunk, so a cut in the middle of this costs those chunks
+   * again, never a wrong image; returns that chunk if the rewrite does not read back equal.
+   */
+  #repairBlock(target: OtaRecord, next: number): number {
+    const slot = this.#slots.update;
+    const cs = target.chunkSize;
+    const first = next - (next % (slot.blockSize / cs));
+    const start = first * cs;
+    const keep = slot.read(start, (next - first) * cs);
+    this.#store.setNextChunk(target, first);
+    slot.erase(start / slot.blockSize);
+    if (keep.length) slot.write(start, keep);
+    if (!equalBytes(slot.read(start, keep.length), keep)) {
+      this.stats.rewound += next - first;
+      return first;
+    }
+    this.#store.setNextChunk(target, next);
+    return next;
   }
 
   async #requestChunk(target: OtaTarget, chunk: number): Promise<Uint8Array | undefined> {

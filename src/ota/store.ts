@@ -38,6 +38,8 @@ export interface OtaRecord extends OtaTarget {
   /** The image that ran before the switch (to tell a rollback from a success). */
   fromTitle?: string;
   fromVersion?: string;
+  /** Boots the new image made on trial (written by the new image at each boot): 0 / absent = it never booted. */
+  trialBoots?: number;
   error?: string;
 }
 
