@@ -7,6 +7,7 @@ import { run as dtlsBytes } from './dtls-bytes';
 import { run as storage } from './storage';
 import { run as mqttCodec } from './mqtt-codec';
 import { run as mqttBytes } from './mqtt-bytes';
+import { run as proto } from './proto';
 
 const benches: [name: string, run: () => Promise<void>][] = [
   ['coap-codec', coapCodec],
@@ -14,6 +15,7 @@ const benches: [name: string, run: () => Promise<void>][] = [
   ['storage', storage],
   ['mqtt-codec', async () => void (await mqttCodec())],
   ['mqtt-bytes', async () => void (await mqttBytes())],
+  ['proto', proto],
 ];
 
 async function main(): Promise<void> {

@@ -4,8 +4,10 @@
  * message over these two cursors.
  *
  * Encoding sizes the message first, then writes into one Uint8Array of exactly that size (the
- * only allocations are the output, the cursor, and a DataView when a float/fixed field is
- * written). Decoding checks every length against the buffer, so malformed input is a ProtoError
+ * only allocations are the output and its cursor). Floats go through a FloatScratch the caller
+ * owns (the payload codec makes one at run time and reuses it); without one they are split into
+ * their IEEE 754 bits with arithmetic. Neither path makes a DataView over the output, which in V8
+ * costs more than encoding the whole message. Decoding checks every length against the buffer, so malformed input is a ProtoError
  * with a code and an offset, never a RangeError or TypeError.
  *
  * 64-bit integers (int64, uint64, sint64, fixed64, sfixed64) are `number | bigint`: a decoded
@@ -65,12 +67,8 @@ export function sizeSint32(v: number): number {
 
 /** Bytes of a varint holding a non-negative integer up to 2^64 (a double, exact below 2^53). */
 function sizeVarintFloat(v: number): number {
-  let n = 1;
-  while (v >= 128 && n < 10) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
+  if (v < 4294967296) return sizeVarint32(v);
+  return v < 34359738368 ? 5 : v < 4398046511104 ? 6 : v < 562949953421312 ? 7 : v < 72057594037927936 ? 8 : v < 9223372036854775808 ? 9 : 10;
 }
 
 function sizeVarintBig(v: bigint): number {
@@ -127,172 +125,238 @@ export function sizeString(s: string): number {
 
 // ---------------------------------------------------------------------------- writer
 
-export class Writer {
-  readonly buf: Uint8Array;
-  pos = 0;
-  #view: DataView | undefined;
-  constructor(size: number) {
-    this.buf = new Uint8Array(size);
+/** IEEE 754 binary32 bits of `v` rounded to float (Math.fround: round to nearest, ties to even). */
+export function float32Bits(v: number): number {
+  const f = Math.fround(v);
+  if (f !== f) return 0x7fc00000;
+  const sign = f < 0 || (f === 0 && 1 / f < 0) ? 0x80000000 : 0;
+  const a = f < 0 ? -f : f;
+  if (a === 0) return sign;
+  if (a === Infinity) return (sign | 0x7f800000) >>> 0;
+  if (a < 1.1754943508222875e-38) return (sign | (a * 713623846352979940529142984724747568191373312)) >>> 0; // subnormal: a / 2^-149
+  let e = Math.floor(Math.log2(a));
+  let m = a * Math.pow(2, -e);
+  if (m >= 2) {
+    e++;
+    m /= 2;
+  } else if (m < 1) {
+    e--;
+    m *= 2;
   }
+  return (sign | ((e + 127) << 23) | ((m - 1) * 8388608)) >>> 0;
+}
 
-  #dv(): DataView {
-    return (this.#view ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength));
+/**
+ * Reusable float <-> bytes scratch: one 8-byte buffer seen as float32, float64 and bytes. Create it
+ * at run time (never while a module is preloaded: it is written on every float).
+ */
+export class FloatScratch {
+  readonly f32: Float32Array;
+  readonly f64: Float64Array;
+  readonly u8: Uint8Array;
+  /** The host stores floats little-endian (as the wire wants); else bytes are reversed on copy. */
+  readonly le: boolean;
+  constructor() {
+    const ab = new ArrayBuffer(8);
+    this.f32 = new Float32Array(ab);
+    this.f64 = new Float64Array(ab);
+    this.u8 = new Uint8Array(ab);
+    this.f32[0] = 1;
+    this.le = this.u8[3] === 0x3f;
   }
+}
 
-  /** Unsigned 32-bit varint (tags, lengths, uint32, bool). */
-  uint32(v: number): void {
-    v >>>= 0;
-    const b = this.buf;
-    let p = this.pos;
-    while (v > 127) {
-      b[p++] = (v & 0x7f) | 0x80;
-      v >>>= 7;
-    }
-    b[p++] = v;
-    this.pos = p;
+// Writers: each puts one value into `b` at `p` and returns the offset after it. The generated code
+// keeps the offset in a local, so an encode allocates nothing but its output.
+
+/** Unsigned 32-bit varint (lengths, uint32). */
+export function putVarint32(b: Uint8Array, p: number, v: number): number {
+  v >>>= 0;
+  while (v > 127) {
+    b[p++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
   }
+  b[p++] = v;
+  return p;
+}
 
-  tag(field: number, wireType: number): void {
-    this.uint32(field * 8 + wireType);
+function putVarint64(b: Uint8Array, p: number, lo: number, hi: number): number {
+  while (hi !== 0 || lo > 127) {
+    b[p++] = (lo & 0x7f) | 0x80;
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
   }
+  b[p++] = lo;
+  return p;
+}
 
-  int32(v: number): void {
-    if (v < 0) this.#varint64(v >>> 0, 0xffffffff);
-    else this.uint32(v);
+/** int32/enum: negative values are sign-extended to 10 bytes. */
+export function putInt32(b: Uint8Array, p: number, v: number): number {
+  return v < 0 ? putVarint64(b, p, v >>> 0, 0xffffffff) : putVarint32(b, p, v);
+}
+
+export function putSint32(b: Uint8Array, p: number, v: number): number {
+  return putVarint32(b, p, ((v << 1) ^ (v >> 31)) >>> 0);
+}
+
+export function putBool(b: Uint8Array, p: number, v: boolean): number {
+  b[p] = v ? 1 : 0;
+  return p + 1;
+}
+
+/** Low 32 bits of the two's complement of `v` (an integer number or a bigint). */
+function lo32(v: Int64): number {
+  if (typeof v === 'bigint') return Number(BigInt.asUintN(32, v));
+  if (v >= 0) return v >>> 0;
+  const lo = (-v) >>> 0;
+  return (~lo + 1) >>> 0;
+}
+
+/** High 32 bits of the two's complement of `v`. */
+function hi32(v: Int64): number {
+  if (typeof v === 'bigint') return Number(BigInt.asUintN(64, v) >> 32n);
+  if (v >= 0) return Math.floor(v / TWO32) >>> 0;
+  const a = -v;
+  return (~(Math.floor(a / TWO32) >>> 0) + ((a >>> 0) === 0 ? 1 : 0)) >>> 0;
+}
+
+export function putInt64(b: Uint8Array, p: number, v: Int64): number {
+  if (typeof v === 'number' && v >= 0) {
+    if (v < TWO32) return putVarint32(b, p, v);
+    return putVarint64(b, p, v >>> 0, Math.floor(v / TWO32) >>> 0);
   }
+  return putVarint64(b, p, lo32(v), hi32(v));
+}
 
-  sint32(v: number): void {
-    this.uint32(((v << 1) ^ (v >> 31)) >>> 0);
+export const putUint64 = putInt64;
+
+export function putSint64(b: Uint8Array, p: number, v: Int64): number {
+  const lo = lo32(v);
+  const hi = hi32(v);
+  const sign = hi >> 31;
+  return putVarint64(b, p, ((lo << 1) ^ sign) >>> 0, (((hi << 1) | (lo >>> 31)) ^ sign) >>> 0);
+}
+
+function putU32(b: Uint8Array, p: number, v: number): number {
+  b[p] = v;
+  b[p + 1] = v >>> 8;
+  b[p + 2] = v >>> 16;
+  b[p + 3] = v >>> 24;
+  return p + 4;
+}
+
+export function putFixed32(b: Uint8Array, p: number, v: number): number {
+  return putU32(b, p, v >>> 0);
+}
+
+export function putSfixed32(b: Uint8Array, p: number, v: number): number {
+  return putU32(b, p, v | 0);
+}
+
+export function putFixed64(b: Uint8Array, p: number, v: Int64): number {
+  return putU32(b, putU32(b, p, lo32(v)), hi32(v));
+}
+
+export const putSfixed64 = putFixed64;
+
+export function putFloat(b: Uint8Array, p: number, v: number, s: FloatScratch | undefined): number {
+  if (s === undefined) return putU32(b, p, float32Bits(v));
+  s.f32[0] = v;
+  const u = s.u8;
+  if (s.le) {
+    b[p] = u[0]!;
+    b[p + 1] = u[1]!;
+    b[p + 2] = u[2]!;
+    b[p + 3] = u[3]!;
+  } else {
+    b[p] = u[3]!;
+    b[p + 1] = u[2]!;
+    b[p + 2] = u[1]!;
+    b[p + 3] = u[0]!;
   }
+  return p + 4;
+}
 
-  bool(v: boolean): void {
-    this.buf[this.pos++] = v ? 1 : 0;
+/** IEEE 754 binary64, little-endian. */
+export function putDouble(b: Uint8Array, p: number, v: number, s: FloatScratch | undefined): number {
+  if (s !== undefined) {
+    s.f64[0] = v;
+    const u = s.u8;
+    for (let i = 0; i < 8; i++) b[p + i] = u[s.le ? i : 7 - i]!;
+    return p + 8;
   }
-
-  #varint64(lo: number, hi: number): void {
-    const b = this.buf;
-    let p = this.pos;
-    while (hi !== 0 || lo > 127) {
-      b[p++] = (lo & 0x7f) | 0x80;
-      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-      hi >>>= 7;
-    }
-    b[p++] = lo;
-    this.pos = p;
-  }
-
-  /** The two's complement 64-bit halves of `v`, as [lo, hi] packed into the fixed/varint writers. */
-  #lo = 0;
-  #hi = 0;
-  #split(v: Int64): void {
-    if (typeof v === 'bigint') {
-      const u = BigInt.asUintN(64, v);
-      this.#lo = Number(u & 0xffffffffn);
-      this.#hi = Number(u >> 32n);
-      return;
-    }
+  // split with arithmetic (exact: scaling by powers of 2)
+  let lo = 0;
+  let hi: number;
+  if (v !== v) hi = 0x7ff80000;
+  else {
+    const sign = v < 0 || (v === 0 && 1 / v < 0) ? 0x80000000 : 0;
     const a = v < 0 ? -v : v;
-    let lo = a >>> 0;
-    let hi = Math.floor(a / TWO32) >>> 0;
-    if (v < 0) {
-      lo = (~lo + 1) >>> 0;
-      hi = (~hi + (lo === 0 ? 1 : 0)) >>> 0;
+    if (a === 0) hi = sign;
+    else if (a === Infinity) hi = (sign | 0x7ff00000) >>> 0;
+    else if (a < 2.2250738585072014e-308) {
+      // subnormal: a / 2^-1074 is an integer below 2^52
+      const m = a / 5e-324;
+      lo = m >>> 0;
+      hi = (sign | Math.floor(m / TWO32)) >>> 0;
+    } else {
+      let e = Math.floor(Math.log2(a));
+      if (e > 1023) e = 1023;
+      let m = a * Math.pow(2, -e);
+      if (m >= 2) {
+        e++;
+        m /= 2;
+      } else if (m < 1) {
+        e--;
+        m *= 2;
+      }
+      const f = (m - 1) * 4503599627370496; // 52-bit fraction, an exact integer
+      lo = f >>> 0;
+      hi = (sign | ((e + 1023) << 20) | Math.floor(f / TWO32)) >>> 0;
     }
-    this.#lo = lo;
-    this.#hi = hi;
   }
+  return putU32(b, putU32(b, p, lo), hi);
+}
 
-  int64(v: Int64): void {
-    this.#split(v);
-    this.#varint64(this.#lo, this.#hi);
-  }
-
-  uint64(v: Int64): void {
-    this.int64(v);
-  }
-
-  sint64(v: Int64): void {
-    this.#split(v);
-    const lo = this.#lo;
-    const hi = this.#hi;
-    const sign = hi >> 31;
-    this.#varint64(((lo << 1) ^ sign) >>> 0, (((hi << 1) | (lo >>> 31)) ^ sign) >>> 0);
-  }
-
-  fixed32(v: number): void {
-    this.#dv().setUint32(this.pos, v >>> 0, true);
-    this.pos += 4;
-  }
-
-  sfixed32(v: number): void {
-    this.#dv().setInt32(this.pos, v | 0, true);
-    this.pos += 4;
-  }
-
-  fixed64(v: Int64): void {
-    this.#split(v);
-    const dv = this.#dv();
-    dv.setUint32(this.pos, this.#lo, true);
-    dv.setUint32(this.pos + 4, this.#hi, true);
-    this.pos += 8;
-  }
-
-  sfixed64(v: Int64): void {
-    this.fixed64(v);
-  }
-
-  float(v: number): void {
-    this.#dv().setFloat32(this.pos, v, true);
-    this.pos += 4;
-  }
-
-  double(v: number): void {
-    this.#dv().setFloat64(this.pos, v, true);
-    this.pos += 8;
-  }
-
-  /** Length prefix then UTF-8; `n` is utf8Size(s), already computed by the size pass. */
-  string(s: string, n: number): void {
-    this.uint32(n);
-    const out = this.buf;
-    let o = this.pos;
-    const len = s.length;
-    for (let i = 0; i < len; i++) {
-      let c = s.charCodeAt(i);
-      if (c < 0x80) {
-        out[o++] = c;
+/** Length prefix then UTF-8; `n` is utf8Size(s). */
+export function putString(b: Uint8Array, p: number, s: string, n: number): number {
+  let o = putVarint32(b, p, n);
+  const len = s.length;
+  for (let i = 0; i < len; i++) {
+    let c = s.charCodeAt(i);
+    if (c < 0x80) {
+      b[o++] = c;
+      continue;
+    }
+    if (c < 0x800) {
+      b[o++] = 0xc0 | (c >> 6);
+      b[o++] = 0x80 | (c & 0x3f);
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const d = i + 1 < len ? s.charCodeAt(i + 1) : 0;
+      if (c <= 0xdbff && (d & 0xfc00) === 0xdc00) {
+        const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+        b[o++] = 0xf0 | (cp >> 18);
+        b[o++] = 0x80 | ((cp >> 12) & 0x3f);
+        b[o++] = 0x80 | ((cp >> 6) & 0x3f);
+        b[o++] = 0x80 | (cp & 0x3f);
         continue;
       }
-      if (c < 0x800) {
-        out[o++] = 0xc0 | (c >> 6);
-        out[o++] = 0x80 | (c & 0x3f);
-        continue;
-      }
-      if (c >= 0xd800 && c <= 0xdfff) {
-        const d = i + 1 < len ? s.charCodeAt(i + 1) : 0;
-        if (c <= 0xdbff && (d & 0xfc00) === 0xdc00) {
-          const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-          i++;
-          out[o++] = 0xf0 | (cp >> 18);
-          out[o++] = 0x80 | ((cp >> 12) & 0x3f);
-          out[o++] = 0x80 | ((cp >> 6) & 0x3f);
-          out[o++] = 0x80 | (cp & 0x3f);
-          continue;
-        }
-        c = 0xfffd;
-      }
-      out[o++] = 0xe0 | (c >> 12);
-      out[o++] = 0x80 | ((c >> 6) & 0x3f);
-      out[o++] = 0x80 | (c & 0x3f);
+      c = 0xfffd;
     }
-    this.pos = o;
+    b[o++] = 0xe0 | (c >> 12);
+    b[o++] = 0x80 | ((c >> 6) & 0x3f);
+    b[o++] = 0x80 | (c & 0x3f);
   }
+  return o;
+}
 
-  bytes(v: Uint8Array): void {
-    this.uint32(v.length);
-    this.buf.set(v, this.pos);
-    this.pos += v.length;
-  }
+export function putBytes(b: Uint8Array, p: number, v: Uint8Array): number {
+  p = putVarint32(b, p, v.length);
+  b.set(v, p);
+  return p + v.length;
 }
 
 // ---------------------------------------------------------------------------- reader

@@ -18,7 +18,7 @@
  */
 import { ContentFormat } from '../coap/types';
 import type { Int64 } from '../proto/wire';
-import { ProtoError } from '../proto/wire';
+import { FloatScratch, ProtoError } from '../proto/wire';
 import * as tb from '../proto/gen/thingsboard';
 import type { PayloadCodec, ProvisionRequest, TbObject, TbValue, TelemetryRecord } from './payload';
 import { PayloadError } from './payload';
@@ -27,10 +27,10 @@ import { PayloadError } from './payload';
 export interface ProtoProfile {
   readonly name: string;
   readonly timestamped: boolean;
-  encodeTelemetry(values: TbObject, ts?: number): Uint8Array;
-  encodeAttributes(values: TbObject): Uint8Array;
+  encodeTelemetry(values: TbObject, ts?: number, scratch?: FloatScratch): Uint8Array;
+  encodeAttributes(values: TbObject, scratch?: FloatScratch): Uint8Array;
   decodeRpcRequest(bytes: Uint8Array): TbObject | ProtoError;
-  encodeRpcResponse(values: TbObject): Uint8Array;
+  encodeRpcResponse(values: TbObject, scratch?: FloatScratch): Uint8Array;
   readonly rpcResponsePayloadField: string | undefined;
 }
 
@@ -90,15 +90,20 @@ function kvList(list: tb.TsKvProto[] | undefined): TbObject {
 const STATUS = ['UNKNOWN', 'SUCCESS', 'NOT_FOUND', 'FAILURE'];
 const CREDENTIALS = ['ACCESS_TOKEN', 'X509_CERTIFICATE', 'MQTT_BASIC', 'LWM2M_CREDENTIALS'];
 
+/**
+ * The codec for a generated profile. Call it at run time (not while preloading): it owns the float
+ * scratch every encode writes through.
+ */
 export function protoCodec(profile: ProtoProfile): PayloadCodec {
+  const scratch = new FloatScratch();
   const one = (r: TelemetryRecord): Uint8Array => {
     if ('ts' in r && 'values' in r && isObject(r.values as TbValue)) {
       const { ts, values } = r as { ts: number; values: TbObject };
       // A flat schema has no place for ts: ThingsBoard stamps the server's time.
-      return profile.timestamped ? profile.encodeTelemetry(values, ts) : profile.encodeTelemetry(values);
+      return profile.encodeTelemetry(values, profile.timestamped ? ts : undefined, scratch);
     }
     if (profile.timestamped) throw new PayloadError(`telemetry: profile ${profile.name} is timestamped (ts + values); the record has no ts`);
-    return profile.encodeTelemetry(r as TbObject);
+    return profile.encodeTelemetry(r as TbObject, undefined, scratch);
   };
   return Object.freeze<PayloadCodec>({
     name: `protobuf:${profile.name}`,
@@ -114,20 +119,20 @@ export function protoCodec(profile: ProtoProfile): PayloadCodec {
       });
     },
     encodeAttributes(attributes) {
-      return guard('attributes', () => profile.encodeAttributes(attributes));
+      return guard('attributes', () => profile.encodeAttributes(attributes, scratch));
     },
     encodeRpcReply(result) {
       return guard('RPC reply', () => {
         if (isObject(result)) {
           try {
-            return profile.encodeRpcResponse(result);
+            return profile.encodeRpcResponse(result, scratch);
           } catch (e) {
             if (!(e instanceof ProtoError) || profile.rpcResponsePayloadField === undefined) throw e;
           }
         }
         const field = profile.rpcResponsePayloadField;
         if (field === undefined) throw new PayloadError(`RPC reply: the result does not fit profile ${profile.name}'s response schema, which has no string payload field`);
-        return profile.encodeRpcResponse({ [field]: typeof result === 'string' ? result : JSON.stringify(result) });
+        return profile.encodeRpcResponse({ [field]: typeof result === 'string' ? result : JSON.stringify(result) }, scratch);
       });
     },
     encodeRpcCall(method, params) {

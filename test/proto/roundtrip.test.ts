@@ -9,10 +9,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import * as gen from './gen/alltypes';
-import { ProtoError } from '../../src/proto/wire';
+import { FloatScratch, ProtoError } from '../../src/proto/wire';
 import type { Int64 } from '../../src/proto/wire';
 
 const CASES = 3000;
+const scratch = new FloatScratch();
 
 /** mulberry32: small seeded PRNG so every failure replays. */
 function rng(seed: number): () => number {
@@ -213,7 +214,9 @@ describe('proto: generated device code vs protobufjs (property-based, seeded)', 
       strip(m.m);
       strip(m.cMsg);
       m.rm?.forEach(strip);
-      const mine = Buffer.from(gen.encodeAll(m)).toString('hex');
+      // through a FloatScratch here (the codec's path); the first test covers the arithmetic path
+      const mine = Buffer.from(gen.encodeAll(m, scratch)).toString('hex');
+      assert.equal(Buffer.from(gen.encodeAll(m)).toString('hex'), mine, `case ${i}: with and without a FloatScratch`);
       const theirs = Buffer.from(All.encode(All.fromObject(toPbjs(All, m as Record<string, unknown>, true))).finish()).toString('hex');
       assert.equal(mine, theirs, `case ${i}: ${JSON.stringify(m, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`);
     }
@@ -316,5 +319,26 @@ describe('proto: generated device code vs protobufjs (property-based, seeded)', 
     assert.ok(!(one instanceof ProtoError));
     assert.equal(one.cStr, undefined);
     assert.equal(one.cInt, 5);
+  });
+});
+
+describe('proto: float and double bits without a DataView', () => {
+  it('the arithmetic path matches the IEEE 754 encoding for edge values and 20000 random ones', () => {
+    const dv = new DataView(new ArrayBuffer(8));
+    const r = rng(0xf10a7);
+    const edges = [0, -0, 1, -1, 2, 0.5, 3, 1.5, 2 ** 127, 2 ** -126, 2 ** -149, 2 ** -127, 3.4028234663852886e38, 3.5e38, 1e-46, 2 ** 1023, 2 ** -1022, 2 ** -1074, 5e-324, 1.7976931348623157e308, Infinity, -Infinity, NaN, 0.1, 1 / 3, 16777217, 2 ** 53 + 2];
+    for (let e = -1074; e <= 1023; e++) edges.push(2 ** e, 2 ** e * (1 + 2 ** -52), 2 ** e * (2 - 2 ** -52));
+    const values = [...edges, ...Array.from({ length: 20000 }, () => (r() - 0.5) * 2 ** int(r, -1100, 1100))];
+    for (const v of values) {
+      const viaMath = gen.encodeAll({ od: v, of: v });
+      const viaScratch = gen.encodeAll({ od: v, of: v }, scratch);
+      dv.setFloat64(0, v, true);
+      const d = Buffer.from(new Uint8Array(dv.buffer, 0, 8)).toString('hex');
+      dv.setFloat32(0, v, true);
+      const f = Buffer.from(new Uint8Array(dv.buffer, 0, 4)).toString('hex');
+      const want = `9101${d}dd01${f}`;
+      assert.equal(Buffer.from(viaMath).toString('hex'), want, `arithmetic ${v}`);
+      assert.equal(Buffer.from(viaScratch).toString('hex'), want, `scratch ${v}`);
+    }
   });
 });

@@ -194,13 +194,32 @@ function sizeOf(kind: FieldModel['kind'], v: string, typeRef?: string): string {
   }
 }
 
+const PUT: Record<string, string> = {
+  double: 'putDouble', float: 'putFloat', int32: 'putInt32', int64: 'putInt64', uint32: 'putVarint32', uint64: 'putUint64',
+  sint32: 'putSint32', sint64: 'putSint64', fixed32: 'putFixed32', fixed64: 'putFixed64', sfixed32: 'putSfixed32',
+  sfixed64: 'putSfixed64', bool: 'putBool', bytes: 'putBytes', enum: 'putInt32',
+};
+
+/** Statement(s) writing one value at p (the tag already written). */
 function writeOf(kind: FieldModel['kind'], v: string, typeRef?: string): string {
   switch (kind) {
-    case 'enum': return `w.int32(${v})`;
-    case 'string': return `w.string(${v}, utf8Size(${v}))`;
-    case 'message': return `w.uint32(size_${typeRef}(${v})); write_${typeRef}(w, ${v})`;
-    default: return `w.${kind}(${v})`;
+    case 'string': return `p = putString(b, p, ${v}, utf8Size(${v}))`;
+    case 'message': return `p = putVarint32(b, p, size_${typeRef}(${v})); p = write_${typeRef}(b, p, ${v}, s)`;
+    case 'float': case 'double': return `p = ${PUT[kind]}(b, p, ${v}, s)`;
+    default: return `p = ${PUT[kind]}(b, p, ${v})`;
   }
+}
+
+/** The tag's varint bytes as literal stores. */
+function putTag(id: number, wt: number): string {
+  let v = id * 8 + wt;
+  const out: string[] = [];
+  while (v > 127) {
+    out.push(`b[p++] = ${(v % 128) | 0x80};`);
+    v = Math.floor(v / 128);
+  }
+  out.push(`b[p++] = ${v};`);
+  return out.join(' ');
 }
 
 function readOf(kind: FieldModel['kind']): string {
@@ -251,24 +270,25 @@ function genMessage(m: MessageModel, enumsByTs: Map<string, EnumModel>): string 
     }
   }
   L.push('  return n;', '}', '');
-  // write
-  L.push(`function write_${m.ts}(w: Writer, m: ${m.ts}): void {`);
+  // write: returns the offset after the message
+  L.push(`function write_${m.ts}(b: Uint8Array, p: number, m: ${m.ts}, s: FloatScratch | undefined): number {`);
+  if (!m.fields.some((f) => f.kind === 'float' || f.kind === 'double' || f.kind === 'message')) L.push('  void s;');
   for (const f of m.fields) {
     const v = `m${prop(f)}`;
     if (f.repeated && f.packed) {
       const fixed = sizeOf(f.kind, 'x');
-      L.push(`  if (${v} !== undefined && ${v}.length) {`, `    w.tag(${f.id}, 2);`);
-      if (/^\d+$/.test(fixed)) L.push(`    w.uint32(${fixed} * ${v}.length);`);
-      else L.push('    let b = 0;', `    for (const x of ${v}) b += ${fixed};`, '    w.uint32(b);');
+      L.push(`  if (${v} !== undefined && ${v}.length) {`, `    ${putTag(f.id, 2)}`);
+      if (/^\d+$/.test(fixed)) L.push(`    p = putVarint32(b, p, ${fixed} * ${v}.length);`);
+      else L.push('    let n = 0;', `    for (const x of ${v}) n += ${fixed};`, '    p = putVarint32(b, p, n);');
       L.push(`    for (const x of ${v}) ${writeOf(f.kind, 'x')};`, '  }');
     } else if (f.repeated) {
-      L.push(`  if (${v} !== undefined) for (const x of ${v}) { w.tag(${f.id}, ${WIRE[f.kind]}); ${writeOf(f.kind, 'x', f.typeRef)}; }`);
+      L.push(`  if (${v} !== undefined) for (const x of ${v}) { ${putTag(f.id, WIRE[f.kind]!)} ${writeOf(f.kind, 'x', f.typeRef)}; }`);
     } else {
       const cond = f.presence ? `${v} !== undefined` : notDefault(f, v);
-      L.push(`  if (${cond}) { w.tag(${f.id}, ${WIRE[f.kind]}); ${writeOf(f.kind, v, f.typeRef)}; }`);
+      L.push(`  if (${cond}) { ${putTag(f.id, WIRE[f.kind]!)} ${writeOf(f.kind, v, f.typeRef)}; }`);
     }
   }
-  L.push('}', '');
+  L.push('  return p;', '}', '');
   // read
   const defaults = m.fields.map((f) => [f, defaultValue(f)] as const).filter(([, d]) => d !== undefined).map(([f, d]) => `${key(f)}: ${d}`);
   L.push(`function read_${m.ts}(r: Reader, end: number, into?: ${m.ts}): ${m.ts} {`);
@@ -395,9 +415,17 @@ function header(source: string, src = '..'): string {
  * Straight-line encoders/decoders over src/proto/wire.ts: no reflection, no dependency.
  */
 /* eslint-disable */
-import type { Int64 } from '${src}/wire';
-import { decodeWith, ProtoError, Reader, sizeInt32, sizeInt64, sizeLen, sizeSint32, sizeSint64, sizeString, sizeUint64, sizeVarint32, utf8Size, Writer } from '${src}/wire';
+import type { FloatScratch, Int64 } from '${src}/wire';
+import * as wire from '${src}/wire';
+import { decodeWith, ProtoError, Reader } from '${src}/wire';
 import type { TbObject, TbValue } from '${src}/../thingsboard/payload';
+
+// The writers as module constants: one lookup at load, direct calls after (a bundler's CommonJS
+// output would otherwise go through the namespace's getters on every call).
+const {
+  putBool, putBytes, putDouble, putFixed32, putFixed64, putFloat, putInt32, putInt64, putSfixed32, putSfixed64, putSint32, putSint64,
+  putString, putUint64, putVarint32, sizeInt32, sizeInt64, sizeLen, sizeSint32, sizeSint64, sizeString, sizeUint64, sizeVarint32, utf8Size,
+} = wire;
 `;
 }
 
@@ -409,7 +437,7 @@ function genSchema(s: SchemaModel, exportAll: boolean): string {
   }
   for (const m of s.messages) L.push(genMessage(m, enumsByTs));
   for (const m of exportAll ? s.messages : s.topLevel) {
-    L.push(`export function encode${m.ts}(m: ${m.ts}): Uint8Array {`, `  const w = new Writer(size_${m.ts}(m));`, `  write_${m.ts}(w, m);`, '  return w.buf;', '}');
+    L.push(`export function encode${m.ts}(m: ${m.ts}, scratch?: FloatScratch): Uint8Array {`, `  const b = new Uint8Array(size_${m.ts}(m));`, `  write_${m.ts}(b, 0, m, scratch);`, '  return b;', '}');
     L.push(`export function decode${m.ts}(bytes: Uint8Array): ${m.ts} | ProtoError {`, `  return decodeWith(bytes, (r) => read_${m.ts}(r, r.end));`, '}');
     L.push(`export function ${lowerFirst(m.ts)}ToTb(m: ${m.ts}): TbObject {`, `  return toTb_${m.ts}(m);`, '}');
     L.push(`export function ${lowerFirst(m.ts)}FromTb(o: TbObject, alias?: Readonly<Record<string, string>>): ${m.ts} {`, `  return fromTb_${m.ts}(o, '', alias);`, '}', '');
@@ -511,13 +539,13 @@ export const profile = Object.freeze({
   name: ${JSON.stringify(p.name)},
   /** Telemetry root has ts + values: every record carries its own timestamp. */
   timestamped: ${p.timestamped},
-  encodeTelemetry(values: TbObject, ts?: number): Uint8Array {
+  encodeTelemetry(values: TbObject, ts?: number, scratch?: FloatScratch): Uint8Array {
 ${p.timestamped
-    ? `    return encode${t}({ ts: ts ?? 0, values: fromTb_${v}(values, 'telemetry.', TELEMETRY_ALIAS) });`
-    : `    void ts;\n    return encode${t}(fromTb_${v}(values, 'telemetry.', TELEMETRY_ALIAS));`}
+    ? `    return encode${t}({ ts: ts ?? 0, values: fromTb_${v}(values, 'telemetry.', TELEMETRY_ALIAS) }, scratch);`
+    : `    void ts;\n    return encode${t}(fromTb_${v}(values, 'telemetry.', TELEMETRY_ALIAS), scratch);`}
   },
-  encodeAttributes(values: TbObject): Uint8Array {
-    return encode${p.attributes.root.ts}(fromTb_${p.attributes.root.ts}(values, 'attributes.'));
+  encodeAttributes(values: TbObject, scratch?: FloatScratch): Uint8Array {
+    return encode${p.attributes.root.ts}(fromTb_${p.attributes.root.ts}(values, 'attributes.'), scratch);
   },
   decodeRpcRequest(bytes: Uint8Array): TbObject | ProtoError {
     const m = decode${p.rpcRequest.root.ts}(bytes);
@@ -536,8 +564,8 @@ ${p.timestamped
     const m = decode${rs.ts}(bytes);
     return m instanceof ProtoError ? m : toTb_${rs.ts}(m);
   },
-  encodeRpcResponse(values: TbObject): Uint8Array {
-    return encode${rs.ts}(fromTb_${rs.ts}(values, 'rpc response.'));
+  encodeRpcResponse(values: TbObject, scratch?: FloatScratch): Uint8Array {
+    return encode${rs.ts}(fromTb_${rs.ts}(values, 'rpc response.'), scratch);
   },
   /** A string field the reply can carry JSON text in, when the result does not map onto the fields. */
   rpcResponsePayloadField: ${payloadField ? JSON.stringify(payloadField.json) : 'undefined'} as string | undefined,

@@ -3,9 +3,17 @@
  * Straight-line encoders/decoders over src/proto/wire.ts: no reflection, no dependency.
  */
 /* eslint-disable */
-import type { Int64 } from '../wire';
-import { decodeWith, ProtoError, Reader, sizeInt32, sizeInt64, sizeLen, sizeSint32, sizeSint64, sizeString, sizeUint64, sizeVarint32, utf8Size, Writer } from '../wire';
+import type { FloatScratch, Int64 } from '../wire';
+import * as wire from '../wire';
+import { decodeWith, ProtoError, Reader } from '../wire';
 import type { TbObject, TbValue } from '../../thingsboard/payload';
+
+// The writers as module constants: one lookup at load, direct calls after (a bundler's CommonJS
+// output would otherwise go through the namespace's getters on every call).
+const {
+  putBool, putBytes, putDouble, putFixed32, putFixed64, putFloat, putInt32, putInt64, putSfixed32, putSfixed64, putSint32, putSint64,
+  putString, putUint64, putVarint32, sizeInt32, sizeInt64, sizeLen, sizeSint32, sizeSint64, sizeString, sizeUint64, sizeVarint32, utf8Size,
+} = wire;
 
 // ---- telemetry: root telemetry.TelemetryRecord
 
@@ -25,11 +33,12 @@ function size_Telemetry_Readings(m: Telemetry_Readings): number {
   return n;
 }
 
-function write_Telemetry_Readings(w: Writer, m: Telemetry_Readings): void {
-  if (m.temperature !== undefined) { w.tag(1, 5); w.float(m.temperature); }
-  if (m.humidity !== undefined) { w.tag(2, 5); w.float(m.humidity); }
-  if (m.pressure !== undefined) { w.tag(3, 5); w.float(m.pressure); }
-  if (m.batteryVoltage !== undefined) { w.tag(4, 5); w.float(m.batteryVoltage); }
+function write_Telemetry_Readings(b: Uint8Array, p: number, m: Telemetry_Readings, s: FloatScratch | undefined): number {
+  if (m.temperature !== undefined) { b[p++] = 13; p = putFloat(b, p, m.temperature, s); }
+  if (m.humidity !== undefined) { b[p++] = 21; p = putFloat(b, p, m.humidity, s); }
+  if (m.pressure !== undefined) { b[p++] = 29; p = putFloat(b, p, m.pressure, s); }
+  if (m.batteryVoltage !== undefined) { b[p++] = 37; p = putFloat(b, p, m.batteryVoltage, s); }
+  return p;
 }
 
 function read_Telemetry_Readings(r: Reader, end: number, into?: Telemetry_Readings): Telemetry_Readings {
@@ -87,9 +96,10 @@ function size_Telemetry_TelemetryRecord(m: Telemetry_TelemetryRecord): number {
   return n;
 }
 
-function write_Telemetry_TelemetryRecord(w: Writer, m: Telemetry_TelemetryRecord): void {
-  if (m.ts !== undefined && m.ts !== 0 && m.ts !== 0n) { w.tag(1, 0); w.int64(m.ts); }
-  if (m.values !== undefined) { w.tag(2, 2); w.uint32(size_Telemetry_Readings(m.values)); write_Telemetry_Readings(w, m.values); }
+function write_Telemetry_TelemetryRecord(b: Uint8Array, p: number, m: Telemetry_TelemetryRecord, s: FloatScratch | undefined): number {
+  if (m.ts !== undefined && m.ts !== 0 && m.ts !== 0n) { b[p++] = 8; p = putInt64(b, p, m.ts); }
+  if (m.values !== undefined) { b[p++] = 18; p = putVarint32(b, p, size_Telemetry_Readings(m.values)); p = write_Telemetry_Readings(b, p, m.values, s); }
+  return p;
 }
 
 function read_Telemetry_TelemetryRecord(r: Reader, end: number, into?: Telemetry_TelemetryRecord): Telemetry_TelemetryRecord {
@@ -129,10 +139,10 @@ function fromTb_Telemetry_TelemetryRecord(o: TbObject, at: string, alias?: Reado
   return m;
 }
 
-export function encodeTelemetry_Readings(m: Telemetry_Readings): Uint8Array {
-  const w = new Writer(size_Telemetry_Readings(m));
-  write_Telemetry_Readings(w, m);
-  return w.buf;
+export function encodeTelemetry_Readings(m: Telemetry_Readings, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_Telemetry_Readings(m));
+  write_Telemetry_Readings(b, 0, m, scratch);
+  return b;
 }
 export function decodeTelemetry_Readings(bytes: Uint8Array): Telemetry_Readings | ProtoError {
   return decodeWith(bytes, (r) => read_Telemetry_Readings(r, r.end));
@@ -144,10 +154,10 @@ export function telemetry_ReadingsFromTb(o: TbObject, alias?: Readonly<Record<st
   return fromTb_Telemetry_Readings(o, '', alias);
 }
 
-export function encodeTelemetry_TelemetryRecord(m: Telemetry_TelemetryRecord): Uint8Array {
-  const w = new Writer(size_Telemetry_TelemetryRecord(m));
-  write_Telemetry_TelemetryRecord(w, m);
-  return w.buf;
+export function encodeTelemetry_TelemetryRecord(m: Telemetry_TelemetryRecord, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_Telemetry_TelemetryRecord(m));
+  write_Telemetry_TelemetryRecord(b, 0, m, scratch);
+  return b;
 }
 export function decodeTelemetry_TelemetryRecord(bytes: Uint8Array): Telemetry_TelemetryRecord | ProtoError {
   return decodeWith(bytes, (r) => read_Telemetry_TelemetryRecord(r, r.end));
@@ -175,10 +185,11 @@ function size_Attributes_DeviceAttributes(m: Attributes_DeviceAttributes): numbe
   return n;
 }
 
-function write_Attributes_DeviceAttributes(w: Writer, m: Attributes_DeviceAttributes): void {
-  if (m.reportingInterval !== undefined) { w.tag(1, 1); w.double(m.reportingInterval); }
-  if (m.currentFwTitle !== undefined) { w.tag(2, 2); w.string(m.currentFwTitle, utf8Size(m.currentFwTitle)); }
-  if (m.currentFwVersion !== undefined) { w.tag(3, 2); w.string(m.currentFwVersion, utf8Size(m.currentFwVersion)); }
+function write_Attributes_DeviceAttributes(b: Uint8Array, p: number, m: Attributes_DeviceAttributes, s: FloatScratch | undefined): number {
+  if (m.reportingInterval !== undefined) { b[p++] = 9; p = putDouble(b, p, m.reportingInterval, s); }
+  if (m.currentFwTitle !== undefined) { b[p++] = 18; p = putString(b, p, m.currentFwTitle, utf8Size(m.currentFwTitle)); }
+  if (m.currentFwVersion !== undefined) { b[p++] = 26; p = putString(b, p, m.currentFwVersion, utf8Size(m.currentFwVersion)); }
+  return p;
 }
 
 function read_Attributes_DeviceAttributes(r: Reader, end: number, into?: Attributes_DeviceAttributes): Attributes_DeviceAttributes {
@@ -221,10 +232,10 @@ function fromTb_Attributes_DeviceAttributes(o: TbObject, at: string, alias?: Rea
   return m;
 }
 
-export function encodeAttributes_DeviceAttributes(m: Attributes_DeviceAttributes): Uint8Array {
-  const w = new Writer(size_Attributes_DeviceAttributes(m));
-  write_Attributes_DeviceAttributes(w, m);
-  return w.buf;
+export function encodeAttributes_DeviceAttributes(m: Attributes_DeviceAttributes, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_Attributes_DeviceAttributes(m));
+  write_Attributes_DeviceAttributes(b, 0, m, scratch);
+  return b;
 }
 export function decodeAttributes_DeviceAttributes(bytes: Uint8Array): Attributes_DeviceAttributes | ProtoError {
   return decodeWith(bytes, (r) => read_Attributes_DeviceAttributes(r, r.end));
@@ -248,8 +259,9 @@ function size_RpcRequest_Params(m: RpcRequest_Params): number {
   return n;
 }
 
-function write_RpcRequest_Params(w: Writer, m: RpcRequest_Params): void {
-  if (m.interval !== undefined) { w.tag(1, 1); w.double(m.interval); }
+function write_RpcRequest_Params(b: Uint8Array, p: number, m: RpcRequest_Params, s: FloatScratch | undefined): number {
+  if (m.interval !== undefined) { b[p++] = 9; p = putDouble(b, p, m.interval, s); }
+  return p;
 }
 
 function read_RpcRequest_Params(r: Reader, end: number, into?: RpcRequest_Params): RpcRequest_Params {
@@ -300,10 +312,11 @@ function size_RpcRequest_RpcRequestMsg(m: RpcRequest_RpcRequestMsg): number {
   return n;
 }
 
-function write_RpcRequest_RpcRequestMsg(w: Writer, m: RpcRequest_RpcRequestMsg): void {
-  if (m.method !== undefined) { w.tag(1, 2); w.string(m.method, utf8Size(m.method)); }
-  if (m.requestId !== undefined) { w.tag(2, 0); w.int32(m.requestId); }
-  if (m.params !== undefined) { w.tag(3, 2); w.uint32(size_RpcRequest_Params(m.params)); write_RpcRequest_Params(w, m.params); }
+function write_RpcRequest_RpcRequestMsg(b: Uint8Array, p: number, m: RpcRequest_RpcRequestMsg, s: FloatScratch | undefined): number {
+  if (m.method !== undefined) { b[p++] = 10; p = putString(b, p, m.method, utf8Size(m.method)); }
+  if (m.requestId !== undefined) { b[p++] = 16; p = putInt32(b, p, m.requestId); }
+  if (m.params !== undefined) { b[p++] = 26; p = putVarint32(b, p, size_RpcRequest_Params(m.params)); p = write_RpcRequest_Params(b, p, m.params, s); }
+  return p;
 }
 
 function read_RpcRequest_RpcRequestMsg(r: Reader, end: number, into?: RpcRequest_RpcRequestMsg): RpcRequest_RpcRequestMsg {
@@ -346,10 +359,10 @@ function fromTb_RpcRequest_RpcRequestMsg(o: TbObject, at: string, alias?: Readon
   return m;
 }
 
-export function encodeRpcRequest_Params(m: RpcRequest_Params): Uint8Array {
-  const w = new Writer(size_RpcRequest_Params(m));
-  write_RpcRequest_Params(w, m);
-  return w.buf;
+export function encodeRpcRequest_Params(m: RpcRequest_Params, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_RpcRequest_Params(m));
+  write_RpcRequest_Params(b, 0, m, scratch);
+  return b;
 }
 export function decodeRpcRequest_Params(bytes: Uint8Array): RpcRequest_Params | ProtoError {
   return decodeWith(bytes, (r) => read_RpcRequest_Params(r, r.end));
@@ -361,10 +374,10 @@ export function rpcRequest_ParamsFromTb(o: TbObject, alias?: Readonly<Record<str
   return fromTb_RpcRequest_Params(o, '', alias);
 }
 
-export function encodeRpcRequest_RpcRequestMsg(m: RpcRequest_RpcRequestMsg): Uint8Array {
-  const w = new Writer(size_RpcRequest_RpcRequestMsg(m));
-  write_RpcRequest_RpcRequestMsg(w, m);
-  return w.buf;
+export function encodeRpcRequest_RpcRequestMsg(m: RpcRequest_RpcRequestMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_RpcRequest_RpcRequestMsg(m));
+  write_RpcRequest_RpcRequestMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeRpcRequest_RpcRequestMsg(bytes: Uint8Array): RpcRequest_RpcRequestMsg | ProtoError {
   return decodeWith(bytes, (r) => read_RpcRequest_RpcRequestMsg(r, r.end));
@@ -388,8 +401,10 @@ function size_RpcResponse_RpcResponseMsg(m: RpcResponse_RpcResponseMsg): number 
   return n;
 }
 
-function write_RpcResponse_RpcResponseMsg(w: Writer, m: RpcResponse_RpcResponseMsg): void {
-  if (m.payload !== undefined) { w.tag(1, 2); w.string(m.payload, utf8Size(m.payload)); }
+function write_RpcResponse_RpcResponseMsg(b: Uint8Array, p: number, m: RpcResponse_RpcResponseMsg, s: FloatScratch | undefined): number {
+  void s;
+  if (m.payload !== undefined) { b[p++] = 10; p = putString(b, p, m.payload, utf8Size(m.payload)); }
+  return p;
 }
 
 function read_RpcResponse_RpcResponseMsg(r: Reader, end: number, into?: RpcResponse_RpcResponseMsg): RpcResponse_RpcResponseMsg {
@@ -426,10 +441,10 @@ function fromTb_RpcResponse_RpcResponseMsg(o: TbObject, at: string, alias?: Read
   return m;
 }
 
-export function encodeRpcResponse_RpcResponseMsg(m: RpcResponse_RpcResponseMsg): Uint8Array {
-  const w = new Writer(size_RpcResponse_RpcResponseMsg(m));
-  write_RpcResponse_RpcResponseMsg(w, m);
-  return w.buf;
+export function encodeRpcResponse_RpcResponseMsg(m: RpcResponse_RpcResponseMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_RpcResponse_RpcResponseMsg(m));
+  write_RpcResponse_RpcResponseMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeRpcResponse_RpcResponseMsg(bytes: Uint8Array): RpcResponse_RpcResponseMsg | ProtoError {
   return decodeWith(bytes, (r) => read_RpcResponse_RpcResponseMsg(r, r.end));
@@ -510,11 +525,11 @@ export const profile = Object.freeze({
   name: "device",
   /** Telemetry root has ts + values: every record carries its own timestamp. */
   timestamped: true,
-  encodeTelemetry(values: TbObject, ts?: number): Uint8Array {
-    return encodeTelemetry_TelemetryRecord({ ts: ts ?? 0, values: fromTb_Telemetry_Readings(values, 'telemetry.', TELEMETRY_ALIAS) });
+  encodeTelemetry(values: TbObject, ts?: number, scratch?: FloatScratch): Uint8Array {
+    return encodeTelemetry_TelemetryRecord({ ts: ts ?? 0, values: fromTb_Telemetry_Readings(values, 'telemetry.', TELEMETRY_ALIAS) }, scratch);
   },
-  encodeAttributes(values: TbObject): Uint8Array {
-    return encodeAttributes_DeviceAttributes(fromTb_Attributes_DeviceAttributes(values, 'attributes.'));
+  encodeAttributes(values: TbObject, scratch?: FloatScratch): Uint8Array {
+    return encodeAttributes_DeviceAttributes(fromTb_Attributes_DeviceAttributes(values, 'attributes.'), scratch);
   },
   decodeRpcRequest(bytes: Uint8Array): TbObject | ProtoError {
     const m = decodeRpcRequest_RpcRequestMsg(bytes);
@@ -533,8 +548,8 @@ export const profile = Object.freeze({
     const m = decodeRpcResponse_RpcResponseMsg(bytes);
     return m instanceof ProtoError ? m : toTb_RpcResponse_RpcResponseMsg(m);
   },
-  encodeRpcResponse(values: TbObject): Uint8Array {
-    return encodeRpcResponse_RpcResponseMsg(fromTb_RpcResponse_RpcResponseMsg(values, 'rpc response.'));
+  encodeRpcResponse(values: TbObject, scratch?: FloatScratch): Uint8Array {
+    return encodeRpcResponse_RpcResponseMsg(fromTb_RpcResponse_RpcResponseMsg(values, 'rpc response.'), scratch);
   },
   /** A string field the reply can carry JSON text in, when the result does not map onto the fields. */
   rpcResponsePayloadField: "payload" as string | undefined,

@@ -3,9 +3,17 @@
  * Straight-line encoders/decoders over src/proto/wire.ts: no reflection, no dependency.
  */
 /* eslint-disable */
-import type { Int64 } from '../wire';
-import { decodeWith, ProtoError, Reader, sizeInt32, sizeInt64, sizeLen, sizeSint32, sizeSint64, sizeString, sizeUint64, sizeVarint32, utf8Size, Writer } from '../wire';
+import type { FloatScratch, Int64 } from '../wire';
+import * as wire from '../wire';
+import { decodeWith, ProtoError, Reader } from '../wire';
 import type { TbObject, TbValue } from '../../thingsboard/payload';
+
+// The writers as module constants: one lookup at load, direct calls after (a bundler's CommonJS
+// output would otherwise go through the namespace's getters on every call).
+const {
+  putBool, putBytes, putDouble, putFixed32, putFixed64, putFloat, putInt32, putInt64, putSfixed32, putSfixed64, putSint32, putSint64,
+  putString, putUint64, putVarint32, sizeInt32, sizeInt64, sizeLen, sizeSint32, sizeSint64, sizeString, sizeUint64, sizeVarint32, utf8Size,
+} = wire;
 
 // ---- telemetry: root telemetry.SensorDataReading
 
@@ -23,10 +31,11 @@ function size_Telemetry_SensorDataReading(m: Telemetry_SensorDataReading): numbe
   return n;
 }
 
-function write_Telemetry_SensorDataReading(w: Writer, m: Telemetry_SensorDataReading): void {
-  if (m.temperature !== undefined) { w.tag(1, 1); w.double(m.temperature); }
-  if (m.humidity !== undefined) { w.tag(2, 1); w.double(m.humidity); }
-  if (m.innerObject !== undefined) { w.tag(3, 2); w.uint32(size_Telemetry_SensorDataReading_InnerObject(m.innerObject)); write_Telemetry_SensorDataReading_InnerObject(w, m.innerObject); }
+function write_Telemetry_SensorDataReading(b: Uint8Array, p: number, m: Telemetry_SensorDataReading, s: FloatScratch | undefined): number {
+  if (m.temperature !== undefined) { b[p++] = 9; p = putDouble(b, p, m.temperature, s); }
+  if (m.humidity !== undefined) { b[p++] = 17; p = putDouble(b, p, m.humidity, s); }
+  if (m.innerObject !== undefined) { b[p++] = 26; p = putVarint32(b, p, size_Telemetry_SensorDataReading_InnerObject(m.innerObject)); p = write_Telemetry_SensorDataReading_InnerObject(b, p, m.innerObject, s); }
+  return p;
 }
 
 function read_Telemetry_SensorDataReading(r: Reader, end: number, into?: Telemetry_SensorDataReading): Telemetry_SensorDataReading {
@@ -87,12 +96,13 @@ function size_Telemetry_SensorDataReading_InnerObject(m: Telemetry_SensorDataRea
   return n;
 }
 
-function write_Telemetry_SensorDataReading_InnerObject(w: Writer, m: Telemetry_SensorDataReading_InnerObject): void {
-  if (m.key1 !== undefined) { w.tag(1, 2); w.string(m.key1, utf8Size(m.key1)); }
-  if (m.key2 !== undefined) { w.tag(2, 0); w.bool(m.key2); }
-  if (m.key3 !== undefined) { w.tag(3, 1); w.double(m.key3); }
-  if (m.key4 !== undefined) { w.tag(4, 0); w.int32(m.key4); }
-  if (m.key5 !== undefined) { w.tag(5, 2); w.string(m.key5, utf8Size(m.key5)); }
+function write_Telemetry_SensorDataReading_InnerObject(b: Uint8Array, p: number, m: Telemetry_SensorDataReading_InnerObject, s: FloatScratch | undefined): number {
+  if (m.key1 !== undefined) { b[p++] = 10; p = putString(b, p, m.key1, utf8Size(m.key1)); }
+  if (m.key2 !== undefined) { b[p++] = 16; p = putBool(b, p, m.key2); }
+  if (m.key3 !== undefined) { b[p++] = 25; p = putDouble(b, p, m.key3, s); }
+  if (m.key4 !== undefined) { b[p++] = 32; p = putInt32(b, p, m.key4); }
+  if (m.key5 !== undefined) { b[p++] = 42; p = putString(b, p, m.key5, utf8Size(m.key5)); }
+  return p;
 }
 
 function read_Telemetry_SensorDataReading_InnerObject(r: Reader, end: number, into?: Telemetry_SensorDataReading_InnerObject): Telemetry_SensorDataReading_InnerObject {
@@ -141,10 +151,10 @@ function fromTb_Telemetry_SensorDataReading_InnerObject(o: TbObject, at: string,
   return m;
 }
 
-export function encodeTelemetry_SensorDataReading(m: Telemetry_SensorDataReading): Uint8Array {
-  const w = new Writer(size_Telemetry_SensorDataReading(m));
-  write_Telemetry_SensorDataReading(w, m);
-  return w.buf;
+export function encodeTelemetry_SensorDataReading(m: Telemetry_SensorDataReading, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_Telemetry_SensorDataReading(m));
+  write_Telemetry_SensorDataReading(b, 0, m, scratch);
+  return b;
 }
 export function decodeTelemetry_SensorDataReading(bytes: Uint8Array): Telemetry_SensorDataReading | ProtoError {
   return decodeWith(bytes, (r) => read_Telemetry_SensorDataReading(r, r.end));
@@ -170,9 +180,11 @@ function size_Attributes_SensorConfiguration(m: Attributes_SensorConfiguration):
   return n;
 }
 
-function write_Attributes_SensorConfiguration(w: Writer, m: Attributes_SensorConfiguration): void {
-  if (m.firmwareVersion !== undefined) { w.tag(1, 2); w.string(m.firmwareVersion, utf8Size(m.firmwareVersion)); }
-  if (m.serialNumber !== undefined) { w.tag(2, 2); w.string(m.serialNumber, utf8Size(m.serialNumber)); }
+function write_Attributes_SensorConfiguration(b: Uint8Array, p: number, m: Attributes_SensorConfiguration, s: FloatScratch | undefined): number {
+  void s;
+  if (m.firmwareVersion !== undefined) { b[p++] = 10; p = putString(b, p, m.firmwareVersion, utf8Size(m.firmwareVersion)); }
+  if (m.serialNumber !== undefined) { b[p++] = 18; p = putString(b, p, m.serialNumber, utf8Size(m.serialNumber)); }
+  return p;
 }
 
 function read_Attributes_SensorConfiguration(r: Reader, end: number, into?: Attributes_SensorConfiguration): Attributes_SensorConfiguration {
@@ -212,10 +224,10 @@ function fromTb_Attributes_SensorConfiguration(o: TbObject, at: string, alias?: 
   return m;
 }
 
-export function encodeAttributes_SensorConfiguration(m: Attributes_SensorConfiguration): Uint8Array {
-  const w = new Writer(size_Attributes_SensorConfiguration(m));
-  write_Attributes_SensorConfiguration(w, m);
-  return w.buf;
+export function encodeAttributes_SensorConfiguration(m: Attributes_SensorConfiguration, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_Attributes_SensorConfiguration(m));
+  write_Attributes_SensorConfiguration(b, 0, m, scratch);
+  return b;
 }
 export function decodeAttributes_SensorConfiguration(bytes: Uint8Array): Attributes_SensorConfiguration | ProtoError {
   return decodeWith(bytes, (r) => read_Attributes_SensorConfiguration(r, r.end));
@@ -243,10 +255,12 @@ function size_RpcRequest_RpcRequestMsg(m: RpcRequest_RpcRequestMsg): number {
   return n;
 }
 
-function write_RpcRequest_RpcRequestMsg(w: Writer, m: RpcRequest_RpcRequestMsg): void {
-  if (m.method !== undefined) { w.tag(1, 2); w.string(m.method, utf8Size(m.method)); }
-  if (m.requestId !== undefined) { w.tag(2, 0); w.int32(m.requestId); }
-  if (m.params !== undefined) { w.tag(3, 2); w.string(m.params, utf8Size(m.params)); }
+function write_RpcRequest_RpcRequestMsg(b: Uint8Array, p: number, m: RpcRequest_RpcRequestMsg, s: FloatScratch | undefined): number {
+  void s;
+  if (m.method !== undefined) { b[p++] = 10; p = putString(b, p, m.method, utf8Size(m.method)); }
+  if (m.requestId !== undefined) { b[p++] = 16; p = putInt32(b, p, m.requestId); }
+  if (m.params !== undefined) { b[p++] = 26; p = putString(b, p, m.params, utf8Size(m.params)); }
+  return p;
 }
 
 function read_RpcRequest_RpcRequestMsg(r: Reader, end: number, into?: RpcRequest_RpcRequestMsg): RpcRequest_RpcRequestMsg {
@@ -289,10 +303,10 @@ function fromTb_RpcRequest_RpcRequestMsg(o: TbObject, at: string, alias?: Readon
   return m;
 }
 
-export function encodeRpcRequest_RpcRequestMsg(m: RpcRequest_RpcRequestMsg): Uint8Array {
-  const w = new Writer(size_RpcRequest_RpcRequestMsg(m));
-  write_RpcRequest_RpcRequestMsg(w, m);
-  return w.buf;
+export function encodeRpcRequest_RpcRequestMsg(m: RpcRequest_RpcRequestMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_RpcRequest_RpcRequestMsg(m));
+  write_RpcRequest_RpcRequestMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeRpcRequest_RpcRequestMsg(bytes: Uint8Array): RpcRequest_RpcRequestMsg | ProtoError {
   return decodeWith(bytes, (r) => read_RpcRequest_RpcRequestMsg(r, r.end));
@@ -316,8 +330,10 @@ function size_RpcResponse_RpcResponseMsg(m: RpcResponse_RpcResponseMsg): number 
   return n;
 }
 
-function write_RpcResponse_RpcResponseMsg(w: Writer, m: RpcResponse_RpcResponseMsg): void {
-  if (m.payload !== undefined) { w.tag(1, 2); w.string(m.payload, utf8Size(m.payload)); }
+function write_RpcResponse_RpcResponseMsg(b: Uint8Array, p: number, m: RpcResponse_RpcResponseMsg, s: FloatScratch | undefined): number {
+  void s;
+  if (m.payload !== undefined) { b[p++] = 10; p = putString(b, p, m.payload, utf8Size(m.payload)); }
+  return p;
 }
 
 function read_RpcResponse_RpcResponseMsg(r: Reader, end: number, into?: RpcResponse_RpcResponseMsg): RpcResponse_RpcResponseMsg {
@@ -354,10 +370,10 @@ function fromTb_RpcResponse_RpcResponseMsg(o: TbObject, at: string, alias?: Read
   return m;
 }
 
-export function encodeRpcResponse_RpcResponseMsg(m: RpcResponse_RpcResponseMsg): Uint8Array {
-  const w = new Writer(size_RpcResponse_RpcResponseMsg(m));
-  write_RpcResponse_RpcResponseMsg(w, m);
-  return w.buf;
+export function encodeRpcResponse_RpcResponseMsg(m: RpcResponse_RpcResponseMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_RpcResponse_RpcResponseMsg(m));
+  write_RpcResponse_RpcResponseMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeRpcResponse_RpcResponseMsg(bytes: Uint8Array): RpcResponse_RpcResponseMsg | ProtoError {
   return decodeWith(bytes, (r) => read_RpcResponse_RpcResponseMsg(r, r.end));
@@ -438,12 +454,12 @@ export const profile = Object.freeze({
   name: "thingsboard-default",
   /** Telemetry root has ts + values: every record carries its own timestamp. */
   timestamped: false,
-  encodeTelemetry(values: TbObject, ts?: number): Uint8Array {
+  encodeTelemetry(values: TbObject, ts?: number, scratch?: FloatScratch): Uint8Array {
     void ts;
-    return encodeTelemetry_SensorDataReading(fromTb_Telemetry_SensorDataReading(values, 'telemetry.', TELEMETRY_ALIAS));
+    return encodeTelemetry_SensorDataReading(fromTb_Telemetry_SensorDataReading(values, 'telemetry.', TELEMETRY_ALIAS), scratch);
   },
-  encodeAttributes(values: TbObject): Uint8Array {
-    return encodeAttributes_SensorConfiguration(fromTb_Attributes_SensorConfiguration(values, 'attributes.'));
+  encodeAttributes(values: TbObject, scratch?: FloatScratch): Uint8Array {
+    return encodeAttributes_SensorConfiguration(fromTb_Attributes_SensorConfiguration(values, 'attributes.'), scratch);
   },
   decodeRpcRequest(bytes: Uint8Array): TbObject | ProtoError {
     const m = decodeRpcRequest_RpcRequestMsg(bytes);
@@ -462,8 +478,8 @@ export const profile = Object.freeze({
     const m = decodeRpcResponse_RpcResponseMsg(bytes);
     return m instanceof ProtoError ? m : toTb_RpcResponse_RpcResponseMsg(m);
   },
-  encodeRpcResponse(values: TbObject): Uint8Array {
-    return encodeRpcResponse_RpcResponseMsg(fromTb_RpcResponse_RpcResponseMsg(values, 'rpc response.'));
+  encodeRpcResponse(values: TbObject, scratch?: FloatScratch): Uint8Array {
+    return encodeRpcResponse_RpcResponseMsg(fromTb_RpcResponse_RpcResponseMsg(values, 'rpc response.'), scratch);
   },
   /** A string field the reply can carry JSON text in, when the result does not map onto the fields. */
   rpcResponsePayloadField: "payload" as string | undefined,

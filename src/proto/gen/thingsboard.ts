@@ -3,9 +3,17 @@
  * Straight-line encoders/decoders over src/proto/wire.ts: no reflection, no dependency.
  */
 /* eslint-disable */
-import type { Int64 } from '../wire';
-import { decodeWith, ProtoError, Reader, sizeInt32, sizeInt64, sizeLen, sizeSint32, sizeSint64, sizeString, sizeUint64, sizeVarint32, utf8Size, Writer } from '../wire';
+import type { FloatScratch, Int64 } from '../wire';
+import * as wire from '../wire';
+import { decodeWith, ProtoError, Reader } from '../wire';
 import type { TbObject, TbValue } from '../../thingsboard/payload';
+
+// The writers as module constants: one lookup at load, direct calls after (a bundler's CommonJS
+// output would otherwise go through the namespace's getters on every call).
+const {
+  putBool, putBytes, putDouble, putFixed32, putFixed64, putFloat, putInt32, putInt64, putSfixed32, putSfixed64, putSint32, putSint64,
+  putString, putUint64, putVarint32, sizeInt32, sizeInt64, sizeLen, sizeSint32, sizeSint64, sizeString, sizeUint64, sizeVarint32, utf8Size,
+} = wire;
 
 export const KeyValueType = Object.freeze({ BOOLEAN_V: 0, LONG_V: 1, DOUBLE_V: 2, STRING_V: 3, JSON_V: 4 });
 
@@ -35,14 +43,15 @@ function size_KeyValueProto(m: KeyValueProto): number {
   return n;
 }
 
-function write_KeyValueProto(w: Writer, m: KeyValueProto): void {
-  if (m.key !== undefined && m.key !== '') { w.tag(1, 2); w.string(m.key, utf8Size(m.key)); }
-  if (m.type !== undefined && m.type !== 0) { w.tag(2, 0); w.int32(m.type); }
-  if (m.boolV === true) { w.tag(3, 0); w.bool(m.boolV); }
-  if (m.longV !== undefined && m.longV !== 0 && m.longV !== 0n) { w.tag(4, 0); w.int64(m.longV); }
-  if (m.doubleV !== undefined && (m.doubleV !== 0 || 1 / m.doubleV < 0)) { w.tag(5, 1); w.double(m.doubleV); }
-  if (m.stringV !== undefined && m.stringV !== '') { w.tag(6, 2); w.string(m.stringV, utf8Size(m.stringV)); }
-  if (m.jsonV !== undefined && m.jsonV !== '') { w.tag(7, 2); w.string(m.jsonV, utf8Size(m.jsonV)); }
+function write_KeyValueProto(b: Uint8Array, p: number, m: KeyValueProto, s: FloatScratch | undefined): number {
+  if (m.key !== undefined && m.key !== '') { b[p++] = 10; p = putString(b, p, m.key, utf8Size(m.key)); }
+  if (m.type !== undefined && m.type !== 0) { b[p++] = 16; p = putInt32(b, p, m.type); }
+  if (m.boolV === true) { b[p++] = 24; p = putBool(b, p, m.boolV); }
+  if (m.longV !== undefined && m.longV !== 0 && m.longV !== 0n) { b[p++] = 32; p = putInt64(b, p, m.longV); }
+  if (m.doubleV !== undefined && (m.doubleV !== 0 || 1 / m.doubleV < 0)) { b[p++] = 41; p = putDouble(b, p, m.doubleV, s); }
+  if (m.stringV !== undefined && m.stringV !== '') { b[p++] = 50; p = putString(b, p, m.stringV, utf8Size(m.stringV)); }
+  if (m.jsonV !== undefined && m.jsonV !== '') { b[p++] = 58; p = putString(b, p, m.jsonV, utf8Size(m.jsonV)); }
+  return p;
 }
 
 function read_KeyValueProto(r: Reader, end: number, into?: KeyValueProto): KeyValueProto {
@@ -111,10 +120,11 @@ function size_TsKvProto(m: TsKvProto): number {
   return n;
 }
 
-function write_TsKvProto(w: Writer, m: TsKvProto): void {
-  if (m.ts !== undefined && m.ts !== 0 && m.ts !== 0n) { w.tag(1, 0); w.int64(m.ts); }
-  if (m.kv !== undefined) { w.tag(2, 2); w.uint32(size_KeyValueProto(m.kv)); write_KeyValueProto(w, m.kv); }
-  if (m.version !== undefined) { w.tag(3, 0); w.int64(m.version); }
+function write_TsKvProto(b: Uint8Array, p: number, m: TsKvProto, s: FloatScratch | undefined): number {
+  if (m.ts !== undefined && m.ts !== 0 && m.ts !== 0n) { b[p++] = 8; p = putInt64(b, p, m.ts); }
+  if (m.kv !== undefined) { b[p++] = 18; p = putVarint32(b, p, size_KeyValueProto(m.kv)); p = write_KeyValueProto(b, p, m.kv, s); }
+  if (m.version !== undefined) { b[p++] = 24; p = putInt64(b, p, m.version); }
+  return p;
 }
 
 function read_TsKvProto(r: Reader, end: number, into?: TsKvProto): TsKvProto {
@@ -177,13 +187,14 @@ function size_GetAttributeResponseMsg(m: GetAttributeResponseMsg): number {
   return n;
 }
 
-function write_GetAttributeResponseMsg(w: Writer, m: GetAttributeResponseMsg): void {
-  if (m.requestId !== undefined && m.requestId !== 0) { w.tag(1, 0); w.int32(m.requestId); }
-  if (m.clientAttributeList !== undefined) for (const x of m.clientAttributeList) { w.tag(2, 2); w.uint32(size_TsKvProto(x)); write_TsKvProto(w, x); }
-  if (m.sharedAttributeList !== undefined) for (const x of m.sharedAttributeList) { w.tag(3, 2); w.uint32(size_TsKvProto(x)); write_TsKvProto(w, x); }
-  if (m.isMultipleAttributesRequest === true) { w.tag(4, 0); w.bool(m.isMultipleAttributesRequest); }
-  if (m.error !== undefined && m.error !== '') { w.tag(5, 2); w.string(m.error, utf8Size(m.error)); }
-  if (m.sharedStateMsg === true) { w.tag(6, 0); w.bool(m.sharedStateMsg); }
+function write_GetAttributeResponseMsg(b: Uint8Array, p: number, m: GetAttributeResponseMsg, s: FloatScratch | undefined): number {
+  if (m.requestId !== undefined && m.requestId !== 0) { b[p++] = 8; p = putInt32(b, p, m.requestId); }
+  if (m.clientAttributeList !== undefined) for (const x of m.clientAttributeList) { b[p++] = 18; p = putVarint32(b, p, size_TsKvProto(x)); p = write_TsKvProto(b, p, x, s); }
+  if (m.sharedAttributeList !== undefined) for (const x of m.sharedAttributeList) { b[p++] = 26; p = putVarint32(b, p, size_TsKvProto(x)); p = write_TsKvProto(b, p, x, s); }
+  if (m.isMultipleAttributesRequest === true) { b[p++] = 32; p = putBool(b, p, m.isMultipleAttributesRequest); }
+  if (m.error !== undefined && m.error !== '') { b[p++] = 42; p = putString(b, p, m.error, utf8Size(m.error)); }
+  if (m.sharedStateMsg === true) { b[p++] = 48; p = putBool(b, p, m.sharedStateMsg); }
+  return p;
 }
 
 function read_GetAttributeResponseMsg(r: Reader, end: number, into?: GetAttributeResponseMsg): GetAttributeResponseMsg {
@@ -247,9 +258,10 @@ function size_AttributeUpdateNotificationMsg(m: AttributeUpdateNotificationMsg):
   return n;
 }
 
-function write_AttributeUpdateNotificationMsg(w: Writer, m: AttributeUpdateNotificationMsg): void {
-  if (m.sharedUpdated !== undefined) for (const x of m.sharedUpdated) { w.tag(1, 2); w.uint32(size_TsKvProto(x)); write_TsKvProto(w, x); }
-  if (m.sharedDeleted !== undefined) for (const x of m.sharedDeleted) { w.tag(2, 2); w.string(x, utf8Size(x)); }
+function write_AttributeUpdateNotificationMsg(b: Uint8Array, p: number, m: AttributeUpdateNotificationMsg, s: FloatScratch | undefined): number {
+  if (m.sharedUpdated !== undefined) for (const x of m.sharedUpdated) { b[p++] = 10; p = putVarint32(b, p, size_TsKvProto(x)); p = write_TsKvProto(b, p, x, s); }
+  if (m.sharedDeleted !== undefined) for (const x of m.sharedDeleted) { b[p++] = 18; p = putString(b, p, x, utf8Size(x)); }
+  return p;
 }
 
 function read_AttributeUpdateNotificationMsg(r: Reader, end: number, into?: AttributeUpdateNotificationMsg): AttributeUpdateNotificationMsg {
@@ -301,9 +313,11 @@ function size_RpcRequest(m: RpcRequest): number {
   return n;
 }
 
-function write_RpcRequest(w: Writer, m: RpcRequest): void {
-  if (m.method !== undefined && m.method !== '') { w.tag(1, 2); w.string(m.method, utf8Size(m.method)); }
-  if (m.params !== undefined && m.params !== '') { w.tag(2, 2); w.string(m.params, utf8Size(m.params)); }
+function write_RpcRequest(b: Uint8Array, p: number, m: RpcRequest, s: FloatScratch | undefined): number {
+  void s;
+  if (m.method !== undefined && m.method !== '') { b[p++] = 10; p = putString(b, p, m.method, utf8Size(m.method)); }
+  if (m.params !== undefined && m.params !== '') { b[p++] = 18; p = putString(b, p, m.params, utf8Size(m.params)); }
+  return p;
 }
 
 function read_RpcRequest(r: Reader, end: number, into?: RpcRequest): RpcRequest {
@@ -357,10 +371,12 @@ function size_ToServerRpcResponseMsg(m: ToServerRpcResponseMsg): number {
   return n;
 }
 
-function write_ToServerRpcResponseMsg(w: Writer, m: ToServerRpcResponseMsg): void {
-  if (m.requestId !== undefined && m.requestId !== 0) { w.tag(1, 0); w.int32(m.requestId); }
-  if (m.payload !== undefined && m.payload !== '') { w.tag(2, 2); w.string(m.payload, utf8Size(m.payload)); }
-  if (m.error !== undefined && m.error !== '') { w.tag(3, 2); w.string(m.error, utf8Size(m.error)); }
+function write_ToServerRpcResponseMsg(b: Uint8Array, p: number, m: ToServerRpcResponseMsg, s: FloatScratch | undefined): number {
+  void s;
+  if (m.requestId !== undefined && m.requestId !== 0) { b[p++] = 8; p = putInt32(b, p, m.requestId); }
+  if (m.payload !== undefined && m.payload !== '') { b[p++] = 18; p = putString(b, p, m.payload, utf8Size(m.payload)); }
+  if (m.error !== undefined && m.error !== '') { b[p++] = 26; p = putString(b, p, m.error, utf8Size(m.error)); }
+  return p;
 }
 
 function read_ToServerRpcResponseMsg(r: Reader, end: number, into?: ToServerRpcResponseMsg): ToServerRpcResponseMsg {
@@ -415,9 +431,11 @@ function size_ClaimDevice(m: ClaimDevice): number {
   return n;
 }
 
-function write_ClaimDevice(w: Writer, m: ClaimDevice): void {
-  if (m.secretKey !== undefined && m.secretKey !== '') { w.tag(1, 2); w.string(m.secretKey, utf8Size(m.secretKey)); }
-  if (m.durationMs !== undefined && m.durationMs !== 0 && m.durationMs !== 0n) { w.tag(2, 0); w.int64(m.durationMs); }
+function write_ClaimDevice(b: Uint8Array, p: number, m: ClaimDevice, s: FloatScratch | undefined): number {
+  void s;
+  if (m.secretKey !== undefined && m.secretKey !== '') { b[p++] = 10; p = putString(b, p, m.secretKey, utf8Size(m.secretKey)); }
+  if (m.durationMs !== undefined && m.durationMs !== 0 && m.durationMs !== 0n) { b[p++] = 16; p = putInt64(b, p, m.durationMs); }
+  return p;
 }
 
 function read_ClaimDevice(r: Reader, end: number, into?: ClaimDevice): ClaimDevice {
@@ -467,8 +485,10 @@ function size_ValidateDeviceTokenRequestMsg(m: ValidateDeviceTokenRequestMsg): n
   return n;
 }
 
-function write_ValidateDeviceTokenRequestMsg(w: Writer, m: ValidateDeviceTokenRequestMsg): void {
-  if (m.token !== undefined && m.token !== '') { w.tag(1, 2); w.string(m.token, utf8Size(m.token)); }
+function write_ValidateDeviceTokenRequestMsg(b: Uint8Array, p: number, m: ValidateDeviceTokenRequestMsg, s: FloatScratch | undefined): number {
+  void s;
+  if (m.token !== undefined && m.token !== '') { b[p++] = 10; p = putString(b, p, m.token, utf8Size(m.token)); }
+  return p;
 }
 
 function read_ValidateDeviceTokenRequestMsg(r: Reader, end: number, into?: ValidateDeviceTokenRequestMsg): ValidateDeviceTokenRequestMsg {
@@ -515,8 +535,10 @@ function size_ValidateDeviceX509CertRequestMsg(m: ValidateDeviceX509CertRequestM
   return n;
 }
 
-function write_ValidateDeviceX509CertRequestMsg(w: Writer, m: ValidateDeviceX509CertRequestMsg): void {
-  if (m.hash !== undefined && m.hash !== '') { w.tag(1, 2); w.string(m.hash, utf8Size(m.hash)); }
+function write_ValidateDeviceX509CertRequestMsg(b: Uint8Array, p: number, m: ValidateDeviceX509CertRequestMsg, s: FloatScratch | undefined): number {
+  void s;
+  if (m.hash !== undefined && m.hash !== '') { b[p++] = 10; p = putString(b, p, m.hash, utf8Size(m.hash)); }
+  return p;
 }
 
 function read_ValidateDeviceX509CertRequestMsg(r: Reader, end: number, into?: ValidateDeviceX509CertRequestMsg): ValidateDeviceX509CertRequestMsg {
@@ -567,10 +589,12 @@ function size_ValidateBasicMqttCredRequestMsg(m: ValidateBasicMqttCredRequestMsg
   return n;
 }
 
-function write_ValidateBasicMqttCredRequestMsg(w: Writer, m: ValidateBasicMqttCredRequestMsg): void {
-  if (m.clientId !== undefined && m.clientId !== '') { w.tag(1, 2); w.string(m.clientId, utf8Size(m.clientId)); }
-  if (m.userName !== undefined && m.userName !== '') { w.tag(2, 2); w.string(m.userName, utf8Size(m.userName)); }
-  if (m.password !== undefined && m.password !== '') { w.tag(3, 2); w.string(m.password, utf8Size(m.password)); }
+function write_ValidateBasicMqttCredRequestMsg(b: Uint8Array, p: number, m: ValidateBasicMqttCredRequestMsg, s: FloatScratch | undefined): number {
+  void s;
+  if (m.clientId !== undefined && m.clientId !== '') { b[p++] = 10; p = putString(b, p, m.clientId, utf8Size(m.clientId)); }
+  if (m.userName !== undefined && m.userName !== '') { b[p++] = 18; p = putString(b, p, m.userName, utf8Size(m.userName)); }
+  if (m.password !== undefined && m.password !== '') { b[p++] = 26; p = putString(b, p, m.password, utf8Size(m.password)); }
+  return p;
 }
 
 function read_ValidateBasicMqttCredRequestMsg(r: Reader, end: number, into?: ValidateBasicMqttCredRequestMsg): ValidateBasicMqttCredRequestMsg {
@@ -625,9 +649,11 @@ function size_ProvisionDeviceCredentialsMsg(m: ProvisionDeviceCredentialsMsg): n
   return n;
 }
 
-function write_ProvisionDeviceCredentialsMsg(w: Writer, m: ProvisionDeviceCredentialsMsg): void {
-  if (m.provisionDeviceKey !== undefined && m.provisionDeviceKey !== '') { w.tag(1, 2); w.string(m.provisionDeviceKey, utf8Size(m.provisionDeviceKey)); }
-  if (m.provisionDeviceSecret !== undefined && m.provisionDeviceSecret !== '') { w.tag(2, 2); w.string(m.provisionDeviceSecret, utf8Size(m.provisionDeviceSecret)); }
+function write_ProvisionDeviceCredentialsMsg(b: Uint8Array, p: number, m: ProvisionDeviceCredentialsMsg, s: FloatScratch | undefined): number {
+  void s;
+  if (m.provisionDeviceKey !== undefined && m.provisionDeviceKey !== '') { b[p++] = 10; p = putString(b, p, m.provisionDeviceKey, utf8Size(m.provisionDeviceKey)); }
+  if (m.provisionDeviceSecret !== undefined && m.provisionDeviceSecret !== '') { b[p++] = 18; p = putString(b, p, m.provisionDeviceSecret, utf8Size(m.provisionDeviceSecret)); }
+  return p;
 }
 
 function read_ProvisionDeviceCredentialsMsg(r: Reader, end: number, into?: ProvisionDeviceCredentialsMsg): ProvisionDeviceCredentialsMsg {
@@ -681,10 +707,11 @@ function size_CredentialsDataProto(m: CredentialsDataProto): number {
   return n;
 }
 
-function write_CredentialsDataProto(w: Writer, m: CredentialsDataProto): void {
-  if (m.validateDeviceTokenRequestMsg !== undefined) { w.tag(1, 2); w.uint32(size_ValidateDeviceTokenRequestMsg(m.validateDeviceTokenRequestMsg)); write_ValidateDeviceTokenRequestMsg(w, m.validateDeviceTokenRequestMsg); }
-  if (m.validateDeviceX509CertRequestMsg !== undefined) { w.tag(2, 2); w.uint32(size_ValidateDeviceX509CertRequestMsg(m.validateDeviceX509CertRequestMsg)); write_ValidateDeviceX509CertRequestMsg(w, m.validateDeviceX509CertRequestMsg); }
-  if (m.validateBasicMqttCredRequestMsg !== undefined) { w.tag(3, 2); w.uint32(size_ValidateBasicMqttCredRequestMsg(m.validateBasicMqttCredRequestMsg)); write_ValidateBasicMqttCredRequestMsg(w, m.validateBasicMqttCredRequestMsg); }
+function write_CredentialsDataProto(b: Uint8Array, p: number, m: CredentialsDataProto, s: FloatScratch | undefined): number {
+  if (m.validateDeviceTokenRequestMsg !== undefined) { b[p++] = 10; p = putVarint32(b, p, size_ValidateDeviceTokenRequestMsg(m.validateDeviceTokenRequestMsg)); p = write_ValidateDeviceTokenRequestMsg(b, p, m.validateDeviceTokenRequestMsg, s); }
+  if (m.validateDeviceX509CertRequestMsg !== undefined) { b[p++] = 18; p = putVarint32(b, p, size_ValidateDeviceX509CertRequestMsg(m.validateDeviceX509CertRequestMsg)); p = write_ValidateDeviceX509CertRequestMsg(b, p, m.validateDeviceX509CertRequestMsg, s); }
+  if (m.validateBasicMqttCredRequestMsg !== undefined) { b[p++] = 26; p = putVarint32(b, p, size_ValidateBasicMqttCredRequestMsg(m.validateBasicMqttCredRequestMsg)); p = write_ValidateBasicMqttCredRequestMsg(b, p, m.validateBasicMqttCredRequestMsg, s); }
+  return p;
 }
 
 function read_CredentialsDataProto(r: Reader, end: number, into?: CredentialsDataProto): CredentialsDataProto {
@@ -745,12 +772,13 @@ function size_ProvisionDeviceRequestMsg(m: ProvisionDeviceRequestMsg): number {
   return n;
 }
 
-function write_ProvisionDeviceRequestMsg(w: Writer, m: ProvisionDeviceRequestMsg): void {
-  if (m.deviceName !== undefined && m.deviceName !== '') { w.tag(1, 2); w.string(m.deviceName, utf8Size(m.deviceName)); }
-  if (m.credentialsType !== undefined && m.credentialsType !== 0) { w.tag(2, 0); w.int32(m.credentialsType); }
-  if (m.provisionDeviceCredentialsMsg !== undefined) { w.tag(3, 2); w.uint32(size_ProvisionDeviceCredentialsMsg(m.provisionDeviceCredentialsMsg)); write_ProvisionDeviceCredentialsMsg(w, m.provisionDeviceCredentialsMsg); }
-  if (m.credentialsDataProto !== undefined) { w.tag(4, 2); w.uint32(size_CredentialsDataProto(m.credentialsDataProto)); write_CredentialsDataProto(w, m.credentialsDataProto); }
-  if (m.gateway === true) { w.tag(5, 0); w.bool(m.gateway); }
+function write_ProvisionDeviceRequestMsg(b: Uint8Array, p: number, m: ProvisionDeviceRequestMsg, s: FloatScratch | undefined): number {
+  if (m.deviceName !== undefined && m.deviceName !== '') { b[p++] = 10; p = putString(b, p, m.deviceName, utf8Size(m.deviceName)); }
+  if (m.credentialsType !== undefined && m.credentialsType !== 0) { b[p++] = 16; p = putInt32(b, p, m.credentialsType); }
+  if (m.provisionDeviceCredentialsMsg !== undefined) { b[p++] = 26; p = putVarint32(b, p, size_ProvisionDeviceCredentialsMsg(m.provisionDeviceCredentialsMsg)); p = write_ProvisionDeviceCredentialsMsg(b, p, m.provisionDeviceCredentialsMsg, s); }
+  if (m.credentialsDataProto !== undefined) { b[p++] = 34; p = putVarint32(b, p, size_CredentialsDataProto(m.credentialsDataProto)); p = write_CredentialsDataProto(b, p, m.credentialsDataProto, s); }
+  if (m.gateway === true) { b[p++] = 40; p = putBool(b, p, m.gateway); }
+  return p;
 }
 
 function read_ProvisionDeviceRequestMsg(r: Reader, end: number, into?: ProvisionDeviceRequestMsg): ProvisionDeviceRequestMsg {
@@ -813,10 +841,12 @@ function size_ProvisionDeviceResponseMsg(m: ProvisionDeviceResponseMsg): number 
   return n;
 }
 
-function write_ProvisionDeviceResponseMsg(w: Writer, m: ProvisionDeviceResponseMsg): void {
-  if (m.status !== undefined && m.status !== 0) { w.tag(1, 0); w.int32(m.status); }
-  if (m.credentialsType !== undefined && m.credentialsType !== 0) { w.tag(2, 0); w.int32(m.credentialsType); }
-  if (m.credentialsValue !== undefined && m.credentialsValue !== '') { w.tag(3, 2); w.string(m.credentialsValue, utf8Size(m.credentialsValue)); }
+function write_ProvisionDeviceResponseMsg(b: Uint8Array, p: number, m: ProvisionDeviceResponseMsg, s: FloatScratch | undefined): number {
+  void s;
+  if (m.status !== undefined && m.status !== 0) { b[p++] = 8; p = putInt32(b, p, m.status); }
+  if (m.credentialsType !== undefined && m.credentialsType !== 0) { b[p++] = 16; p = putInt32(b, p, m.credentialsType); }
+  if (m.credentialsValue !== undefined && m.credentialsValue !== '') { b[p++] = 26; p = putString(b, p, m.credentialsValue, utf8Size(m.credentialsValue)); }
+  return p;
 }
 
 function read_ProvisionDeviceResponseMsg(r: Reader, end: number, into?: ProvisionDeviceResponseMsg): ProvisionDeviceResponseMsg {
@@ -859,10 +889,10 @@ function fromTb_ProvisionDeviceResponseMsg(o: TbObject, at: string, alias?: Read
   return m;
 }
 
-export function encodeKeyValueProto(m: KeyValueProto): Uint8Array {
-  const w = new Writer(size_KeyValueProto(m));
-  write_KeyValueProto(w, m);
-  return w.buf;
+export function encodeKeyValueProto(m: KeyValueProto, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_KeyValueProto(m));
+  write_KeyValueProto(b, 0, m, scratch);
+  return b;
 }
 export function decodeKeyValueProto(bytes: Uint8Array): KeyValueProto | ProtoError {
   return decodeWith(bytes, (r) => read_KeyValueProto(r, r.end));
@@ -874,10 +904,10 @@ export function keyValueProtoFromTb(o: TbObject, alias?: Readonly<Record<string,
   return fromTb_KeyValueProto(o, '', alias);
 }
 
-export function encodeTsKvProto(m: TsKvProto): Uint8Array {
-  const w = new Writer(size_TsKvProto(m));
-  write_TsKvProto(w, m);
-  return w.buf;
+export function encodeTsKvProto(m: TsKvProto, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_TsKvProto(m));
+  write_TsKvProto(b, 0, m, scratch);
+  return b;
 }
 export function decodeTsKvProto(bytes: Uint8Array): TsKvProto | ProtoError {
   return decodeWith(bytes, (r) => read_TsKvProto(r, r.end));
@@ -889,10 +919,10 @@ export function tsKvProtoFromTb(o: TbObject, alias?: Readonly<Record<string, str
   return fromTb_TsKvProto(o, '', alias);
 }
 
-export function encodeGetAttributeResponseMsg(m: GetAttributeResponseMsg): Uint8Array {
-  const w = new Writer(size_GetAttributeResponseMsg(m));
-  write_GetAttributeResponseMsg(w, m);
-  return w.buf;
+export function encodeGetAttributeResponseMsg(m: GetAttributeResponseMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_GetAttributeResponseMsg(m));
+  write_GetAttributeResponseMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeGetAttributeResponseMsg(bytes: Uint8Array): GetAttributeResponseMsg | ProtoError {
   return decodeWith(bytes, (r) => read_GetAttributeResponseMsg(r, r.end));
@@ -904,10 +934,10 @@ export function getAttributeResponseMsgFromTb(o: TbObject, alias?: Readonly<Reco
   return fromTb_GetAttributeResponseMsg(o, '', alias);
 }
 
-export function encodeAttributeUpdateNotificationMsg(m: AttributeUpdateNotificationMsg): Uint8Array {
-  const w = new Writer(size_AttributeUpdateNotificationMsg(m));
-  write_AttributeUpdateNotificationMsg(w, m);
-  return w.buf;
+export function encodeAttributeUpdateNotificationMsg(m: AttributeUpdateNotificationMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_AttributeUpdateNotificationMsg(m));
+  write_AttributeUpdateNotificationMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeAttributeUpdateNotificationMsg(bytes: Uint8Array): AttributeUpdateNotificationMsg | ProtoError {
   return decodeWith(bytes, (r) => read_AttributeUpdateNotificationMsg(r, r.end));
@@ -919,10 +949,10 @@ export function attributeUpdateNotificationMsgFromTb(o: TbObject, alias?: Readon
   return fromTb_AttributeUpdateNotificationMsg(o, '', alias);
 }
 
-export function encodeRpcRequest(m: RpcRequest): Uint8Array {
-  const w = new Writer(size_RpcRequest(m));
-  write_RpcRequest(w, m);
-  return w.buf;
+export function encodeRpcRequest(m: RpcRequest, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_RpcRequest(m));
+  write_RpcRequest(b, 0, m, scratch);
+  return b;
 }
 export function decodeRpcRequest(bytes: Uint8Array): RpcRequest | ProtoError {
   return decodeWith(bytes, (r) => read_RpcRequest(r, r.end));
@@ -934,10 +964,10 @@ export function rpcRequestFromTb(o: TbObject, alias?: Readonly<Record<string, st
   return fromTb_RpcRequest(o, '', alias);
 }
 
-export function encodeToServerRpcResponseMsg(m: ToServerRpcResponseMsg): Uint8Array {
-  const w = new Writer(size_ToServerRpcResponseMsg(m));
-  write_ToServerRpcResponseMsg(w, m);
-  return w.buf;
+export function encodeToServerRpcResponseMsg(m: ToServerRpcResponseMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_ToServerRpcResponseMsg(m));
+  write_ToServerRpcResponseMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeToServerRpcResponseMsg(bytes: Uint8Array): ToServerRpcResponseMsg | ProtoError {
   return decodeWith(bytes, (r) => read_ToServerRpcResponseMsg(r, r.end));
@@ -949,10 +979,10 @@ export function toServerRpcResponseMsgFromTb(o: TbObject, alias?: Readonly<Recor
   return fromTb_ToServerRpcResponseMsg(o, '', alias);
 }
 
-export function encodeClaimDevice(m: ClaimDevice): Uint8Array {
-  const w = new Writer(size_ClaimDevice(m));
-  write_ClaimDevice(w, m);
-  return w.buf;
+export function encodeClaimDevice(m: ClaimDevice, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_ClaimDevice(m));
+  write_ClaimDevice(b, 0, m, scratch);
+  return b;
 }
 export function decodeClaimDevice(bytes: Uint8Array): ClaimDevice | ProtoError {
   return decodeWith(bytes, (r) => read_ClaimDevice(r, r.end));
@@ -964,10 +994,10 @@ export function claimDeviceFromTb(o: TbObject, alias?: Readonly<Record<string, s
   return fromTb_ClaimDevice(o, '', alias);
 }
 
-export function encodeValidateDeviceTokenRequestMsg(m: ValidateDeviceTokenRequestMsg): Uint8Array {
-  const w = new Writer(size_ValidateDeviceTokenRequestMsg(m));
-  write_ValidateDeviceTokenRequestMsg(w, m);
-  return w.buf;
+export function encodeValidateDeviceTokenRequestMsg(m: ValidateDeviceTokenRequestMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_ValidateDeviceTokenRequestMsg(m));
+  write_ValidateDeviceTokenRequestMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeValidateDeviceTokenRequestMsg(bytes: Uint8Array): ValidateDeviceTokenRequestMsg | ProtoError {
   return decodeWith(bytes, (r) => read_ValidateDeviceTokenRequestMsg(r, r.end));
@@ -979,10 +1009,10 @@ export function validateDeviceTokenRequestMsgFromTb(o: TbObject, alias?: Readonl
   return fromTb_ValidateDeviceTokenRequestMsg(o, '', alias);
 }
 
-export function encodeValidateDeviceX509CertRequestMsg(m: ValidateDeviceX509CertRequestMsg): Uint8Array {
-  const w = new Writer(size_ValidateDeviceX509CertRequestMsg(m));
-  write_ValidateDeviceX509CertRequestMsg(w, m);
-  return w.buf;
+export function encodeValidateDeviceX509CertRequestMsg(m: ValidateDeviceX509CertRequestMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_ValidateDeviceX509CertRequestMsg(m));
+  write_ValidateDeviceX509CertRequestMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeValidateDeviceX509CertRequestMsg(bytes: Uint8Array): ValidateDeviceX509CertRequestMsg | ProtoError {
   return decodeWith(bytes, (r) => read_ValidateDeviceX509CertRequestMsg(r, r.end));
@@ -994,10 +1024,10 @@ export function validateDeviceX509CertRequestMsgFromTb(o: TbObject, alias?: Read
   return fromTb_ValidateDeviceX509CertRequestMsg(o, '', alias);
 }
 
-export function encodeValidateBasicMqttCredRequestMsg(m: ValidateBasicMqttCredRequestMsg): Uint8Array {
-  const w = new Writer(size_ValidateBasicMqttCredRequestMsg(m));
-  write_ValidateBasicMqttCredRequestMsg(w, m);
-  return w.buf;
+export function encodeValidateBasicMqttCredRequestMsg(m: ValidateBasicMqttCredRequestMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_ValidateBasicMqttCredRequestMsg(m));
+  write_ValidateBasicMqttCredRequestMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeValidateBasicMqttCredRequestMsg(bytes: Uint8Array): ValidateBasicMqttCredRequestMsg | ProtoError {
   return decodeWith(bytes, (r) => read_ValidateBasicMqttCredRequestMsg(r, r.end));
@@ -1009,10 +1039,10 @@ export function validateBasicMqttCredRequestMsgFromTb(o: TbObject, alias?: Reado
   return fromTb_ValidateBasicMqttCredRequestMsg(o, '', alias);
 }
 
-export function encodeProvisionDeviceCredentialsMsg(m: ProvisionDeviceCredentialsMsg): Uint8Array {
-  const w = new Writer(size_ProvisionDeviceCredentialsMsg(m));
-  write_ProvisionDeviceCredentialsMsg(w, m);
-  return w.buf;
+export function encodeProvisionDeviceCredentialsMsg(m: ProvisionDeviceCredentialsMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_ProvisionDeviceCredentialsMsg(m));
+  write_ProvisionDeviceCredentialsMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeProvisionDeviceCredentialsMsg(bytes: Uint8Array): ProvisionDeviceCredentialsMsg | ProtoError {
   return decodeWith(bytes, (r) => read_ProvisionDeviceCredentialsMsg(r, r.end));
@@ -1024,10 +1054,10 @@ export function provisionDeviceCredentialsMsgFromTb(o: TbObject, alias?: Readonl
   return fromTb_ProvisionDeviceCredentialsMsg(o, '', alias);
 }
 
-export function encodeCredentialsDataProto(m: CredentialsDataProto): Uint8Array {
-  const w = new Writer(size_CredentialsDataProto(m));
-  write_CredentialsDataProto(w, m);
-  return w.buf;
+export function encodeCredentialsDataProto(m: CredentialsDataProto, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_CredentialsDataProto(m));
+  write_CredentialsDataProto(b, 0, m, scratch);
+  return b;
 }
 export function decodeCredentialsDataProto(bytes: Uint8Array): CredentialsDataProto | ProtoError {
   return decodeWith(bytes, (r) => read_CredentialsDataProto(r, r.end));
@@ -1039,10 +1069,10 @@ export function credentialsDataProtoFromTb(o: TbObject, alias?: Readonly<Record<
   return fromTb_CredentialsDataProto(o, '', alias);
 }
 
-export function encodeProvisionDeviceRequestMsg(m: ProvisionDeviceRequestMsg): Uint8Array {
-  const w = new Writer(size_ProvisionDeviceRequestMsg(m));
-  write_ProvisionDeviceRequestMsg(w, m);
-  return w.buf;
+export function encodeProvisionDeviceRequestMsg(m: ProvisionDeviceRequestMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_ProvisionDeviceRequestMsg(m));
+  write_ProvisionDeviceRequestMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeProvisionDeviceRequestMsg(bytes: Uint8Array): ProvisionDeviceRequestMsg | ProtoError {
   return decodeWith(bytes, (r) => read_ProvisionDeviceRequestMsg(r, r.end));
@@ -1054,10 +1084,10 @@ export function provisionDeviceRequestMsgFromTb(o: TbObject, alias?: Readonly<Re
   return fromTb_ProvisionDeviceRequestMsg(o, '', alias);
 }
 
-export function encodeProvisionDeviceResponseMsg(m: ProvisionDeviceResponseMsg): Uint8Array {
-  const w = new Writer(size_ProvisionDeviceResponseMsg(m));
-  write_ProvisionDeviceResponseMsg(w, m);
-  return w.buf;
+export function encodeProvisionDeviceResponseMsg(m: ProvisionDeviceResponseMsg, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_ProvisionDeviceResponseMsg(m));
+  write_ProvisionDeviceResponseMsg(b, 0, m, scratch);
+  return b;
 }
 export function decodeProvisionDeviceResponseMsg(bytes: Uint8Array): ProvisionDeviceResponseMsg | ProtoError {
   return decodeWith(bytes, (r) => read_ProvisionDeviceResponseMsg(r, r.end));

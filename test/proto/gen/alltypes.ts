@@ -3,9 +3,17 @@
  * Straight-line encoders/decoders over src/proto/wire.ts: no reflection, no dependency.
  */
 /* eslint-disable */
-import type { Int64 } from '../../../src/proto/wire';
-import { decodeWith, ProtoError, Reader, sizeInt32, sizeInt64, sizeLen, sizeSint32, sizeSint64, sizeString, sizeUint64, sizeVarint32, utf8Size, Writer } from '../../../src/proto/wire';
+import type { FloatScratch, Int64 } from '../../../src/proto/wire';
+import * as wire from '../../../src/proto/wire';
+import { decodeWith, ProtoError, Reader } from '../../../src/proto/wire';
 import type { TbObject, TbValue } from '../../../src/proto/../thingsboard/payload';
+
+// The writers as module constants: one lookup at load, direct calls after (a bundler's CommonJS
+// output would otherwise go through the namespace's getters on every call).
+const {
+  putBool, putBytes, putDouble, putFixed32, putFixed64, putFloat, putInt32, putInt64, putSfixed32, putSfixed64, putSint32, putSint64,
+  putString, putUint64, putVarint32, sizeInt32, sizeInt64, sizeLen, sizeSint32, sizeSint64, sizeString, sizeUint64, sizeVarint32, utf8Size,
+} = wire;
 
 export const Color = Object.freeze({ RED: 0, GREEN: 1, BLUE: 2, NEGATIVE: -1 });
 
@@ -27,16 +35,18 @@ function size_Inner(m: Inner): number {
   return n;
 }
 
-function write_Inner(w: Writer, m: Inner): void {
-  if (m.a !== undefined && m.a !== 0) { w.tag(1, 0); w.int32(m.a); }
-  if (m.s !== undefined) { w.tag(2, 2); w.string(m.s, utf8Size(m.s)); }
+function write_Inner(b: Uint8Array, p: number, m: Inner, s: FloatScratch | undefined): number {
+  void s;
+  if (m.a !== undefined && m.a !== 0) { b[p++] = 8; p = putInt32(b, p, m.a); }
+  if (m.s !== undefined) { b[p++] = 18; p = putString(b, p, m.s, utf8Size(m.s)); }
   if (m.zs !== undefined && m.zs.length) {
-    w.tag(3, 2);
-    let b = 0;
-    for (const x of m.zs) b += sizeSint64(x);
-    w.uint32(b);
-    for (const x of m.zs) w.sint64(x);
+    b[p++] = 26;
+    let n = 0;
+    for (const x of m.zs) n += sizeSint64(x);
+    p = putVarint32(b, p, n);
+    for (const x of m.zs) p = putSint64(b, p, x);
   }
+  return p;
 }
 
 function read_Inner(r: Reader, end: number, into?: Inner): Inner {
@@ -242,126 +252,127 @@ function size_All(m: All): number {
   return n;
 }
 
-function write_All(w: Writer, m: All): void {
-  if (m.d !== undefined && (m.d !== 0 || 1 / m.d < 0)) { w.tag(1, 1); w.double(m.d); }
-  if (m.f !== undefined && (m.f !== 0 || 1 / m.f < 0)) { w.tag(2, 5); w.float(m.f); }
-  if (m.i32 !== undefined && m.i32 !== 0) { w.tag(3, 0); w.int32(m.i32); }
-  if (m.i64 !== undefined && m.i64 !== 0 && m.i64 !== 0n) { w.tag(4, 0); w.int64(m.i64); }
-  if (m.u32 !== undefined && m.u32 !== 0) { w.tag(5, 0); w.uint32(m.u32); }
-  if (m.u64 !== undefined && m.u64 !== 0 && m.u64 !== 0n) { w.tag(6, 0); w.uint64(m.u64); }
-  if (m.s32 !== undefined && m.s32 !== 0) { w.tag(7, 0); w.sint32(m.s32); }
-  if (m.s64 !== undefined && m.s64 !== 0 && m.s64 !== 0n) { w.tag(8, 0); w.sint64(m.s64); }
-  if (m.f32 !== undefined && m.f32 !== 0) { w.tag(9, 5); w.fixed32(m.f32); }
-  if (m.f64 !== undefined && m.f64 !== 0 && m.f64 !== 0n) { w.tag(10, 1); w.fixed64(m.f64); }
-  if (m.sf32 !== undefined && m.sf32 !== 0) { w.tag(11, 5); w.sfixed32(m.sf32); }
-  if (m.sf64 !== undefined && m.sf64 !== 0 && m.sf64 !== 0n) { w.tag(12, 1); w.sfixed64(m.sf64); }
-  if (m.b === true) { w.tag(13, 0); w.bool(m.b); }
-  if (m.s !== undefined && m.s !== '') { w.tag(14, 2); w.string(m.s, utf8Size(m.s)); }
-  if (m.by !== undefined && m.by.length > 0) { w.tag(15, 2); w.bytes(m.by); }
-  if (m.e !== undefined && m.e !== 0) { w.tag(16, 0); w.int32(m.e); }
-  if (m.m !== undefined) { w.tag(17, 2); w.uint32(size_Inner(m.m)); write_Inner(w, m.m); }
-  if (m.od !== undefined) { w.tag(18, 1); w.double(m.od); }
-  if (m.oi32 !== undefined) { w.tag(19, 0); w.int32(m.oi32); }
-  if (m.oi64 !== undefined) { w.tag(20, 0); w.int64(m.oi64); }
-  if (m.ob !== undefined) { w.tag(21, 0); w.bool(m.ob); }
-  if (m.os !== undefined) { w.tag(22, 2); w.string(m.os, utf8Size(m.os)); }
-  if (m.oby !== undefined) { w.tag(23, 2); w.bytes(m.oby); }
-  if (m.oe !== undefined) { w.tag(24, 0); w.int32(m.oe); }
-  if (m.os32 !== undefined) { w.tag(25, 0); w.sint32(m.os32); }
-  if (m.of64 !== undefined) { w.tag(26, 1); w.fixed64(m.of64); }
-  if (m.of !== undefined) { w.tag(27, 5); w.float(m.of); }
+function write_All(b: Uint8Array, p: number, m: All, s: FloatScratch | undefined): number {
+  if (m.d !== undefined && (m.d !== 0 || 1 / m.d < 0)) { b[p++] = 9; p = putDouble(b, p, m.d, s); }
+  if (m.f !== undefined && (m.f !== 0 || 1 / m.f < 0)) { b[p++] = 21; p = putFloat(b, p, m.f, s); }
+  if (m.i32 !== undefined && m.i32 !== 0) { b[p++] = 24; p = putInt32(b, p, m.i32); }
+  if (m.i64 !== undefined && m.i64 !== 0 && m.i64 !== 0n) { b[p++] = 32; p = putInt64(b, p, m.i64); }
+  if (m.u32 !== undefined && m.u32 !== 0) { b[p++] = 40; p = putVarint32(b, p, m.u32); }
+  if (m.u64 !== undefined && m.u64 !== 0 && m.u64 !== 0n) { b[p++] = 48; p = putUint64(b, p, m.u64); }
+  if (m.s32 !== undefined && m.s32 !== 0) { b[p++] = 56; p = putSint32(b, p, m.s32); }
+  if (m.s64 !== undefined && m.s64 !== 0 && m.s64 !== 0n) { b[p++] = 64; p = putSint64(b, p, m.s64); }
+  if (m.f32 !== undefined && m.f32 !== 0) { b[p++] = 77; p = putFixed32(b, p, m.f32); }
+  if (m.f64 !== undefined && m.f64 !== 0 && m.f64 !== 0n) { b[p++] = 81; p = putFixed64(b, p, m.f64); }
+  if (m.sf32 !== undefined && m.sf32 !== 0) { b[p++] = 93; p = putSfixed32(b, p, m.sf32); }
+  if (m.sf64 !== undefined && m.sf64 !== 0 && m.sf64 !== 0n) { b[p++] = 97; p = putSfixed64(b, p, m.sf64); }
+  if (m.b === true) { b[p++] = 104; p = putBool(b, p, m.b); }
+  if (m.s !== undefined && m.s !== '') { b[p++] = 114; p = putString(b, p, m.s, utf8Size(m.s)); }
+  if (m.by !== undefined && m.by.length > 0) { b[p++] = 122; p = putBytes(b, p, m.by); }
+  if (m.e !== undefined && m.e !== 0) { b[p++] = 128; b[p++] = 1; p = putInt32(b, p, m.e); }
+  if (m.m !== undefined) { b[p++] = 138; b[p++] = 1; p = putVarint32(b, p, size_Inner(m.m)); p = write_Inner(b, p, m.m, s); }
+  if (m.od !== undefined) { b[p++] = 145; b[p++] = 1; p = putDouble(b, p, m.od, s); }
+  if (m.oi32 !== undefined) { b[p++] = 152; b[p++] = 1; p = putInt32(b, p, m.oi32); }
+  if (m.oi64 !== undefined) { b[p++] = 160; b[p++] = 1; p = putInt64(b, p, m.oi64); }
+  if (m.ob !== undefined) { b[p++] = 168; b[p++] = 1; p = putBool(b, p, m.ob); }
+  if (m.os !== undefined) { b[p++] = 178; b[p++] = 1; p = putString(b, p, m.os, utf8Size(m.os)); }
+  if (m.oby !== undefined) { b[p++] = 186; b[p++] = 1; p = putBytes(b, p, m.oby); }
+  if (m.oe !== undefined) { b[p++] = 192; b[p++] = 1; p = putInt32(b, p, m.oe); }
+  if (m.os32 !== undefined) { b[p++] = 200; b[p++] = 1; p = putSint32(b, p, m.os32); }
+  if (m.of64 !== undefined) { b[p++] = 209; b[p++] = 1; p = putFixed64(b, p, m.of64); }
+  if (m.of !== undefined) { b[p++] = 221; b[p++] = 1; p = putFloat(b, p, m.of, s); }
   if (m.rd !== undefined && m.rd.length) {
-    w.tag(30, 2);
-    w.uint32(8 * m.rd.length);
-    for (const x of m.rd) w.double(x);
+    b[p++] = 242; b[p++] = 1;
+    p = putVarint32(b, p, 8 * m.rd.length);
+    for (const x of m.rd) p = putDouble(b, p, x, s);
   }
   if (m.rf !== undefined && m.rf.length) {
-    w.tag(31, 2);
-    w.uint32(4 * m.rf.length);
-    for (const x of m.rf) w.float(x);
+    b[p++] = 250; b[p++] = 1;
+    p = putVarint32(b, p, 4 * m.rf.length);
+    for (const x of m.rf) p = putFloat(b, p, x, s);
   }
   if (m.ri32 !== undefined && m.ri32.length) {
-    w.tag(32, 2);
-    let b = 0;
-    for (const x of m.ri32) b += sizeInt32(x);
-    w.uint32(b);
-    for (const x of m.ri32) w.int32(x);
+    b[p++] = 130; b[p++] = 2;
+    let n = 0;
+    for (const x of m.ri32) n += sizeInt32(x);
+    p = putVarint32(b, p, n);
+    for (const x of m.ri32) p = putInt32(b, p, x);
   }
   if (m.ri64 !== undefined && m.ri64.length) {
-    w.tag(33, 2);
-    let b = 0;
-    for (const x of m.ri64) b += sizeInt64(x);
-    w.uint32(b);
-    for (const x of m.ri64) w.int64(x);
+    b[p++] = 138; b[p++] = 2;
+    let n = 0;
+    for (const x of m.ri64) n += sizeInt64(x);
+    p = putVarint32(b, p, n);
+    for (const x of m.ri64) p = putInt64(b, p, x);
   }
   if (m.ru32 !== undefined && m.ru32.length) {
-    w.tag(34, 2);
-    let b = 0;
-    for (const x of m.ru32) b += sizeVarint32(x);
-    w.uint32(b);
-    for (const x of m.ru32) w.uint32(x);
+    b[p++] = 146; b[p++] = 2;
+    let n = 0;
+    for (const x of m.ru32) n += sizeVarint32(x);
+    p = putVarint32(b, p, n);
+    for (const x of m.ru32) p = putVarint32(b, p, x);
   }
   if (m.ru64 !== undefined && m.ru64.length) {
-    w.tag(35, 2);
-    let b = 0;
-    for (const x of m.ru64) b += sizeUint64(x);
-    w.uint32(b);
-    for (const x of m.ru64) w.uint64(x);
+    b[p++] = 154; b[p++] = 2;
+    let n = 0;
+    for (const x of m.ru64) n += sizeUint64(x);
+    p = putVarint32(b, p, n);
+    for (const x of m.ru64) p = putUint64(b, p, x);
   }
   if (m.rs32 !== undefined && m.rs32.length) {
-    w.tag(36, 2);
-    let b = 0;
-    for (const x of m.rs32) b += sizeSint32(x);
-    w.uint32(b);
-    for (const x of m.rs32) w.sint32(x);
+    b[p++] = 162; b[p++] = 2;
+    let n = 0;
+    for (const x of m.rs32) n += sizeSint32(x);
+    p = putVarint32(b, p, n);
+    for (const x of m.rs32) p = putSint32(b, p, x);
   }
   if (m.rs64 !== undefined && m.rs64.length) {
-    w.tag(37, 2);
-    let b = 0;
-    for (const x of m.rs64) b += sizeSint64(x);
-    w.uint32(b);
-    for (const x of m.rs64) w.sint64(x);
+    b[p++] = 170; b[p++] = 2;
+    let n = 0;
+    for (const x of m.rs64) n += sizeSint64(x);
+    p = putVarint32(b, p, n);
+    for (const x of m.rs64) p = putSint64(b, p, x);
   }
   if (m.rf32 !== undefined && m.rf32.length) {
-    w.tag(38, 2);
-    w.uint32(4 * m.rf32.length);
-    for (const x of m.rf32) w.fixed32(x);
+    b[p++] = 178; b[p++] = 2;
+    p = putVarint32(b, p, 4 * m.rf32.length);
+    for (const x of m.rf32) p = putFixed32(b, p, x);
   }
   if (m.rf64 !== undefined && m.rf64.length) {
-    w.tag(39, 2);
-    w.uint32(8 * m.rf64.length);
-    for (const x of m.rf64) w.fixed64(x);
+    b[p++] = 186; b[p++] = 2;
+    p = putVarint32(b, p, 8 * m.rf64.length);
+    for (const x of m.rf64) p = putFixed64(b, p, x);
   }
   if (m.rsf32 !== undefined && m.rsf32.length) {
-    w.tag(40, 2);
-    w.uint32(4 * m.rsf32.length);
-    for (const x of m.rsf32) w.sfixed32(x);
+    b[p++] = 194; b[p++] = 2;
+    p = putVarint32(b, p, 4 * m.rsf32.length);
+    for (const x of m.rsf32) p = putSfixed32(b, p, x);
   }
   if (m.rsf64 !== undefined && m.rsf64.length) {
-    w.tag(41, 2);
-    w.uint32(8 * m.rsf64.length);
-    for (const x of m.rsf64) w.sfixed64(x);
+    b[p++] = 202; b[p++] = 2;
+    p = putVarint32(b, p, 8 * m.rsf64.length);
+    for (const x of m.rsf64) p = putSfixed64(b, p, x);
   }
   if (m.rb !== undefined && m.rb.length) {
-    w.tag(42, 2);
-    w.uint32(1 * m.rb.length);
-    for (const x of m.rb) w.bool(x);
+    b[p++] = 210; b[p++] = 2;
+    p = putVarint32(b, p, 1 * m.rb.length);
+    for (const x of m.rb) p = putBool(b, p, x);
   }
-  if (m.rs !== undefined) for (const x of m.rs) { w.tag(43, 2); w.string(x, utf8Size(x)); }
-  if (m.rby !== undefined) for (const x of m.rby) { w.tag(44, 2); w.bytes(x); }
+  if (m.rs !== undefined) for (const x of m.rs) { b[p++] = 218; b[p++] = 2; p = putString(b, p, x, utf8Size(x)); }
+  if (m.rby !== undefined) for (const x of m.rby) { b[p++] = 226; b[p++] = 2; p = putBytes(b, p, x); }
   if (m.re !== undefined && m.re.length) {
-    w.tag(45, 2);
-    let b = 0;
-    for (const x of m.re) b += sizeInt32(x);
-    w.uint32(b);
-    for (const x of m.re) w.int32(x);
+    b[p++] = 234; b[p++] = 2;
+    let n = 0;
+    for (const x of m.re) n += sizeInt32(x);
+    p = putVarint32(b, p, n);
+    for (const x of m.re) p = putInt32(b, p, x);
   }
-  if (m.rm !== undefined) for (const x of m.rm) { w.tag(46, 2); w.uint32(size_Inner(x)); write_Inner(w, x); }
-  if (m.unpacked !== undefined) for (const x of m.unpacked) { w.tag(47, 0); w.int32(x); }
-  if (m.cStr !== undefined) { w.tag(50, 2); w.string(m.cStr, utf8Size(m.cStr)); }
-  if (m.cMsg !== undefined) { w.tag(51, 2); w.uint32(size_Inner(m.cMsg)); write_Inner(w, m.cMsg); }
-  if (m.cInt !== undefined) { w.tag(52, 0); w.int64(m.cInt); }
-  if (m.maxFieldNumber !== undefined && m.maxFieldNumber !== 0) { w.tag(536870911, 0); w.int32(m.maxFieldNumber); }
+  if (m.rm !== undefined) for (const x of m.rm) { b[p++] = 242; b[p++] = 2; p = putVarint32(b, p, size_Inner(x)); p = write_Inner(b, p, x, s); }
+  if (m.unpacked !== undefined) for (const x of m.unpacked) { b[p++] = 248; b[p++] = 2; p = putInt32(b, p, x); }
+  if (m.cStr !== undefined) { b[p++] = 146; b[p++] = 3; p = putString(b, p, m.cStr, utf8Size(m.cStr)); }
+  if (m.cMsg !== undefined) { b[p++] = 154; b[p++] = 3; p = putVarint32(b, p, size_Inner(m.cMsg)); p = write_Inner(b, p, m.cMsg, s); }
+  if (m.cInt !== undefined) { b[p++] = 160; b[p++] = 3; p = putInt64(b, p, m.cInt); }
+  if (m.maxFieldNumber !== undefined && m.maxFieldNumber !== 0) { b[p++] = 248; b[p++] = 255; b[p++] = 255; b[p++] = 255; b[p++] = 15; p = putInt32(b, p, m.maxFieldNumber); }
+  return p;
 }
 
 function read_All(r: Reader, end: number, into?: All): All {
@@ -557,10 +568,10 @@ function fromTb_All(o: TbObject, at: string, alias?: Readonly<Record<string, str
   return m;
 }
 
-export function encodeInner(m: Inner): Uint8Array {
-  const w = new Writer(size_Inner(m));
-  write_Inner(w, m);
-  return w.buf;
+export function encodeInner(m: Inner, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_Inner(m));
+  write_Inner(b, 0, m, scratch);
+  return b;
 }
 export function decodeInner(bytes: Uint8Array): Inner | ProtoError {
   return decodeWith(bytes, (r) => read_Inner(r, r.end));
@@ -572,10 +583,10 @@ export function innerFromTb(o: TbObject, alias?: Readonly<Record<string, string>
   return fromTb_Inner(o, '', alias);
 }
 
-export function encodeAll(m: All): Uint8Array {
-  const w = new Writer(size_All(m));
-  write_All(w, m);
-  return w.buf;
+export function encodeAll(m: All, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_All(m));
+  write_All(b, 0, m, scratch);
+  return b;
 }
 export function decodeAll(bytes: Uint8Array): All | ProtoError {
   return decodeWith(bytes, (r) => read_All(r, r.end));
