@@ -318,6 +318,11 @@ admin (talks to a running server: --http URL, default http://127.0.0.1:${DEFAULT
   power NAME PSM|DRX|E_DRX [--activity MS] [--paging MS]
   payload NAME json|protobuf [--schemas DIR]
                                        device profile payload type; protobuf with the profile's .proto files
+  ota-upload FILE --title T --version V [--algorithm A] [--checksum HEX]
+                                       upload a firmware package (assign it with ota-assign)
+  ota-packages                         list the uploaded firmware packages
+  ota-assign NAME TITLE VERSION        assign a package to a device (its fw_* shared attributes)
+  fw-state NAME                        the fw_state history the device reported
   add-profile KEY (SECRET | --secret-file F) [ALLOW_CREATE_NEW_DEVICES|CHECK_PRE_PROVISIONED_DEVICES]
 
 examples:
