@@ -54,7 +54,8 @@ export interface PowerSim {
   app: DeviceApp;
   cycle: WakeCycle;
   energy: EnergyMeter;
-  events: DeviceEvent[];
+  /** The app's events with the clock time they happened at. */
+  events: (DeviceEvent & { t: number })[];
   /** Starts the wake cycle (attach, then a cycle every interval). */
   start(): void;
   /** Runs device time forward to `untilMs` (clock time), letting real I/O settle between timers. */
@@ -121,8 +122,10 @@ export function createPowerSim(o: PowerSimOptions): PowerSim {
   let n = 0;
   const source = { name: 'sim', read: () => ({ temperature: Math.round((20 + 3 * Math.sin(n++ / 20)) * 100) / 100, batteryVoltage: 3.6 }) };
   const app = new DeviceApp(platform, config, [source], datagram);
-  const events: DeviceEvent[] = [];
-  app.onEvent = (e) => events.push(e);
+  const events: (DeviceEvent & { t: number })[] = [];
+  app.onEvent = (e) => {
+    if (events.length < 100_000) events.push({ ...e, t: clock.now() });
+  };
   const sleep = new SimSleep(clock, energy);
   const cycle = new WakeCycle({
     app,
