@@ -13,7 +13,8 @@ import { isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
-const STATE_FILE = 'state.json';
+/** Files of the endpoint's state: the store, and the OTA package library (ota-packages.ts). */
+const STATE_FILES = ['state.json', 'ota-packages.json'];
 
 export function adminTokenPath(dataDir: string): string {
   return path.join(dataDir, ADMIN_TOKEN_FILE);
@@ -78,8 +79,9 @@ export function checkAdminRequest(req: IncomingMessage, token: string): [number,
 }
 
 /**
- * Clears the endpoint's state in `dataDir` (devices, telemetry, attributes, profiles, RPC log):
- * removes state.json and any temporary file of it. Returns the files removed.
+ * Clears the endpoint's state in `dataDir` (devices, telemetry, attributes, profiles, RPC log, OTA
+ * packages): removes state.json, ota-packages.json and their temporary files. The admin token is
+ * kept. Returns the files removed.
  */
 export function resetState(dataDir: string): string[] {
   const removed: string[] = [];
@@ -90,7 +92,7 @@ export function resetState(dataDir: string): string[] {
     return removed;
   }
   for (const n of names) {
-    if (n === STATE_FILE || (n.startsWith(`${STATE_FILE}.`) && n.endsWith('.tmp'))) {
+    if (STATE_FILES.some((f) => n === f || (n.startsWith(`${f}.`) && n.endsWith('.tmp')))) {
       fs.rmSync(path.join(dataDir, n), { force: true });
       removed.push(n);
     }

@@ -98,7 +98,7 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
   reset: {
-    spec: cmd('reset [--data DIR]', 'Clears the endpoint\'s state (devices, telemetry, attributes, provisioning profiles, RPC log): removes DIR/state.json. The admin token is kept. Refused while an endpoint answers on --http.',
+    spec: cmd('reset [--data DIR]', 'Clears the endpoint\'s state (devices, telemetry, attributes, provisioning profiles, RPC log, OTA packages): removes DIR/state.json and DIR/ota-packages.json. The admin token is kept. Refused while an endpoint answers on --http.',
       [], ['reset', 'reset --data /tmp/tb-state'], []),
     async run(p) {
       const dir = path.resolve(str(p, 'data') ?? DEFAULT_DATA);
