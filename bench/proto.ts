@@ -166,6 +166,10 @@ function encodeSpeed(): void {
     ['flat, 4 floats', () => flat.encodeTelemetry_SensorDataReading(flatMsg, scratch), () => FlatT.encode(flatMsg).finish()],
     ['ts (int64) + values', () => device.encodeTelemetry_TelemetryRecord(recMsg, scratch), () => RecT.encode(recMsg).finish()],
   ];
+  // Through the payload codec: app keys checked and mapped to fields (fromTb), then encoded; against
+  // protobufjs fromObject (conversion and checks) + encode.
+  const codec = protoCodec(flat.profile);
+  cases.push(['codec: check + encode', () => codec.encodeTelemetry(flatMsg), () => FlatT.encode(FlatT.fromObject(flatMsg)).finish()]);
   // Same bytes first: the comparison is of equal work.
   for (const [name, mine, theirs] of cases) {
     if (Buffer.compare(Buffer.from(mine()), Buffer.from(theirs())) !== 0) throw new Error(`${name}: encodings differ`);
