@@ -87,8 +87,8 @@ function kvList(list: tb.TsKvProto[] | undefined): TbObject {
   return out;
 }
 
-const STATUS = ['UNKNOWN', 'SUCCESS', 'NOT_FOUND', 'FAILURE'];
-const CREDENTIALS = ['ACCESS_TOKEN', 'X509_CERTIFICATE', 'MQTT_BASIC', 'LWM2M_CREDENTIALS'];
+const STATUS: readonly string[] = Object.freeze(['UNKNOWN', 'SUCCESS', 'NOT_FOUND', 'FAILURE']);
+const CREDENTIALS: readonly string[] = Object.freeze(['ACCESS_TOKEN', 'X509_CERTIFICATE', 'MQTT_BASIC', 'LWM2M_CREDENTIALS']);
 
 /**
  * The codec for a generated profile. Call it at run time (not while preloading): it owns the float
