@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { profile as deviceProfile } from '../../src/proto/gen/device';
 import { profile as tbDefault } from '../../src/proto/gen/thingsboard-default';
 import { protoCodec } from '../../src/thingsboard/proto-codec';
+import { RamQueue } from '../../src/storage/queue';
 import { makeTestPki } from '../../tools/provision/certs';
 import type { ProtoSchemas } from '../../tools/tb-server/proto-profile';
 import type { SimDeviceOptions } from '../../tools/sim/device';
@@ -143,6 +144,26 @@ describe('e2e: Protobuf device profile over CoAP and CoAPs', function () {
     await admin(e2e.server, 'POST', '/api/devices/side-json/attributes/shared', { reportingInterval: 7 });
     await admin(e2e.server, 'POST', '/api/devices/side-proto/attributes/shared', { reportingInterval: 8 });
     await waitFor('both updated', () => j.app.intervalMs === 7000 && p.app.intervalMs === 8000);
+  });
+
+  it('replays queued readings one record per POST, each with its own timestamp', async () => {
+    const dev = e2e.server.store.createDevice('proto-replay');
+    e2e.server.store.updateDevice(dev, { protobuf: schemasOf('device') });
+    const queue = new RamQueue(16);
+    const t0 = Date.now() - 3600_000;
+    for (let i = 0; i < 3; i++) queue.push({ ts: t0 + i * 60_000, values: { temperature: 20 + i, humidity: 40, pressure: 1000, batteryVoltage: 3.7 } });
+    const posts: string[] = [];
+    e2e.server.events.on('request', (ev: { method: string; path: string; code: string }) => {
+      if (ev.method === 'POST' && ev.path.endsWith('/telemetry')) posts.push(ev.code);
+    });
+    const d = e2e.device({ credentials: { kind: 'token', token: dev.token }, codec, storage: { queue }, replayPaceMs: 10 });
+    await d.app.start();
+    await waitFor('all stored', () => (e2e.server.store.telemetry(dev.id, ['temperature']).temperature?.length ?? 0) >= 4);
+    const points = e2e.server.store.telemetry(dev.id, ['temperature']).temperature!;
+    for (let i = 0; i < 3; i++) assert.ok(points.some((p) => p.ts === t0 + i * 60_000 && p.value === 20 + i), `queued reading ${i} stored with its ts`);
+    assert.equal(posts.length, 4, 'one POST per record (a Protobuf message carries one)');
+    assert.ok(posts.every((c) => c === '2.01'), posts.join(','));
+    assert.equal(queue.length, 0);
   });
 
   it('a payload that is not a message of the profile schema is 4.00; a JSON body to a Protobuf device too', async () => {
