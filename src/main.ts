@@ -2,7 +2,8 @@
  * Device entry point on Moddable XS (built by mcconfig from manifest.json). Opens the storage
  * partition (credentials, settings, offline queue, DTLS session; src/storage), takes the server
  * and credentials from flash when a credentials record is there (`npm run provision` writes one),
- * else from the build's config (server, token, DTLS resources), opens the board's sensors through
+ * else from the build's config (server, token, (D)TLS resources; the server URL's scheme picks CoAP
+ * or MQTT: coap://, coaps://, mqtt://, mqtts://), opens the board's sensors through
  * the `board/sensors` module (src/board/esp32.ts on ESP32, src/board/lin.ts on the Moddable Linux
  * host), and starts the firmware app. The host simulator (tools/sim) wires the same app to host
  * implementations.
@@ -12,30 +13,45 @@ import Resource from 'Resource';
 import { openBoard } from 'board/sensors';
 import { create as createDtlsEngine } from 'dtls/native';
 import { moddablePlatform } from './platform/moddable/index';
+import { moddableTcp } from './platform/moddable/tcp';
 import { moddableFlash } from './platform/moddable/flash';
 import { openDeviceStorage } from './storage/index';
 import type { DeviceStorage } from './storage/index';
 import { loadSecurity } from './device/provisioned';
 import type { Security } from './device/provisioned';
 import { DeviceApp } from './device/app';
-import type { DtlsConfig } from './device/app';
+import type { DeviceConfig, DtlsConfig } from './device/app';
 import type { BoardConfig } from './board/types';
 
 interface AppConfig extends BoardConfig {
-  /** "coap://host[:5683]" or "coaps://host[:5684]" (a string, so `mcconfig ... server=...` can set it). */
+  /**
+   * "coap://host[:5683]", "coaps://host[:5684]", "mqtt://host[:1883]" or "mqtts://host[:8883]" (a
+   * string, so `mcconfig ... server=...` can set it).
+   */
   server: string;
   token: string;
   reportingInterval: number;
   transmission: 'rfc7252' | 'nbiot';
   firmware: { title: string; version: string };
-  /** coaps://: names of resources (DER or PEM files listed in the manifest's "resources"). */
-  dtls?: { hostname?: string; ca?: string; cert?: string; key?: string; retransmitMs?: number } | null;
+  /** coaps:// and mqtts://: names of resources (DER or PEM files listed in the manifest's "resources"). */
+  tls?: SecureConfig | null;
+  /** The same block under its older name (kept working): DTLS for coaps://, TLS for mqtts://. */
+  dtls?: SecureConfig | null;
   /** Seconds (0 = never; default 25): re-register Observe after an uplink when this long passed (NAT rebinding). */
   observeRefresh?: number;
   /** Name of the flash data partition (ESP32 partition table: hardware/esp32/partitions.csv). */
   partition?: string;
   /** Device name sent when provisioning over the network. */
   deviceName?: string;
+}
+
+interface SecureConfig {
+  hostname?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  /** coaps:// only: initial handshake retransmission timeout, ms. */
+  retransmitMs?: number;
 }
 
 const cfg = config as unknown as AppConfig;
@@ -53,14 +69,17 @@ function resource(name: string): Uint8Array {
   return new Uint8Array(r.slice(0, r.byteLength));
 }
 
-/** coap://host[:port] or coaps://host[:port]; IPv6 literals in brackets. */
-function parseServer(url: unknown): { secure: boolean; host: string; port: number } {
-  const m = typeof url === 'string' ? /^(coaps?):\/\/(\[[0-9a-fA-F:.]+\]|[^\/:\[\]]+)(?::(\d{1,5}))?\/?$/.exec(url) : null;
-  if (!m) return configError(`server must be coap://host[:port] or coaps://host[:port], got ${JSON.stringify(url)}`);
-  const secure = m[1] === 'coaps';
-  const port = m[3] ? Number(m[3]) : secure ? 5684 : 5683;
+type Scheme = 'coap' | 'coaps' | 'mqtt' | 'mqtts';
+const DEFAULT_PORTS: Readonly<Record<Scheme, number>> = Object.freeze({ coap: 5683, coaps: 5684, mqtt: 1883, mqtts: 8883 });
+
+/** coap://, coaps://, mqtt:// or mqtts:// host[:port]; IPv6 literals in brackets. */
+function parseServer(url: unknown): { scheme: Scheme; secure: boolean; mqtt: boolean; host: string; port: number } {
+  const m = typeof url === 'string' ? /^(coaps?|mqtts?):\/\/(\[[0-9a-fA-F:.]+\]|[^\/:\[\]]+)(?::(\d{1,5}))?\/?$/.exec(url) : null;
+  if (!m) return configError(`server must be coap://, coaps://, mqtt:// or mqtts:// host[:port], got ${JSON.stringify(url)}`);
+  const scheme = m[1] as Scheme;
+  const port = m[3] ? Number(m[3]) : DEFAULT_PORTS[scheme];
   if (!(port > 0 && port < 65536)) configError(`server port ${port} is out of range 1-65535`);
-  return { secure, host: m[2]!.replace(/^\[|\]$/g, ''), port };
+  return { scheme, secure: scheme === 'coaps' || scheme === 'mqtts', mqtt: scheme === 'mqtt' || scheme === 'mqtts', host: m[2]!.replace(/^\[|\]$/g, ''), port };
 }
 
 // Values set on the mcconfig command line arrive as strings.
@@ -69,27 +88,33 @@ if (!(reportingInterval >= 1 && reportingInterval <= 86400)) configError('report
 const observeRefresh = cfg.observeRefresh === undefined ? undefined : Number(cfg.observeRefresh);
 if (observeRefresh !== undefined && !(observeRefresh >= 0)) configError('observeRefresh must be seconds (0 = never)');
 
-/** Server, credentials and DTLS from the build's config (used when flash holds no credentials). */
-function securityFromConfig(): Security {
+/** Connection settings: server, credentials, transport and its (D)TLS settings. */
+type Connection = Security & Pick<DeviceConfig, 'transport' | 'tls'>;
+
+/** Server, credentials and (D)TLS from the build's config (used when flash holds no credentials). */
+function securityFromConfig(): Connection {
   const server = parseServer(cfg.server);
-  if (server.secure && !cfg.dtls?.ca) configError('coaps:// needs dtls.ca: the CA that signed the server certificate, as a resource');
-  if (!server.secure && cfg.dtls?.ca) configError('dtls is configured but server is coap://: use coaps:// (port 5684)');
-  let dtls: DtlsConfig | undefined;
-  if (server.secure && cfg.dtls?.ca) {
-    dtls = { hostname: cfg.dtls.hostname || server.host, ca: resource(cfg.dtls.ca) };
-    if (cfg.dtls.retransmitMs) dtls.retransmitMs = Number(cfg.dtls.retransmitMs);
-    if (cfg.dtls.cert || cfg.dtls.key) {
-      if (!cfg.dtls.cert || !cfg.dtls.key) configError('dtls.cert and dtls.key go together (mutual X.509)');
-      dtls.cert = resource(cfg.dtls.cert);
-      dtls.key = resource(cfg.dtls.key);
+  if (cfg.tls && cfg.dtls) configError('set tls or dtls (the same block under its older name), not both');
+  const sec = cfg.tls ?? cfg.dtls;
+  const block = cfg.tls ? 'tls' : 'dtls';
+  if (server.secure && !sec?.ca) configError(`${server.scheme}:// needs ${block}.ca: the CA that signed the server certificate, as a resource`);
+  if (!server.secure && sec?.ca) configError(`${block} is configured but server is ${server.scheme}://: use ${server.scheme}s:// (port ${DEFAULT_PORTS[`${server.scheme}s` as Scheme]})`);
+  let secure: DtlsConfig | undefined;
+  if (server.secure && sec?.ca) {
+    secure = { hostname: sec.hostname || server.host, ca: resource(sec.ca) };
+    if (sec.retransmitMs && !server.mqtt) secure.retransmitMs = Number(sec.retransmitMs);
+    if (sec.cert || sec.key) {
+      if (!sec.cert || !sec.key) configError(`${block}.cert and ${block}.key go together (mutual X.509)`);
+      secure.cert = resource(sec.cert);
+      secure.key = resource(sec.key);
     }
   }
-  const x509 = !!dtls?.cert;
+  const x509 = !!secure?.cert;
   if (!x509 && !cfg.token) configError('no access token (config.token) and no credentials in flash: provision the device (npm run provision), or build with token=...');
   return {
     server: { host: server.host, port: server.port },
     credentials: x509 ? { kind: 'x509' } : { kind: 'token', token: cfg.token },
-    ...(dtls ? { dtls } : {}),
+    ...(server.mqtt ? { transport: 'mqtt' as const, ...(secure ? { tls: secure } : {}) } : secure ? { dtls: secure } : {}),
   };
 }
 
@@ -104,7 +129,7 @@ try {
   configError(`flash partition "${partition}": ${(e as Error).message} (ESP32: hardware/esp32/partitions.csv must be the build's partition table)`);
 }
 
-let security: Security;
+let security: Connection;
 let source: string;
 if (storage.credentials.present) {
   const s = loadSecurity(storage.credentials, log);
@@ -119,10 +144,11 @@ const x509 = security.credentials.kind === 'x509';
 
 const board = openBoard(cfg, log, clock);
 log.info(`board ${board.description}`);
-log.info(`ThingsBoard ${security.dtls ? 'coaps' : 'coap'}://${security.server.host}:${security.server.port} (${x509 ? 'X.509' : 'access token'}, from ${source})`);
+const scheme = `${security.transport === 'mqtt' ? 'mqtt' : 'coap'}${security.dtls || security.tls ? 's' : ''}`;
+log.info(`ThingsBoard ${scheme}://${security.server.host}:${security.server.port} (${x509 ? 'X.509' : 'access token'}, from ${source})`);
 
 const app = new DeviceApp(
-  { ...moddablePlatform, flash, dtls: createDtlsEngine },
+  { ...moddablePlatform, flash, dtls: createDtlsEngine, tcp: moddableTcp },
   {
     ...security,
     reportingIntervalMs: reportingInterval * 1000,

@@ -91,6 +91,31 @@ declare module 'embedded:io/socket/udp' {
   export default UDP;
 }
 
+declare module 'embedded:io/socket/tcp' {
+  /** As the SDK's typings/embedded_io/socket/tcp.d.ts (lin takes a numeric IPv4 `address` only). */
+  class TCP {
+    constructor(
+      options: ({ address: string } | { host: string }) & {
+        port: number;
+        nodelay?: boolean;
+        onReadable?: (this: TCP, bytes: number) => void;
+        onWritable?: (this: TCP, bytes: number) => void;
+        onError?: (this: TCP) => void;
+        format?: 'number' | 'buffer';
+        target?: any;
+      },
+    );
+    readonly remoteAddress: string | undefined;
+    readonly remotePort: number | undefined;
+    read(byteLength?: number): number | ArrayBuffer;
+    write(value: number | ByteBuffer): void;
+    close(): void;
+    get format(): 'number' | 'buffer';
+    set format(value: 'number' | 'buffer');
+  }
+  export default TCP;
+}
+
 declare module 'embedded:io/_common' {
   export type PinSpecifier = number | string;
   export type PortSpecifier = number | string;

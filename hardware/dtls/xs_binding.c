@@ -5,6 +5,10 @@
  * Bytes handed to JavaScript (onSend, read, saveSession, peerCertificate) are Uint8Arrays, as
  * src/dtls/engine.ts and dtls_native.d.ts say (the N-API class gives Buffers, also Uint8Arrays).
  *
+ * transport: 'stream' runs TLS 1.2 over a byte stream (MQTTS over TCP) on the same core: feed() then
+ * takes any number of bytes, handed to the core in pieces of at most DTLS_STREAM_FEED_MAX with the
+ * plaintext read after each, as napi_binding.cc does.
+ *
  * Build: Moddable SDK (`mcconfig`) with hardware/dtls/manifest.json included; links ESP-IDF's
  * mbedTLS 3.x on esp32 (CID available there when CONFIG_MBEDTLS_SSL_DTLS_CONNECTION_ID is set).
  */
@@ -173,11 +177,11 @@ static void result(xsMachine *the, xsDtls *d, int r) {
   xsmcSetInteger(xsResult, r);
 }
 
-/* new DtlsEndpoint({role, ca, cert, key, psk, pskIdentity, hostname, authMode, mtu, session, retransmitMs, retransmitMaxMs, tickets}) */
+/* new DtlsEndpoint({role, ca, cert, key, psk, pskIdentity, hostname, authMode, mtu, session, retransmitMs, retransmitMaxMs, tickets, transport}) */
 void xs_dtls(xsMachine *the) {
   dtls_conf_options opt;
-  unsigned char *ca, *cert, *key, *psk, *pskId, *host, *session, *role, *auth;
-  size_t ca_len, cert_len, key_len, psk_len, pskId_len, host_len, session_len, role_len, auth_len;
+  unsigned char *ca, *cert, *key, *psk, *pskId, *host, *session, *role, *auth, *transport;
+  size_t ca_len, cert_len, key_len, psk_len, pskId_len, host_len, session_len, role_len, auth_len, transport_len;
   int err = 0;
   char msg[256];
   dtls_conf *conf;
@@ -194,6 +198,14 @@ void xs_dtls(xsMachine *the) {
                   : strcmp((char *)auth, "optional") == 0 ? DTLS_AUTH_OPTIONAL
                                                           : DTLS_AUTH_REQUIRED;
   free(auth);
+  /* 'datagram' (DTLS, the default) or 'stream' (TLS over TCP, for MQTTS) */
+  transport = get_bytes(the, "transport", xsID_transport, &transport_len);
+  if (transport && strcmp((char *)transport, "stream") != 0 && strcmp((char *)transport, "datagram") != 0) {
+    free(transport);
+    throw_dtls(the, DTLS_E_CONFIG, "transport must be 'datagram' (DTLS) or 'stream' (TLS)", -1);
+  }
+  opt.transport = transport && strcmp((char *)transport, "stream") == 0 ? DTLS_TRANSPORT_STREAM : DTLS_TRANSPORT_DATAGRAM;
+  free(transport);
   ca = get_bytes(the, "ca", xsID_ca, &ca_len);
   cert = get_bytes(the, "cert", xsID_cert, &cert_len);
   key = get_bytes(the, "key", xsID_key, &key_len);
@@ -247,8 +259,25 @@ void xs_dtls_feed(xsMachine *the) {
   int r;
   xsmcVars(4);
   xsmcGetBufferReadable(xsArg(0), &data, &count);
-  r = dtls_core_feed(d->core, (const unsigned char *)data, count);
-  if (r == DTLS_STEP_CONNECTED || r == DTLS_STEP_DATA) drain(d);
+  if (dtls_core_is_stream(d->core)) {
+    /* TLS over a stream: any number of bytes, fed in pieces the core takes, decrypted after each. */
+    const unsigned char *p = (const unsigned char *)data;
+    size_t len = count, off = 0;
+    int connected = 0, state;
+    do {
+      size_t n = len - off > DTLS_STREAM_FEED_MAX ? DTLS_STREAM_FEED_MAX : len - off;
+      r = dtls_core_feed(d->core, p + off, n);
+      off += n;
+      if (r == DTLS_STEP_CONNECTED) connected = 1;
+      if (r == DTLS_STEP_CONNECTED || r == DTLS_STEP_DATA) drain(d);
+      state = dtls_core_state(d->core);
+      if (r == DTLS_STEP_ERROR || state == DTLS_STATE_FAILED || state == DTLS_STATE_CLOSED) break;
+    } while (off < len);
+    if (connected && r == DTLS_STEP_DATA) r = DTLS_STEP_CONNECTED;
+  } else {
+    r = dtls_core_feed(d->core, (const unsigned char *)data, count);
+    if (r == DTLS_STEP_CONNECTED || r == DTLS_STEP_DATA) drain(d);
+  }
   result(the, d, r);
 }
 
