@@ -82,6 +82,31 @@ describe('proto codec: ThingsBoard default schemas (reference §2)', () => {
   });
 });
 
+describe('tb-server: DynamicProtoUtils / JsonFormat behaviour', () => {
+  const schema = (telemetry: string): ProtoProfile => new ProtoProfile({ ...DEFAULT_PROTO_SCHEMAS, telemetry });
+
+  it('the last top-level message is the root', () => {
+    const p = schema('syntax = "proto3"; package t; message A { int32 x = 1; } message B { optional double y = 1; }');
+    assert.equal(p.telemetry.type.name, 'B');
+    assert.deepEqual(p.telemetry.toJson(Uint8Array.of(0x09, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f)), { y: 1.5 });
+  });
+
+  it('includingDefaultValueFields: non-optional scalars with their zero values, repeated as [], unset optionals and messages absent', () => {
+    const p = schema(`syntax = "proto3";
+      enum E { ZERO = 0; ONE = 1; }
+      message M { int32 a = 1; }
+      message T { double a = 1; optional double b = 2; string s = 3; repeated int32 r = 4; int64 l = 5; E e = 6; bytes by = 7; M m = 8; bool f = 9; uint64 u = 10; float battery_voltage = 11; }`);
+    assert.deepEqual(p.telemetry.toJson(new Uint8Array(0)), { a: 0, s: '', r: [], l: '0', e: 'ZERO', by: '', f: false, u: '0', batteryVoltage: 0 });
+    const bytes = Uint8Array.of(0x28, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x30, 0x01, 0x5d, 0xa4, 0x70, 0xab, 0x41);
+    assert.deepEqual(p.telemetry.toJson(bytes), { a: 0, s: '', r: [], l: '-1', e: 'ONE', by: '', f: false, u: '0', batteryVoltage: 21.43 }, 'int64 as a string, enum by name, float as Float.toString');
+  });
+
+  it('bytes that are not a message of the schema are refused (4.00 at the endpoint)', () => {
+    const p = schema(DEFAULT_PROTO_SCHEMAS.telemetry);
+    assert.throws(() => p.telemetry.toJson(Buffer.from('{"temperature":21.5}')));
+  });
+});
+
 describe('proto codec: ThingsBoard fixed messages', () => {
   const codec = protoCodec(deviceProfile);
 
