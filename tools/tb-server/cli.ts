@@ -236,7 +236,9 @@ export const COMMANDS: Record<string, Command> = {
           if (f) body[key] = readText(f, `--${opt}`);
         }
       }
-      out(await api(p, 'PUT', `/api/devices/${name}/payload`, body));
+      // the device's name and payload type only: the reply also carries its access token, never printed
+      const r = (await api(p, 'PUT', `/api/devices/${name}/payload`, body)) as { name?: string; transportPayloadType?: string };
+      out({ name: r.name ?? name, transportPayloadType: r.transportPayloadType ?? body.transportPayloadType! });
       return EXIT.OK;
     },
   },
