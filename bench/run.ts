@@ -8,6 +8,7 @@ import { run as storage } from './storage';
 import { run as mqttCodec } from './mqtt-codec';
 import { run as mqttBytes } from './mqtt-bytes';
 import { run as proto } from './proto';
+import { run as power } from './power';
 
 const benches: [name: string, run: () => Promise<void>][] = [
   ['coap-codec', coapCodec],
@@ -16,6 +17,7 @@ const benches: [name: string, run: () => Promise<void>][] = [
   ['mqtt-codec', async () => void (await mqttCodec())],
   ['mqtt-bytes', async () => void (await mqttBytes())],
   ['proto', proto],
+  ['power', power],
 ];
 
 async function main(): Promise<void> {

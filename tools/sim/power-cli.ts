@@ -15,6 +15,7 @@
  *   --compare-days N    days of each comparison run (default 2; 0 skips them)
  *   --out DIR           where the SVGs go (default .sim/power)
  *   --no-rai            no release assistance
+ *   --network N         memory (default: datagrams in memory, event-driven) | loopback (real UDP on 127.0.0.1)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -49,17 +50,19 @@ async function main(): Promise<void> {
       'compare-days': { type: 'string', default: '2' },
       out: { type: 'string', default: '.sim/power' },
       'no-rai': { type: 'boolean', default: false },
+      network: { type: 'string', default: 'memory' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
-    console.log('npm run sim:power -- [--days 30] [--interval 15m] [--mode psm|edrx|drx] [--modem nrf91-slm|bg95] [--uplink con|non] [--activity 10s] [--battery-mah 2600] [--loss 0.01] [--compare-days 2] [--out DIR] [--no-rai]');
+    console.log('npm run sim:power -- [--days 30] [--interval 15m] [--mode psm|edrx|drx] [--modem nrf91-slm|bg95] [--uplink con|non] [--activity 10s] [--battery-mah 2600] [--loss 0.01] [--compare-days 2] [--out DIR] [--no-rai] [--network memory|loopback]');
     return;
   }
   const mode = MODES[values.mode!];
   if (!mode) throw new Error('--mode is psm, edrx or drx');
   if (values.modem !== 'nrf91-slm' && values.modem !== 'bg95') throw new Error('--modem is nrf91-slm or bg95');
   if (values.uplink !== 'con' && values.uplink !== 'non') throw new Error('--uplink is con or non');
+  if (values.network !== 'memory' && values.network !== 'loopback') throw new Error('--network is memory or loopback');
   const days = Number(values.days);
   const intervalMs = duration(values.interval!);
   const activityMs = duration(values.activity!);
@@ -76,6 +79,7 @@ async function main(): Promise<void> {
     pagingMs: activityMs,
     loss: Number(values.loss),
     rai: !values['no-rai'],
+    network: values.network,
   };
 
   console.log(`modem energy table: ${NRF9160_NB.name}; MCU: ${ESP32_MCU.name}`);

@@ -19,10 +19,12 @@ import type { PowerProfile, WakePhase } from '../../../src/power/cycle';
 import { WakeCycle } from '../../../src/power/cycle';
 import type { UplinkMode } from '../../../src/thingsboard/client';
 import type { ManualClock } from '../clock';
+import { flushMicrotasks } from '../clock';
 import { SeededRandom } from '../random';
 import { UdpDatagram } from '../udp';
 import type { UdpFaults } from '../udp';
 import { EnergyMeter } from './energy';
+import type { MemoryNetwork } from './memory-net';
 import type { SimDialect, SimModemOptions } from './sim-modem';
 import { SimModem } from './sim-modem';
 import { SimSleep } from './sleep';
@@ -43,6 +45,11 @@ export interface PowerSimOptions {
   log?: Log;
   trace?: (line: string) => void;
   onPhase?: (phase: WakePhase, t: number) => void;
+  /**
+   * Carry the datagrams over this in-memory network (attached to the endpoint with
+   * attachCoapSocket) instead of real loopback UDP: no wall-time waits between timers.
+   */
+  memory?: MemoryNetwork;
 }
 
 export interface PowerSim {
@@ -76,7 +83,33 @@ export function createPowerSim(o: PowerSimOptions): PowerSim {
   const faultRandom = new SeededRandom(o.seed ?? 1);
   const faults: UdpFaults = o.loss ? { lossOut: o.loss, lossIn: o.loss, random: () => faultRandom.next() } : {};
   const sockets = new Set<UdpDatagram>();
+  const memory = o.memory;
+  if (memory && o.loss) {
+    memory.loss = o.loss;
+    memory.random = () => faultRandom.next();
+  }
   const network = (host: string, port: number): Datagram => {
+    if (memory) {
+      const m = memory.open();
+      const w = {
+        onReceive: undefined as ((d: Uint8Array) => void) | undefined,
+        send(d: Uint8Array) {
+          traffic.sent++;
+          traffic.bytesSent += d.length;
+          m.send(d);
+        },
+        close: () => m.close(),
+        get localPort() {
+          return m.localPort;
+        },
+      };
+      m.onReceive = (d) => {
+        traffic.received++;
+        traffic.bytesReceived += d.length;
+        w.onReceive?.(d);
+      };
+      return w;
+    }
     const u = new UdpDatagram(host, port);
     u.faults = faults;
     sockets.add(u);
@@ -145,7 +178,20 @@ export function createPowerSim(o: PowerSimOptions): PowerSim {
   let seen = 0;
   const activity = () => traffic.sent + traffic.received;
   // Between timers: until the loopback has been quiet for 3 checks of 2 ms (at most ~400 ms).
-  const settle = async () => {
+  let seenMemory = -1;
+  const settleMemory = async () => {
+    // Promise jobs first; when no datagram moved, that is all a timer needs.
+    await flushMicrotasks();
+    if (memory!.activity + activity() === seenMemory) return;
+    // In memory every datagram crosses in one setImmediate turn: run turns until nothing moves.
+    for (let i = 0, quiet = 0; i < 200 && quiet < 2; i++) {
+      const before = memory!.activity + activity();
+      await tick();
+      quiet = memory!.activity + activity() === before ? quiet + 1 : 0;
+    }
+    seenMemory = memory!.activity + activity();
+  };
+  const settleLoopback = async () => {
     await tick();
     if (activity() === seen) return;
     for (let i = 0, quiet = 0; i < 100 && quiet < 3; i++) {
@@ -174,6 +220,7 @@ export function createPowerSim(o: PowerSimOptions): PowerSim {
     },
     async runUntil(untilMs: number) {
       // Bounded: each step advances the clock by up to an hour.
+      const settle = memory ? settleMemory : settleLoopback;
       for (let i = 0; i < 1_000_000 && clock.now() < untilMs; i++) await clock.advanceAsync(Math.min(3_600_000, untilMs - clock.now()), settle);
     },
     stop() {

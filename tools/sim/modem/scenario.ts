@@ -3,7 +3,7 @@
  * simulated modem, N simulated days; returns charge per report, average current, charge per day
  * and (optionally) the recorded timeline of one wake cycle. Used by `npm run sim:power` and the bench.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Log } from '../../../src/platform/types';
@@ -13,6 +13,7 @@ import type { UplinkMode } from '../../../src/thingsboard/client';
 import { startTbServer } from '../../tb-server/server';
 import { ManualClock } from '../clock';
 import type { Mark, Segment } from './energy';
+import { MemoryNetwork } from './memory-net';
 import { createPowerSim } from './power-sim';
 import type { SimDialect, SimModemStats } from './sim-modem';
 
@@ -31,6 +32,8 @@ export interface ScenarioOptions {
   record?: boolean;
   log?: Log;
   seed?: number;
+  /** 'memory' (default): datagrams in memory, event-driven; 'loopback': real UDP on 127.0.0.1. */
+  network?: 'memory' | 'loopback';
 }
 
 export interface ScenarioResult {
@@ -59,7 +62,8 @@ const DAY = 86_400_000;
 export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   const wall0 = performance.now();
   const clock = new ManualClock(0, Date.UTC(2026, 0, 1));
-  const dir = mkdtempSync(join(tmpdir(), 'tb-power-sim-'));
+  // The endpoint saves its whole store (fsync + rename) after changes: on tmpfs when there is one.
+  const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'tb-power-sim-'));
   const tb = await startTbServer({ coapPort: 0, httpPort: 0, dataDir: dir, clock });
   (tb.store as unknown as { historyLimit: number }).historyLimit = 1_000_000;
   const warnings: string[] = [];
@@ -74,6 +78,8 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       edrxCycle: o.edrxCycleMs ?? 81920,
     };
     tb.store.updateDevice(dev, { power: { powerMode: o.mode, psmActivityTimer: profile.psmActivityTimer!, pagingTransmissionWindow: profile.pagingTransmissionWindow!, edrxCycle: profile.edrxCycle! } });
+    const memory = o.network === 'loopback' ? undefined : new MemoryNetwork();
+    const detach = memory ? tb.attachCoapSocket(memory.socket, () => ({ kind: 'token' })) : undefined;
     let wakes = 0;
     let recordFrom = 0;
     let recordSleepAt = 0;
@@ -89,6 +95,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       ...(o.rai !== undefined ? { rai: o.rai } : {}),
       seed: o.seed ?? 1,
       log,
+      ...(memory ? { memory } : {}),
       onPhase: (phase, t) => {
         if (!o.record) return;
         if (phase === 'wake') {
@@ -141,6 +148,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     };
     result.daysPerSecond = o.days / (result.wallMs / 1000);
     ps.stop();
+    await detach?.();
     return result;
   } finally {
     await tb.close();
