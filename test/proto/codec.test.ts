@@ -16,6 +16,7 @@ import { profile as flatProfile } from '../../src/proto/gen/flat';
 import { DEFAULT_PROTO_SCHEMAS, ProtoConvertError, ProtoProfile, fixedMessages } from '../../tools/tb-server/proto-profile';
 import type { ProtoSchemas } from '../../tools/tb-server/proto-profile';
 import { SchemaError, appTelemetryKeys, generateAll, loadProfile } from '../../tools/proto/generate';
+import { describeProtobuf } from '../../tools/sim/proto-trace';
 
 const PROFILES = join(__dirname, '../../tools/proto/profiles');
 const schemasOf = (dir: string): ProtoSchemas => ({
@@ -224,5 +225,20 @@ describe('proto generator: build-time checks', () => {
       const file = join(__dirname, '../../src/proto/gen', name);
       assert.equal(readFileSync(file, 'utf8'), text, `${name} is stale: npm run proto`);
     }
+  });
+});
+
+describe('sim trace: Protobuf payloads decoded (npm start -- --protobuf)', () => {
+  it('shows requests by path and notifications by shape, floats as Float.toString prints them', () => {
+    const describe = describeProtobuf(deviceProfile);
+    const codec = protoCodec(deviceProfile);
+    const server = new ProtoProfile(schemasOf('device'));
+    const tel = codec.encodeTelemetry({ ts: 1700000000123, values: { temperature: 21.37, humidity: 45.2 } });
+    assert.equal(describe(tel, ['api', 'v1', 'TOKEN', 'telemetry'], 'request'), 'pb{"ts":1700000000123,"values":{"temperature":21.37,"humidity":45.2}}');
+    assert.equal(describe(codec.encodeAttributes({ reportingInterval: 5 }), ['api', 'v1', 'attributes'], 'request'), 'pb{"reportingInterval":5}');
+    assert.equal(describe(fixedMessages.attributeUpdate({ reportingInterval: 5 }, ['x'], 1), [], 'response'), 'pb{"shared":{"reportingInterval":5},"deleted":["x"]}');
+    assert.equal(describe(server.rpcRequest.fromJson({ method: 'getState', requestId: 9, params: {} }), [], 'response'), 'pb{"method":"getState","requestId":9,"params":{}}');
+    assert.equal(describe(codec.encodeClaim('s3cret', 1000), ['api', 'v1', 'T', 'claim'], 'request'), 'pb{"secretKey":"***","durationMs":"1000"}');
+    assert.match(describe(Uint8Array.of(0x0f), ['api', 'v1', 'T', 'telemetry'], 'request')!, /^pb\(1 B, not decoded: wire type 7/);
   });
 });
