@@ -163,11 +163,16 @@ export function protoCodec(profile: ProtoProfile): PayloadCodec {
     },
     decodeProvisionResponse(payload) {
       const m = decoded('provision response', tb.decodeProvisionDeviceResponseMsg(payload));
-      return {
-        status: STATUS[m.status ?? 0] ?? String(m.status),
+      const status = STATUS[m.status ?? 0] ?? String(m.status);
+      const out: TbObject = {
+        status,
         credentialsType: CREDENTIALS[m.credentialsType ?? 0] ?? String(m.credentialsType),
         credentialsValue: m.credentialsValue ?? '',
       };
+      // ProvisionDeviceResponseMsg has no errorMsg: give the one ThingsBoard's JSON reply carries
+      if (status === 'NOT_FOUND') out.errorMsg = 'Provision data was not found!';
+      else if (status !== 'SUCCESS') out.errorMsg = 'Failed to provision device!';
+      return out;
     },
     decodeRpcResponse(payload) {
       const m = decoded('RPC response', tb.decodeToServerRpcResponseMsg(payload));

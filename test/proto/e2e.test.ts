@@ -166,6 +166,26 @@ describe('e2e: Protobuf device profile over CoAP and CoAPs', function () {
     assert.equal(queue.length, 0);
   });
 
+  it('client RPC, claim and provisioning in ThingsBoard\'s fixed messages', async () => {
+    const dev = e2e.server.store.createDevice('proto-fixed');
+    e2e.server.store.updateDevice(dev, { protobuf: schemasOf('device') });
+    const d = e2e.device({ credentials: { kind: 'token', token: dev.token }, codec });
+    // client-side RPC: TransportApiProtos.RpcRequest up, ToServerRpcResponseMsg down (the endpoint's rule: getTime)
+    const r = (await d.app.tb.callRpc('getTime', {})) as { time: number };
+    assert.ok(Math.abs(r.time - Date.now()) < 5000, JSON.stringify(r));
+    // claim: TransportApiProtos.ClaimDevice
+    await d.app.tb.claim('s3cret', 60000);
+    const claim = e2e.server.store.findDevice('proto-fixed')!.claim!;
+    assert.equal(claim.secretKey, 's3cret');
+    assert.ok(claim.expiresAt > Date.now() + 50000);
+    // provisioning: ProvisionDeviceRequestMsg (ThingsBoard falls back to it when the body is not JSON)
+    e2e.server.store.addProfile({ key: 'pk', secret: 'ps', strategy: 'ALLOW_CREATE_NEW_DEVICES' });
+    const res = await d.app.tb.provision({ provisionDeviceKey: 'pk', provisionDeviceSecret: 'ps', deviceName: 'proto-new', token: 'proto-new-token' });
+    assert.deepEqual(res, { credentialsType: 'ACCESS_TOKEN', credentialsValue: 'proto-new-token' });
+    assert.equal(e2e.server.store.findDevice('proto-new')!.token, 'proto-new-token');
+    await assert.rejects(d.app.tb.provision({ provisionDeviceKey: 'pk', provisionDeviceSecret: 'wrong' }), /4\.00.*NOT_FOUND/);
+  });
+
   it('a payload that is not a message of the profile schema is 4.00; a JSON body to a Protobuf device too', async () => {
     const dev = e2e.server.store.createDevice('proto-bad');
     e2e.server.store.updateDevice(dev, { protobuf: schemasOf('device') });
