@@ -210,6 +210,13 @@ describe('proto generator: build-time checks', () => {
     assert.throws(() => loadProfile(dir), /'ts' must be a 64-bit integer/);
   });
 
+  it('a field whose JSON name is an Object.prototype property is refused (it would be assigned through the frozen prototype on XS)', () => {
+    for (const name of ['constructor', 'to_string', 'value_of', 'has_own_property']) {
+      telemetry(`message T { optional double temperature = 1; optional double humidity = 2; optional double pressure = 3; optional double batteryVoltage = 4; int32 ${name} = 5; }`);
+      assert.throws(() => loadProfile(dir), /Object\.prototype property/, name);
+    }
+  });
+
   it('proto2, map fields and recursive messages are refused', () => {
     writeFileSync(join(dir, 'telemetry.proto'), 'syntax = "proto2";\nmessage T { optional double temperature = 1; }');
     assert.throws(() => loadProfile(dir), /proto3/);

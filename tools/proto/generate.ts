@@ -130,6 +130,10 @@ export function parseSchema(text: string, prefix: string, file: string): SchemaM
           packed: f.repeated && kind !== 'string' && kind !== 'bytes' && kind !== 'message' && f.packed !== false,
           presence: !f.repeated && (kind === 'message' || !!f.partOf),
         };
+        // A property Object.prototype has would be assigned through the inherited (and, on XS after
+        // preload, frozen) one: refuse the name rather than emit code that throws on the device.
+        if (field.json in Object.prototype || field.json === '__proto__')
+          throw new SchemaError(`${file}: ${n.name}.${f.name}: the JSON name '${field.json}' is an Object.prototype property; rename the field`);
         if (kind === 'enum' || kind === 'message') field.typeRef = tsName(f.resolvedType!.fullName);
         if (realOneof) field.oneof = realOneof.fieldsArray.map((x) => jsonName(x.name)).filter((x) => x !== field.json);
         m.fields.push(field);
