@@ -83,7 +83,9 @@ function kvValue(kv: tb.KeyValueProto): TbValue {
 
 function kvList(list: tb.TsKvProto[] | undefined): TbObject {
   const out: TbObject = {};
-  if (list) for (const e of list) if (e.kv?.key !== undefined) out[e.kv.key] = kvValue(e.kv);
+  // Defined, not assigned: a key such as "constructor" would otherwise be assigned through
+  // Object.prototype, which is frozen on XS (as JSON.parse defines the JSON codec's keys).
+  if (list) for (const e of list) if (e.kv?.key !== undefined) Object.defineProperty(out, e.kv.key, { value: kvValue(e.kv), enumerable: true, writable: true, configurable: true });
   return out;
 }
 

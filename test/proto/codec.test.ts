@@ -115,6 +115,11 @@ describe('proto codec: ThingsBoard fixed messages', () => {
     const bytes = fixedMessages.attributeUpdate({ b: true, l: 42, d: 2.5, s: 'x', j: { a: [1] } }, ['gone'], 1700000000000);
     assert.deepEqual(codec.decodeAttributeUpdate(bytes), { shared: { b: true, l: 42, d: 2.5, s: 'x', j: { a: [1] } }, deleted: ['gone'] });
     assert.deepEqual(codec.decodeAttributeUpdate(fixedMessages.attributeUpdate({}, [], 0)), { shared: {}, deleted: [] });
+    // keys that are Object.prototype properties become own properties (defined, never assigned through the prototype)
+    const odd = codec.decodeAttributeUpdate(fixedMessages.attributeUpdate(JSON.parse('{"constructor":1,"__proto__":2,"toString":"x"}'), [], 0));
+    assert.deepEqual(Object.keys(odd.shared).sort(), ['__proto__', 'constructor', 'toString']);
+    assert.equal(Object.getPrototypeOf(odd.shared), Object.prototype);
+    assert.equal(odd.shared.constructor, 1);
   });
 
   it('GetAttributeResponseMsg', () => {
