@@ -1,6 +1,6 @@
-// The simulator's MQTT device (tools/sim/mqtt-device.ts, the stand-in until DeviceApp picks its
-// transport by URL) against the local endpoint: reports, shared attribute reportingInterval, RPC,
-// and a trace that never shows the token.
+// The simulator's MQTT device (tools/sim/mqtt-device.ts: the firmware's DeviceApp with transport
+// 'mqtt') against the local endpoint: reports, shared attribute reportingInterval, RPC, and a trace
+// that never shows the token.
 import { strict as assert } from 'node:assert';
 import { createSimMqttDevice } from '../../tools/sim/mqtt-device';
 import { ScaledClock } from '../../tools/sim/clock';
@@ -24,12 +24,15 @@ describe('simulated device over MQTT', function () {
       tb.store.setSharedAttributes(dev.id, { reportingInterval: 5 });
       tb.service.sharedAttributesChanged(dev, { reportingInterval: 5 }, []);
       await waitFor('reports every 5 s of device time', () => sim.state.reports >= 4, 15000);
-      const state = (await tb.service.sendRpc(dev, { method: 'getState' })).response as { interval: number };
-      assert.equal(state.interval, 5);
+      const state = (await tb.service.sendRpc(dev, { method: 'getState' })).response as { reportingInterval: number; reports: number };
+      assert.equal(state.reportingInterval, 5);
+      assert.ok(state.reports >= 4);
+      assert.equal(sim.app.intervalMs, 5000);
       const set = (await tb.service.sendRpc(dev, { method: 'setInterval', params: { interval: 30 } })).response;
       assert.deepEqual(set, { interval: 30 });
       await waitFor('reported back as a client attribute', () => tb.store.attributes(dev.id).client.reportingInterval === 30);
       assert.ok(lines.some((l) => l.startsWith('-> CONNECT') && l.includes('user=***')));
+      assert.ok(lines.some((l) => l.startsWith('-> PUBLISH v1/devices/me/telemetry q1')), 'telemetry traced');
       assert.ok(!lines.join('\n').includes(dev.token));
     } finally {
       sim.stop();

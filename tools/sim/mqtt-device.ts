@@ -1,29 +1,19 @@
 /*
  * The simulated device over MQTT / MQTTS (npm start -- --mqtt | --mqtts; npm run sim -- --server
- * mqtt[s]://...), with a live trace of every MQTT packet (the token shown as ***).
- *
- * Until DeviceApp (src/device/app.ts) takes its ThingsBoard client by the server URL, this is a
- * small stand-in loop with the same behaviour as the app's core: sensor readings every
- * reportingInterval as telemetry with device timestamps, the shared attribute reportingInterval,
- * RPC getState / setInterval. Offline queueing, provisioning and flash are the app's and are not
- * repeated here.
+ * mqtt[s]://...): the firmware's DeviceApp with transport 'mqtt' (tools/sim/device.ts), with a live
+ * trace of every MQTT packet (the token shown as ***). Queueing, the shared attribute
+ * reportingInterval, RPC getState / setInterval behave as over CoAP.
  */
 import { readFileSync } from 'node:fs';
-import { MqttThingsBoardClient } from '../../src/thingsboard/mqtt-client';
-import { TlsStreamFactory } from '../../src/mqtt/tls-stream';
-import type { MqttPacket } from '../../src/mqtt/codec';
 import type { Clock, Log, LogLevel } from '../../src/platform/types';
 import type { Credentials } from '../../src/thingsboard/client';
-import type { TbObject, TbValue } from '../../src/thingsboard/payload';
-import { loadDtlsEngine } from '../../hardware/dtls/index';
 import { startTbServer } from '../tb-server/server';
 import { certSha3FromPem } from '../tb-server/store';
 import { makeCerts } from '../provision/certs';
-import { createSimBoard } from './board';
 import { ScaledClock } from './clock';
-import { consoleLog } from './device';
-import { cryptoRandom } from './random';
-import { TcpStreamFactory } from './tcp';
+import { consoleLog, createSimDevice } from './device';
+import { describeMqtt } from './mqtt-trace';
+export { describeMqtt };
 
 export interface SimMqttDeviceOptions {
   host: string;
@@ -37,80 +27,29 @@ export interface SimMqttDeviceOptions {
   trace?: (line: string) => void;
 }
 
-import { describeMqtt } from './mqtt-trace';
-export { describeMqtt };
-
 export function createSimMqttDevice(o: SimMqttDeviceOptions) {
   const { clock, log } = o;
-  const tcp = new TcpStreamFactory();
-  const stream = o.tls
-    ? new TlsStreamFactory(tcp, { clock, createEngine: loadDtlsEngine().create, engine: { ca: o.tls.ca, hostname: o.tls.hostname ?? o.host, ...(o.tls.cert && o.tls.key ? { cert: o.tls.cert, key: o.tls.key } : {}) } })
-    : tcp;
-  const trace = o.trace;
-  const tb = new MqttThingsBoardClient({
-    stream, host: o.host, port: o.port, credentials: o.credentials, clock, random: cryptoRandom, log,
-    ...(trace ? { tap: (dir: 'out' | 'in', p: MqttPacket, bytes: number) => trace(`${dir === 'out' ? '->' : '<-'} ${describeMqtt(p, bytes)}`) } : {}),
+  const sim = createSimDevice({
+    transport: 'mqtt',
+    server: { host: o.host, port: o.port },
+    credentials: o.credentials,
+    ...(o.tls ? { tls: { ca: o.tls.ca, hostname: o.tls.hostname ?? o.host, ...(o.tls.cert && o.tls.key ? { cert: o.tls.cert, key: o.tls.key } : {}) } } : {}),
+    reportingIntervalMs: o.reportingIntervalMs,
+    firmware: { title: 'tb-coap-firmware', version: '0.1.0' },
+    clock,
+    log,
+    ...(o.trace ? { trace: o.trace } : {}),
   });
-  const board = createSimBoard(clock, log);
-  let intervalMs = o.reportingIntervalMs;
-  let timer: unknown;
-  let running = false;
-  const started = clock.now();
-  const state = { reports: 0, failures: 0 };
-  const schedule = () => {
-    if (!running) return;
-    timer = clock.setTimer(() => void report(), intervalMs);
-  };
-  const report = async () => {
-    const values = board.source.read();
-    if (values && Object.keys(values).length) {
-      try {
-        await tb.sendTelemetry({ ts: clock.epochMs(), values });
-        state.reports++;
-      } catch (e) {
-        state.failures++;
-        log.warn(`report failed: ${(e as Error).message}`);
-      }
-    }
-    schedule();
-  };
-  const setInterval = (seconds: number, why: string) => {
-    if (!(seconds > 0 && seconds <= 86400)) return log.warn(`reportingInterval ${seconds} ignored (1 s .. 1 day)`);
-    intervalMs = seconds * 1000;
-    log.info(`reporting every ${seconds} s (${why})`);
-    if (timer !== undefined) clock.clearTimer(timer);
-    schedule();
-  };
+  const app = sim.app;
   return {
-    tb,
-    tcp,
-    state,
-    async start(): Promise<void> {
-      running = true;
-      tb.subscribeAttributes((u) => {
-        const s = u.shared.reportingInterval;
-        if (typeof s === 'number') setInterval(s, 'shared attribute');
-      });
-      tb.subscribeRpc((r): TbValue => {
-        if (r.method === 'getState') return { interval: intervalMs / 1000, uptime: Math.round((clock.now() - started) / 1000), ...state } as TbObject;
-        if (r.method === 'setInterval') {
-          const p = r.params as TbObject | null;
-          const s = p && typeof p.interval === 'number' ? p.interval : NaN;
-          if (!(s > 0)) throw new Error('setInterval: params must be {"interval": seconds > 0}');
-          setInterval(s, 'RPC');
-          void tb.sendAttributes({ reportingInterval: s }).catch(() => undefined);
-          return { interval: s };
-        }
-        throw new Error(`unknown method ${r.method}`);
-      });
-      await tb.sendAttributes({ firmware: 'tb-coap-firmware 0.1.0 (sim, mqtt)' }).catch((e: Error) => log.warn(e.message));
-      await report();
+    app,
+    tb: app.tb,
+    tcp: sim.tcp,
+    get state() {
+      return app.state;
     },
-    stop(): void {
-      running = false;
-      if (timer !== undefined) clock.clearTimer(timer);
-      tb.close();
-    },
+    start: () => app.start(),
+    stop: () => app.stop(),
   };
 }
 
@@ -139,7 +78,7 @@ function runFor(sim: ReturnType<typeof createSimMqttDevice>, log: Log, speed: nu
       stopping = true;
       sim.stop();
       log.info(`device state: ${JSON.stringify(sim.state)}`);
-      void (onStop ? onStop() : Promise.resolve()).then(() => resolve(sim.tb.stopped ? 1 : 0));
+      void (onStop ? onStop() : Promise.resolve()).then(() => resolve(sim.tb.stopped || sim.state.queued > 0 ? 1 : 0));
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
