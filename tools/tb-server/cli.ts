@@ -49,6 +49,7 @@ const SERVE = cmd(
     { name: 'ca', type: 'string', value: 'FILE', help: 'CA of the client certificates (X.509 devices)' },
     { name: 'response-delay', type: 'string', value: 'MS', help: 'delay attribute requests and client RPC answers (exercises separate responses)', default: '0' },
     { name: 'piggyback', type: 'boolean', help: 'RFC-style piggybacked responses instead of ThingsBoard\'s separate CON responses' },
+    { name: 'mqtt', type: 'boolean', help: 'also serve MQTT on TCP 1883 and, with --cert/--key, MQTTS on 8883 (docs/mqtt.md)' },
     { name: 'quiet', type: 'boolean', help: 'no line per request' },
     HELP_OPTION,
   ],
@@ -82,6 +83,7 @@ export const COMMANDS: Record<string, Command> = {
         ...(cert && key
           ? { dtls: { port: port(p, 'coaps-port', 5684, true), cert: readPem(cert, '--cert'), key: readPem(key, '--key'), ...(ca ? { ca: readPem(ca, '--ca') } : {}) } }
           : {}),
+        ...(flag(p, 'mqtt') ? { mqtt: { port: 1883, ...(cert && key ? { tls: { port: 8883, cert: readPem(cert, '--cert'), key: readPem(key, '--key') } } : {}) } } : {}),
         log: (l) => { if (!quiet || l.startsWith('tb-server:')) console.log(l); },
       }).catch((e: Error & { code?: string }) => {
         if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') throw new UsageError(`cannot listen: ${e.message}`);
