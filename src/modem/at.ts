@@ -24,14 +24,15 @@ export type AtErrorCode = 'error' | 'cme' | 'cms' | 'timeout' | 'reboot' | 'clos
 export class AtError extends Error {
   override readonly name: string = 'AtError';
   readonly code: AtErrorCode;
-  /** The command (without the token or payload: commands never carry secrets here). */
+  /** The command, shortened to its name when long (commandName): never the datagram it carried. */
   readonly command: string;
   /** +CME ERROR / +CMS ERROR number. */
   readonly errorNumber?: number;
   constructor(code: AtErrorCode, command: string, message: string, errorNumber?: number) {
-    super(message);
+    const name = commandName(command);
+    super(message.split(command).join(name));
     this.code = code;
-    this.command = command;
+    this.command = name;
     if (errorNumber !== undefined) this.errorNumber = errorNumber;
   }
 }
@@ -290,6 +291,16 @@ export class AtChannel {
     }
     return false;
   }
+}
+
+/**
+ * A command as errors and logs show it: long commands (a datagram as hex in AT#XSENDTO, with the
+ * access token in its URI path) only by name, never their data.
+ */
+export function commandName(command: string): string {
+  if (command.length <= 48) return command;
+  const eq = command.indexOf('=');
+  return eq > 0 ? `${command.slice(0, eq)}=...` : `${command.slice(0, 16)}...`;
 }
 
 /** ASCII bytes of a command (commands are ASCII: hex payloads, quoted IPs, numbers). */

@@ -71,6 +71,7 @@ export class Bg95 extends AtModem {
     const d: ModemDatagram = new ModemDatagram(
       {
         open: async () => {
+          await this.linkUp();
           const id = this.#nextId;
           this.#nextId = (this.#nextId + 1) % 12;
           await at.command('AT+QIACT=1', { timeoutMs: 150000 }).catch(() => undefined); // ERROR when already active
@@ -90,6 +91,7 @@ export class Bg95 extends AtModem {
           return id;
         },
         send: async (id, ip, p, data) => {
+          await this.linkUp();
           await at.command(`AT+QISEND=${id},${data.length},"${ip}",${p}`, { payload: data, finalOk: ['SEND OK'], finalError: ['SEND FAIL'], timeoutMs: 30000 });
         },
         close: async (id) => {

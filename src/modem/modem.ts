@@ -85,6 +85,9 @@ export interface Modem {
   close(): void;
 }
 
+/** How long a send waits for the registration before it fails (3GPP T3410 x 5 attach attempts ~ 75 s; cell search more). */
+export const LINK_UP_TIMEOUT_MS = 180_000;
+
 export interface AtModemOptions {
   at: AtChannel;
   clock: Clock;
@@ -178,6 +181,14 @@ export abstract class AtModem implements Modem {
     return false;
   }
 
+  /**
+   * Resolves once registered: sockets open and datagrams go out only then (a send before the
+   * attach would only get ERROR, and a DTLS handshake would burn its retransmissions on it).
+   */
+  protected linkUp(): Promise<unknown> {
+    return this.#registration.registered ? Promise.resolve() : this.waitRegistered(LINK_UP_TIMEOUT_MS);
+  }
+
   close(): void {
     for (const d of this.datagrams) d.close();
     this.at.close();
@@ -203,8 +214,15 @@ export abstract class AtModem implements Modem {
     for (const d of this.datagrams) d.socketLost();
     this.onReboot?.();
     if (!this.#started) return;
-    // Set the modem up again (settings, radio on); sockets reopen on their next send.
-    void this.start().catch((e: Error) => this.log.warn(`modem set-up after restart: ${e.message}`));
+    // Set the modem up again (settings, radio on); sockets reopen on their next send. A stray
+    // answer to a command written while it restarted can fail the first attempt: try again.
+    const attempt = (n: number): void => {
+      this.start().catch((e: Error) => {
+        this.log.warn(`modem set-up after restart: ${e.message}${n < 3 ? ', trying again' : ''}`);
+        if (n < 3) this.clock.setTimer(() => attempt(n + 1), 2000);
+      });
+    };
+    attempt(1);
   }
 }
 

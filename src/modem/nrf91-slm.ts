@@ -44,6 +44,7 @@ export class Nrf91Slm extends AtModem {
   /** handle -> datagram. */
   #sockets = new Map<number, ModemDatagram>();
   #reading = new Set<number>();
+  #again = new Set<number>();
 
   constructor(options: Nrf91SlmOptions) {
     super(options);
@@ -73,6 +74,7 @@ export class Nrf91Slm extends AtModem {
     const d: ModemDatagram = new ModemDatagram(
       {
         open: async () => {
+          await this.linkUp();
           const r = await at.command('AT#XSOCKET=1,2,0', { prefix: '#XSOCKET:' });
           const handle = Number(atParams(r.lines[0] ?? '')[0]);
           if (!(handle >= 0)) throw new Error(`AT#XSOCKET: no socket (${r.lines[0] ?? 'no answer'})`);
@@ -81,6 +83,7 @@ export class Nrf91Slm extends AtModem {
           return handle;
         },
         send: async (_h, ip, p, data) => {
+          await this.linkUp();
           await at.command(`AT#XSENDTO="${ip}",${p},0,"${toHex(data)}"`, { prefix: '#XSENDTO:', timeoutMs: 30000 });
         },
         close: async (h) => {
@@ -102,20 +105,31 @@ export class Nrf91Slm extends AtModem {
     return true;
   }
 
-  /** One datagram per POLLIN URC (the read re-arms it when more is waiting). */
+  /**
+   * One datagram per POLLIN URC (the read re-arms it when more is waiting). A URC that arrives
+   * while a read is on the line is remembered and read after it: the SLM does not repeat it.
+   */
   #read(handle: number): void {
     const d = this.#sockets.get(handle);
-    if (!d || this.#reading.has(handle)) return;
+    if (!d) return;
+    if (this.#reading.has(handle)) {
+      this.#again.add(handle);
+      return;
+    }
     this.#reading.add(handle);
+    const done = () => {
+      this.#reading.delete(handle);
+      if (this.#again.delete(handle)) this.#read(handle);
+    };
     this.at
       .command('AT#XRECVFROM=0,64', { prefix: '#XRECVFROM:', binaryLength: (line) => Number(atParams(line)[0]) || 0 })
       .then((r) => {
-        this.#reading.delete(handle);
         if (r.data) d.deliver(r.data);
+        done();
       })
       .catch((e: Error) => {
-        this.#reading.delete(handle);
         this.log.debug(`AT#XRECVFROM: ${e.message}`);
+        done();
       });
   }
 }

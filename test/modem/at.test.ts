@@ -174,6 +174,17 @@ describe('modem/at: AT channel', () => {
     assert.equal((await rejection(at.command('AT'))).code, 'closed');
   });
 
+  it('errors name a long command, never its data (an AT#XSENDTO carries the token in its URI path)', async () => {
+    const { serial, at } = setup();
+    const secret = Buffer.from('/api/v1/SECRET-TOKEN/telemetry').toString('hex').toUpperCase();
+    const p = at.command(`AT#XSENDTO="127.0.0.1",5683,0,"${secret}"`);
+    serial.feed('+CME ERROR: 4\r\n');
+    const e = await rejection(p);
+    assert.equal(e.command, 'AT#XSENDTO=...');
+    assert.ok(!e.message.includes(secret) && !e.message.includes('SECRET'), e.message);
+    assert.match(e.message, /AT#XSENDTO=\.\.\.: \+CME ERROR: 4/);
+  });
+
   it('hex helpers and parameter splitting', () => {
     assert.equal(toHex(new Uint8Array([0, 0xab, 0x10])), '00AB10');
     assert.deepEqual([...fromHex('00ab10')], [0, 0xab, 0x10]);

@@ -7,7 +7,8 @@
  * Event-driven time: the clock jumps from timer to timer; between two timers the harness waits
  * (bounded) until the loopback traffic is quiet, so a day of device time takes seconds.
  */
-import type { DeviceConfig, DeviceEvent } from '../../../src/device/app';
+import type { DeviceConfig, DeviceEvent, DtlsConfig } from '../../../src/device/app';
+import { loadDtlsEngine } from '../../../hardware/dtls/index';
 import { DeviceApp } from '../../../src/device/app';
 import { AtChannel } from '../../../src/modem/at';
 import { Bg95, BG95_BOOT_LINES } from '../../../src/modem/bg95';
@@ -50,6 +51,10 @@ export interface PowerSimOptions {
    * attachCoapSocket) instead of real loopback UDP: no wall-time waits between timers.
    */
   memory?: MemoryNetwork;
+  /** coaps://: DTLS over the modem's socket (the endpoint's CoAPs port in `server.port`). */
+  dtls?: DtlsConfig;
+  /** DTLS after each sleep: resume (default), full handshake, or keep the session (saved state). */
+  dtlsAfterSleep?: 'resume' | 'full' | 'keep';
 }
 
 export interface PowerSim {
@@ -142,6 +147,7 @@ export function createPowerSim(o: PowerSimOptions): PowerSim {
   const host = o.server.host ?? '127.0.0.1';
   const datagram = modem.openDatagram(host, o.server.port);
   const platform: Platform = { clock, random: new SeededRandom((o.seed ?? 1) + 7), log, net: { open: () => datagram } };
+  if (o.dtls) platform.dtls = loadDtlsEngine().create;
   const config: DeviceConfig = {
     server: { host, port: o.server.port },
     credentials: { kind: 'token', token: o.token },
@@ -151,6 +157,10 @@ export function createPowerSim(o: PowerSimOptions): PowerSim {
     schedule: 'external',
     observeRefreshMs: 0,
     queueSize: 256,
+    // NB-IoT: a wake from PSM (service request) plus a round trip is well above DTLS's usual 1-2 s
+    // first retransmission; a retransmitted ClientHello makes mbedTLS's server start over while the
+    // client finishes the first exchange, and the client's Finished then fails the server's MAC.
+    ...(o.dtls ? { dtls: { retransmitMs: 5000, ...o.dtls } } : {}),
   };
   let n = 0;
   const source = { name: 'sim', read: () => ({ temperature: Math.round((20 + 3 * Math.sin(n++ / 20)) * 100) / 100, batteryVoltage: 3.6 }) };
@@ -169,6 +179,7 @@ export function createPowerSim(o: PowerSimOptions): PowerSim {
     log,
     profile: o.profile,
     rai: o.rai ?? true,
+    ...(o.dtlsAfterSleep ? { dtlsAfterSleep: o.dtlsAfterSleep } : {}),
     onPhase: (p) => {
       energy.mark(`[${p}]`);
       o.onPhase?.(p, clock.now());

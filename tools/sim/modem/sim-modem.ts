@@ -47,6 +47,8 @@ export interface SimModemOptions {
   bytesPerSecond?: number;
   /** Fixed radio-on time per datagram (scheduling, HARQ), ms (default 100). */
   burstOverheadMs?: number;
+  /** Boot time after a restart: input is lost until the boot line is printed (default 1000 ms). */
+  bootMs?: number;
   /** Change the source port after each PSM sleep (a carrier NAT forgets the mapping), default true. */
   rebindOnWake?: boolean;
   energy?: EnergyMeter;
@@ -114,6 +116,7 @@ export class SimModem {
   #activeUntil = 0;
   #burstTimer: TimerHandle | undefined;
   #bootLine: string;
+  #booting = false;
 
   constructor(options: SimModemOptions) {
     this.#o = {
@@ -127,6 +130,7 @@ export class SimModem {
       bytesPerSecond: 2500,
       burstOverheadMs: 100,
       rebindOnWake: true,
+      bootMs: 1000,
       ...options,
     };
     this.#clock = options.clock;
@@ -188,7 +192,13 @@ export class SimModem {
     this.#wakeResolve = undefined;
     this.#waking = undefined;
     this.#setRadio('off');
-    this.#out(`\r\n${this.#bootLine}\r\n`);
+    // Bytes written while it boots are lost; then it says it is ready.
+    this.#booting = true;
+    this.#after(this.#o.bootMs, () => {
+      this.#booting = false;
+      this.#line = '';
+      this.#out(`\r\n${this.#bootLine}\r\n`);
+    });
   }
 
   /** Fault: bytes of line noise on the UART. */
@@ -494,6 +504,7 @@ export class SimModem {
   // ---------------------------------------------------------------- AT input
 
   #fromHost(data: Uint8Array): void {
+    if (this.#booting) return;
     let i = 0;
     while (i < data.length) {
       const p = this.#payload;
