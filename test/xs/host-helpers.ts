@@ -11,6 +11,8 @@ import type { RunningFirmware, XsStats } from '../../tools/xs/firmware';
 
 export interface XsDeviceOptions {
   port: number;
+  /** 'coap' (default: coap://, coaps:// with dtls) or 'mqtt' (mqtt://, mqtts:// with dtls as the TLS block) */
+  scheme?: 'coap' | 'mqtt';
   token?: string;
   /** file paths; they become resources named by their base names */
   dtls?: { ca: string; hostname: string; cert?: string; key?: string };
@@ -47,7 +49,7 @@ export function startXsDevice(o: XsDeviceOptions): XsDevice {
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'xs-device-'));
   // as on mcconfig's command line (values are strings): server, token, reportingInterval
   const overrides: Record<string, string> = {
-    server: `${o.dtls ? 'coaps' : 'coap'}://127.0.0.1:${o.port}`,
+    server: `${o.scheme ?? 'coap'}${o.dtls ? 's' : ''}://127.0.0.1:${o.port}`,
     token: o.token ?? '',
     reportingInterval: String(o.reportingInterval ?? 60),
   };

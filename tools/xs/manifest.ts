@@ -53,10 +53,10 @@ const SDK_MANIFESTS: Record<string, SdkManifest> = {
   // on lin: network/net, socket, sntp, wifi; the firmware uses net only
   'examples/manifest_net.json': { modules: { net: 'net.js' }, preload: [] },
   'modules/network/net/manifest.json': { modules: { net: 'net.js' }, preload: [] },
-  // on lin: modules/io/manifests/lin: embedded:io/socket/{tcp,listener,udp} preloaded (udp here)
+  // on lin: modules/io/manifests/lin: embedded:io/socket/{tcp,listener,udp} preloaded (tcp and udp here)
   'modules/io/manifest.json': {
-    modules: { 'embedded:io/socket/udp': 'udp.js' },
-    preload: ['embedded:io/socket/udp'],
+    modules: { 'embedded:io/socket/udp': 'udp.js', 'embedded:io/socket/tcp': 'tcp.js' },
+    preload: ['embedded:io/socket/udp', 'embedded:io/socket/tcp'],
     include: ['examples/manifest_net.json'],
   },
   'modules/files/resource/manifest.json': { modules: { Resource: 'Resource.js' }, preload: ['Resource'] },

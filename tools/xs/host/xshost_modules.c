@@ -1,6 +1,7 @@
 /*
  * Native side of the modules the XS host provides in place of the Moddable SDK's lin modules
  * (tools/xs/host/modules/ declare them with `@ "name"`): timer, time, net, embedded:io/socket/udp,
+ * embedded:io/socket/tcp,
  * flash, Resource, file, and the global trace(). Shapes follow the SDK's modules/base/timer, base/time,
  * network/net, io/socket/lin/udp, files/flash, files/resource. Plus dtls/native's functions from
  * hardware/dtls/xs_binding.c in the host function table.
@@ -13,6 +14,7 @@ extern void* fxGetHostDataValidate(xsMachine* the, xsSlot* slot, void* validator
 #include <netdb.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 /* trace */
 
@@ -464,6 +466,182 @@ static void xs_udp_write(xsMachine* the)
 		xsUnknownError("sendto failed");
 }
 
+/* embedded:io/socket/tcp (ECMA-419), after the SDK's io/socket/lin/tcp.c: the native socket under
+   modules/tcp.js. Connects at once (loopback), receives into a buffer of lin's size; onReadable(count)
+   from the loop, onError on a refused connect (the JS side asks `connected`), on EOF or a reset once
+   the bytes received were read. */
+
+#define TCP_BUFFER 1536
+typedef struct {
+	xsMachine* the;
+	int fd;
+	int connected;
+	int eof;
+	int watched;
+	xsSlot self;
+	xsSlot onReadable;
+	xsSlot onError;
+	size_t count;
+	unsigned char buffer[TCP_BUFFER];
+} host_tcp;
+
+static void tcp_destructor(void* data)
+{
+	host_tcp* t = data;
+	if (t) {
+		if (t->fd >= 0) {
+			if (t->watched)
+				host_unwatch(t->fd);
+			close(t->fd);
+		}
+		free(t);
+	}
+}
+
+static void tcp_mark(xsMachine* the, void* it, xsMarkRoot markRoot)
+{
+	host_tcp* t = it;
+	(*markRoot)(the, &t->onReadable);
+	(*markRoot)(the, &t->onError);
+}
+
+static const xsHostHooks gTcpHooks = { tcp_destructor, tcp_mark, NULL };
+
+static void tcp_call(host_tcp* t, int error)
+{
+	xsMachine* the = t->the;
+	xsBeginHost(the);
+	{
+		xsVars(2);
+		xsVar(0) = t->self;
+		xsVar(1) = error ? t->onError : t->onReadable;
+		xsTry {
+			if (error)
+				xsCallFunction0(xsVar(1), xsVar(0));
+			else
+				xsCallFunction1(xsVar(1), xsVar(0), xsInteger((xsIntegerValue)t->count));
+		}
+		xsCatch {
+			host_callback_exception(the, error ? "a TCP onError callback" : "a TCP onReadable callback");
+		}
+	}
+	xsEndHost(the);
+}
+
+static void tcp_readable(void* ref)
+{
+	host_tcp* t = ref;
+	if (t->count < TCP_BUFFER) {
+		ssize_t n = recv(t->fd, t->buffer + t->count, TCP_BUFFER - t->count, MSG_DONTWAIT);
+		if (n > 0)
+			t->count += (size_t)n;
+		else if ((n == 0) || ((errno != EAGAIN) && (errno != EWOULDBLOCK)))
+			t->eof = 1;
+	}
+	if (t->count) {
+		tcp_call(t, 0); /* may close the socket: t is freed then */
+		return;
+	}
+	if (t->eof) {
+		/* the bytes before the end were read: report it once (EOF stays readable: stop polling) */
+		host_unwatch(t->fd);
+		t->watched = 0;
+		tcp_call(t, 1);
+	}
+}
+
+static void xs_tcp_constructor(xsMachine* the)
+{
+	host_tcp* t;
+	struct sockaddr_in address;
+	int port, one = 1;
+	xsVars(1);
+	memset(&address, 0, sizeof(address));
+	address.sin_family = AF_INET;
+	if (inet_pton(AF_INET, xsToString(xsGet(xsArg(0), xsID("address"))), &address.sin_addr) != 1)
+		xsUnknownError("invalid address");
+	port = xsToInteger(xsGet(xsArg(0), xsID("port")));
+	if ((port <= 0) || (port > 65535))
+		xsRangeError("invalid port");
+	address.sin_port = htons(port);
+	t = calloc(1, sizeof(host_tcp));
+	if (!t)
+		xsRangeError("no memory");
+	t->the = the;
+	t->onReadable = xsGet(xsArg(0), xsID("onReadable"));
+	t->onError = xsGet(xsArg(0), xsID("onError"));
+	t->fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (t->fd < 0) {
+		free(t);
+		xsUnknownError("no socket");
+	}
+	setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	t->connected = connect(t->fd, (struct sockaddr*)&address, sizeof(address)) == 0;
+	fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) | O_NONBLOCK);
+	xsSetHostData(xsThis, t);
+	xsSetHostHooks(xsThis, (xsHostHooks*)&gTcpHooks);
+	t->self = xsThis;
+	xsRemember(t->self);
+	if (t->connected) {
+		host_watch(t->fd, tcp_readable, t);
+		t->watched = 1;
+	}
+}
+
+static host_tcp* get_tcp(xsMachine* the)
+{
+	host_tcp* t = xsGetHostData(xsThis);
+	if (!t)
+		xsUnknownError("closed socket");
+	return xsGetHostDataValidate(xsThis, (void*)&gTcpHooks);
+}
+
+static void xs_tcp_close(xsMachine* the)
+{
+	host_tcp* t = xsGetHostData(xsThis);
+	if (!t)
+		return;
+	get_tcp(the);
+	xsForget(t->self);
+	xsSetHostData(xsThis, NULL);
+	tcp_destructor(t);
+}
+
+static void xs_tcp_read(xsMachine* the)
+{
+	host_tcp* t = get_tcp(the);
+	if (!t->count)
+		return;
+	xsResult = xsArrayBuffer(t->buffer, (xsIntegerValue)t->count);
+	t->count = 0;
+}
+
+static void xs_tcp_write(xsMachine* the)
+{
+	host_tcp* t = get_tcp(the);
+	void* data;
+	xsUnsignedValue length;
+	size_t sent = 0;
+	_xsmcGetBuffer(the, &xsArg(0), &data, &length, 0);
+	while (sent < length) {
+		ssize_t n = send(t->fd, (unsigned char*)data + sent, length - sent, MSG_NOSIGNAL);
+		if (n < 0) {
+			if ((errno == EAGAIN) || (errno == EWOULDBLOCK)) {
+				host_sleep_ms(0);
+				continue;
+			}
+			xsUnknownError("write failed");
+		}
+		sent += (size_t)n;
+	}
+}
+
+static void xs_tcp_get_connected(xsMachine* the)
+{
+	host_tcp* t = get_tcp(the);
+	xsResult = xsBoolean(t->connected);
+}
+
 /* flash: a partition as an image file <flash dir>/<partition>.bin (NOR semantics: write clears bits) */
 
 #define FLASH_SIZE (64 * 1024)
@@ -832,6 +1010,8 @@ const host_function gHostFunctions[] = {
 	HOST(xs_time_ticks), HOST(xs_time_delta),
 	HOST(xs_host_resolve),
 	HOST(udp_destructor), HOST(xs_udp_constructor), HOST(xs_udp_close), HOST(xs_udp_read), HOST(xs_udp_write),
+	HOST(tcp_destructor), HOST(xs_tcp_constructor), HOST(xs_tcp_close), HOST(xs_tcp_read), HOST(xs_tcp_write),
+	HOST(xs_tcp_get_connected),
 	HOST(flash_destructor), HOST(xs_flash), HOST(xs_flash_read), HOST(xs_flash_write), HOST(xs_flash_erase),
 	HOST(xs_flash_byteLength), HOST(xs_flash_blockSize),
 	HOST(xs_host_resource_read), HOST(xs_host_resource_exists),
