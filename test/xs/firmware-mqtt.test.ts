@@ -94,6 +94,16 @@ for (const secure of [false, true]) {
       assertNoAbort(d);
     });
 
+    if (!secure) {
+      it('config errors stop the boot before anything is sent: a tls block with mqtt://, tls and dtls together', async () => {
+        const a = xs.start({ scheme: 'mqtt', port: server.mqtt!.port!, token: 't', config: { tls: { ca: 'ca.pem' } } });
+        await waitForLine(a, 'config error', /config: tls is configured but server is mqtt:\/\/: use mqtts:\/\/ \(port 8883\)/);
+        const b = xs.start({ scheme: 'mqtt', port: server.mqtt!.port!, token: 't', config: { tls: { ca: 'ca.pem' }, dtls: { ca: 'ca.pem' } } });
+        await waitForLine(b, 'config error', /config: set tls or dtls/);
+        assert.equal(packetsIn, 0, 'nothing sent');
+      });
+    }
+
     if (secure) {
       it('an unknown CA fails closed: no MQTT packet reaches the endpoint', async () => {
         const dev = server.store.createDevice('xs-m3');
