@@ -411,7 +411,9 @@ export class DeviceApp {
     this.#dtlsConnections++;
     this.#platform.log.info(`DTLS session established (${resumed ? 'resumed' : 'full handshake'})`);
     this.#saveSession(this.#dtls?.session());
-    if (this.#dtlsConnections > 1 && this.#running && this.#subscriptions.length) void this.resubscribe();
+    // With an external schedule the power layer re-registers after each wake's handshake itself,
+    // before it sends the telemetry (src/power/cycle.ts): registering here too would double it.
+    if (this.#dtlsConnections > 1 && this.#running && this.#subscriptions.length && this.#config.schedule !== 'external') void this.resubscribe();
   }
 
   /**

@@ -42,7 +42,7 @@ export interface PoweredApp {
   flush(): Promise<void>;
   resubscribe(): Promise<void>;
   readonly intervalMs: number;
-  readonly dtls?: { reconnect(resume?: boolean): void } | undefined;
+  readonly dtls?: { reconnect(resume?: boolean): void; readonly state: string } | undefined;
 }
 
 export type WakePhase = 'attach' | 'wake' | 'sample' | 'link' | 'dtls' | 'observe' | 'report' | 'release' | 'window' | 'sleep';
@@ -180,6 +180,8 @@ export class WakeCycle {
       if (dtls && how !== 'keep') {
         this.#phase('dtls');
         dtls.reconnect(how === 'resume');
+        // Re-register inside the new session, before any telemetry: wait for the handshake.
+        for (let i = 0; i < 1200 && dtls.state === 'handshaking' && !this.#stopped; i++) await this.#o.sleep.idle(100);
       }
       this.#phase('observe');
       await app.resubscribe();

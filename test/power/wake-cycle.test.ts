@@ -17,6 +17,7 @@ import type { TbServer } from '../../tools/tb-server/server';
 import { startTbServer } from '../../tools/tb-server/server';
 import type { Device } from '../../tools/tb-server/store';
 import { memoryLog } from '../helpers/wait';
+import { makeTestPki } from '../../tools/provision/certs';
 
 const S = 1000;
 const MIN = 60 * S;
@@ -162,6 +163,39 @@ describe('power: wake cycle against the local endpoint (virtual clock)', functio
     const { log } = device({ powerMode: 'PSM', psmActivityTimer: 10000 }, { modem: { grant: { activeTimeS: 4 } } });
     await ps!.runUntil(30 * S);
     assert.ok(log.lines.some((l) => l.startsWith('warn') && l.includes('T3324 granted 4 s is shorter')), log.lines.join('\n'));
+  });
+
+  it('CoAPs: the session resumed after each PSM sleep from a new port; one re-registration per wake, before the telemetry', async function () {
+    const pki = makeTestPki();
+    await tb.close();
+    tb = await startTbServer({ coapPort: 0, httpPort: 0, dataDir: dir, clock, dtls: { port: 0, cert: pki.read('server.pem'), key: pki.read('server.key'), ca: pki.read('ca.pem') } });
+    const dev = tb.store.createDevice('dtls-battery');
+    tb.store.updateDevice(dev, { power: { powerMode: 'PSM', psmActivityTimer: 10000, pagingTransmissionWindow: 10000 } });
+    const order: string[] = [];
+    tb.events.on('request', (e: { method: string; path: string }) => {
+      if (e.method === 'GET' && e.path.endsWith('/attributes')) order.push('observe');
+      if (e.method === 'POST' && e.path.endsWith('/telemetry')) order.push('telemetry');
+    });
+    ps = createPowerSim({
+      clock,
+      server: { port: tb.coapsPort! },
+      token: dev.token,
+      profile: { powerMode: 'PSM', psmActivityTimer: 10000 },
+      reportingIntervalMs: 15 * MIN,
+      dtls: { ca: pki.read('ca.pem'), hostname: 'localhost' },
+      dtlsAfterSleep: 'resume',
+      log: memoryLog(),
+    });
+    ps.start();
+    await ps.runUntil(3 * 60 * MIN);
+    const points = tb.store.telemetry(dev.id, ['temperature']).temperature ?? [];
+    assert.equal(ps.cycle.cycles, 12);
+    assert.equal(points.length, 12, 'every report');
+    assert.equal(ps.app.dtls!.resumed, true, 'abbreviated handshakes');
+    assert.ok(ps.sim.stats.rebinds >= 11, 'from a new port each time');
+    assert.equal(ps.app.state.failures, 0);
+    // After the first cycle (registration at start, then telemetry): observe, then telemetry, each wake.
+    assert.deepEqual(order.slice(2), Array.from({ length: 11 }, () => ['observe', 'telemetry']).flat());
   });
 
   it('30 days, a report an hour, 1 % datagram loss each way: every reading stored once with its original ts', async function () {

@@ -122,12 +122,22 @@ async function main(): Promise<void> {
     }
     const psm = rows[0]![1];
     const wakeDatagrams = (psm.traffic.sent + psm.traffic.received) / Math.max(1, psm.stored);
-    console.log('\n  CoAPs per wake (PSM, CON), modelled: the run above plus the DTLS bytes measured by `npm run bench`');
-    for (const v of DTLS_VARIANTS) {
-      const perReport = psm.perReportUAh + dtlsExtraUAh(v, wakeDatagrams);
-      const avg = (perReport * 24 * 3_600_000) / intervalMs / 24;
-      console.log(`  ${v.name.padEnd(28)} ${perReport.toFixed(1).padStart(9)} µAh/report ${avg.toFixed(1).padStart(8)} µA ${batteryYears(battery, avg).toFixed(2).padStart(6)} years`);
+    console.log('\n  CoAPs (one-way DTLS with the token, PSM, CON), simulated over loopback UDP with mbedTLS on both sides:');
+    console.log(`  ${'after each sleep'.padEnd(26)} ${'µAh/report'.padStart(11)} ${'avg µA'.padStart(9)} ${'years'.padStart(7)} ${'bytes/report'.padStart(13)} ${'stored'.padStart(7)}  (+ handshake CPU, estimated)`);
+    for (const [name, how, variant] of [
+      ['full handshake', 'full', DTLS_VARIANTS[0]],
+      ['session resumption', 'resume', DTLS_VARIANTS[1]],
+      ['saved state, no CID', 'keep', DTLS_VARIANTS[2]],
+    ] as const) {
+      const r = await runScenario({ ...base, loss: 0, mode: 'PSM', uplink: 'con', days: compareDays, dtls: how });
+      const bytes = (r.traffic.bytesSent + r.traffic.bytesReceived) / Math.max(1, r.stored);
+      const cpu = (variant.cpuMs * (ESP32_MCU.ua.active - ESP32_MCU.ua.light)) / 3_600_000_000 * 1000;
+      console.log(`  ${name.padEnd(26)} ${r.perReportUAh.toFixed(1).padStart(11)} ${r.avgUa.toFixed(1).padStart(9)} ${batteryYears(battery, r.avgUa).toFixed(2).padStart(7)} ${bytes.toFixed(0).padStart(13)} ${`${r.stored}/${r.cycles}`.padStart(7)}  (+${cpu.toFixed(1)} µAh)`);
     }
+    const cid = DTLS_VARIANTS[2];
+    const perReport = psm.perReportUAh + dtlsExtraUAh(cid, wakeDatagrams);
+    const avg = (perReport * 3_600_000) / intervalMs;
+    console.log(`  ${'saved state with CID'.padEnd(26)} ${perReport.toFixed(1).padStart(11)} ${avg.toFixed(1).padStart(9)} ${batteryYears(battery, avg).toFixed(2).padStart(7)}   (modelled: plain CoAP run + 29 B of record per datagram; no CID in Debian's mbedTLS 2.28)`);
   }
 }
 

@@ -13,6 +13,7 @@ import type { UplinkMode } from '../../../src/thingsboard/client';
 import { startTbServer } from '../../tb-server/server';
 import { ManualClock } from '../clock';
 import type { Mark, Segment } from './energy';
+import { makeTestPki } from '../../provision/certs';
 import { MemoryNetwork } from './memory-net';
 import { createPowerSim } from './power-sim';
 import type { SimDialect, SimModemStats } from './sim-modem';
@@ -34,6 +35,11 @@ export interface ScenarioOptions {
   seed?: number;
   /** 'memory' (default): datagrams in memory, event-driven; 'loopback': real UDP on 127.0.0.1. */
   network?: 'memory' | 'loopback';
+  /**
+   * CoAPs with a token over one-way DTLS (test PKI, mbedTLS on both sides, loopback UDP), and what
+   * the device does after each sleep: 'full' handshake, 'resume' the session, 'keep' it as it is.
+   */
+  dtls?: 'full' | 'resume' | 'keep';
 }
 
 export interface ScenarioResult {
@@ -64,7 +70,14 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   const clock = new ManualClock(0, Date.UTC(2026, 0, 1));
   // The endpoint saves its whole store (fsync + rename) after changes: on tmpfs when there is one.
   const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'tb-power-sim-'));
-  const tb = await startTbServer({ coapPort: 0, httpPort: 0, dataDir: dir, clock });
+  const pki = o.dtls ? makeTestPki() : undefined;
+  const tb = await startTbServer({
+    coapPort: 0,
+    httpPort: 0,
+    dataDir: dir,
+    clock,
+    ...(pki ? { dtls: { port: 0, cert: pki.read('server.pem'), key: pki.read('server.key'), ca: pki.read('ca.pem') } } : {}),
+  });
   (tb.store as unknown as { historyLimit: number }).historyLimit = 1_000_000;
   const warnings: string[] = [];
   const base = o.log ?? silentLog;
@@ -78,14 +91,15 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       edrxCycle: o.edrxCycleMs ?? 81920,
     };
     tb.store.updateDevice(dev, { power: { powerMode: o.mode, psmActivityTimer: profile.psmActivityTimer!, pagingTransmissionWindow: profile.pagingTransmissionWindow!, edrxCycle: profile.edrxCycle! } });
-    const memory = o.network === 'loopback' ? undefined : new MemoryNetwork();
+    const memory = o.network === 'loopback' || pki ? undefined : new MemoryNetwork();
     const detach = memory ? tb.attachCoapSocket(memory.socket, () => ({ kind: 'token' })) : undefined;
     let wakes = 0;
     let recordFrom = 0;
     let recordSleepAt = 0;
     const ps = createPowerSim({
       clock,
-      server: { port: tb.coapPort },
+      server: { port: pki ? tb.coapsPort! : tb.coapPort },
+      ...(pki ? { dtls: { ca: pki.read('ca.pem'), hostname: 'localhost' }, dtlsAfterSleep: o.dtls! } : {}),
       token: dev.token,
       profile,
       reportingIntervalMs: o.intervalMs,
