@@ -85,6 +85,18 @@ for (const secure of [false, true]) {
       assertNoAbort(d);
     });
 
+    it('takes an RPC of 3 KB (over mqtts: one TLS record larger than the 2 KB the core takes per feed)', async () => {
+      const dev = server.store.createDevice('xs-big');
+      const d = start(dev.token);
+      await waitForLine(d, 'start', /device started/);
+      const big = 'x'.repeat(3000);
+      const r = await admin(server, 'POST', '/api/devices/xs-big/rpc', { method: 'getState', params: { pad: big }, timeoutMs: 5000 });
+      assert.equal(r.status, 200, `${JSON.stringify(r.json)}\n${d.output()}`);
+      assert.equal(r.json.response.reportingInterval, 60);
+      assert.equal(r.json.response.stopped, null);
+      assertNoAbort(d);
+    });
+
     it('a wrong token stops on CONNACK 5 with the reason logged, no abort', async () => {
       const token = 'xs-wrong-token-42';
       const d = start(token);

@@ -467,11 +467,13 @@ static void xs_udp_write(xsMachine* the)
 }
 
 /* embedded:io/socket/tcp (ECMA-419), after the SDK's io/socket/lin/tcp.c: the native socket under
-   modules/tcp.js. Connects at once (loopback), receives into a buffer of lin's size; onReadable(count)
+   modules/tcp.js. Connects at once (loopback), receives into a buffer (4 KB); onReadable(count)
    from the loop, onError on a refused connect (the JS side asks `connected`), on EOF or a reset once
    the bytes received were read. */
 
-#define TCP_BUFFER 1536
+/* More than lin's 1536 (ESP32's lwip socket hands over whole pbuf chains): a TLS record larger than
+   DTLS_STREAM_FEED_MAX then reaches xs_binding.c in one piece, as it can on a device. */
+#define TCP_BUFFER 4096
 typedef struct {
 	xsMachine* the;
 	int fd;
