@@ -8,6 +8,7 @@ import { run as storage } from './storage';
 import { run as mqttCodec } from './mqtt-codec';
 import { run as mqttBytes } from './mqtt-bytes';
 import { run as proto } from './proto';
+import { run as ota } from './ota';
 import { run as power } from './power';
 
 const benches: [name: string, run: () => Promise<void>][] = [
@@ -17,6 +18,7 @@ const benches: [name: string, run: () => Promise<void>][] = [
   ['mqtt-codec', async () => void (await mqttCodec())],
   ['mqtt-bytes', async () => void (await mqttBytes())],
   ['proto', proto],
+  ['ota', ota],
   ['power', power],
 ];
 

@@ -37,14 +37,17 @@ export const FW_KEYS = Object.freeze(['fw_title', 'fw_version', 'fw_size', 'fw_c
 export const X509_UNSUPPORTED =
   "X.509 device: ThingsBoard's CoAP /fw resource accepts only the access-token path (thingsboard issue #13097); update it over MQTT or give it an access token";
 
-/** Bytes added around a chunk on the way: CoAP (header, token, no options but Block2) 16, DTLS record with a 16-byte AEAD tag 37, IPv6 + UDP 48. */
-const CHUNK_OVERHEAD = 16 + 37 + 48;
+/** The chunk size a download falls back to when no chunk of its first size ever came through. */
+const FALLBACK_CHUNK = 512;
 
-/** The largest power of two up to 1024 (ThingsBoard's sample client's limit) whose response fits one datagram on a link of `linkMtu`. */
-export function chunkSizeFor(linkMtu: number): number {
-  let size = 1024;
-  while (size > 16 && size + CHUNK_OVERHEAD > linkMtu) size >>= 1;
-  return size;
+/**
+ * Bytes per chunk for responses of at most `maxMessage` bytes of CoAP: ThingsBoard's chunk response
+ * is a bare 2.05 (header 4, token up to 8, payload marker 1; no option unless the request had
+ * Block2), so 16 bytes of allowance, rounded down to 16 (flash write alignment), at most 1024 (the
+ * largest the official sample client asks for). ThingsBoard slices the image at any `size`.
+ */
+export function chunkSizeFor(maxMessage: number): number {
+  return Math.max(16, Math.min(1024, Math.floor((maxMessage - 16) / 16) * 16));
 }
 
 export interface OtaOptions {
@@ -53,14 +56,25 @@ export interface OtaOptions {
   store?: OtaStore;
   clock: Clock;
   log: Log;
-  /** Bytes per chunk (a power of two dividing the slot's block size). Default chunkSizeFor(linkMtu). */
+  /** Bytes per chunk (a multiple of 16, 16..1024). Default chunkSizeFor(maxMessage). */
   chunkSize?: number;
-  /** Path MTU the chunk response must fit in one datagram of (default 1280, the IPv6 minimum). */
-  linkMtu?: number;
+  /**
+   * Largest CoAP message the device receives in one datagram (default 1024: this device's DTLS
+   * offers Max Fragment Length 1024, so no record it accepts carries more; a 1024 B message plus
+   * DTLS, UDP and IPv6 headers also stays below IPv6's minimum MTU of 1280): 1008-byte chunks.
+   */
+  maxMessage?: number;
   /** Pause between chunk requests (ThingsBoard rate-limits bursts), ms. Default 100. */
   paceMs?: number;
   /** Chunks are requested NON (default): one datagram each way; a lost one is asked again after this, ms. Default 5000. */
   responseTimeoutMs?: number;
+  /**
+   * Put title= in each chunk request too (default false: version= alone identifies the assigned
+   * package to ThingsBoard, which checks each of the two that is given, and 14 bytes a chunk count
+   * against the 15 % budget; a package swapped under the same version fails the checksum, and the
+   * new fw_* attributes start the new download anyway).
+   */
+  queryTitle?: boolean;
   /** Request chunks as CON instead (the CoAP layer then retransmits; ThingsBoard adds an empty ACK, and we ACK its response). */
   confirmable?: boolean;
   /** Failed attempts in a row before pausing `retryPauseMs`. Default 8. */
@@ -92,7 +106,7 @@ export class OtaAgent {
   readonly #o: OtaOptions;
   readonly #slots: FirmwareSlots;
   #storeRef: OtaStore | undefined;
-  readonly #chunkSize: number;
+  #chunkSize: number;
   #tb: ThingsBoardClient | undefined;
   #coap: CoapClient | undefined;
   /** fw_* attributes as last seen (notifications carry only the changed keys). */
@@ -108,14 +122,15 @@ export class OtaAgent {
   #timers = new Set<TimerHandle>();
   #failedLogged = '';
   #booted = false;
+  #suspended: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(options: OtaOptions) {
     this.#o = options;
     this.#slots = options.slots;
     this.#storeRef = options.store;
-    this.#chunkSize = options.chunkSize ?? chunkSizeFor(options.linkMtu ?? 1280);
-    if (this.#chunkSize & (this.#chunkSize - 1) || this.#chunkSize < 16 || this.#chunkSize > 1024 || this.#slots.update.blockSize % this.#chunkSize)
-      throw new RangeError(`OTA chunk size ${this.#chunkSize}: a power of two from 16 to 1024 dividing the block size`);
+    this.#chunkSize = options.chunkSize ?? chunkSizeFor(options.maxMessage ?? 1024);
+    if (this.#chunkSize % 16 || this.#chunkSize < 16 || this.#chunkSize > 1024)
+      throw new RangeError(`OTA chunk size ${this.#chunkSize}: a multiple of 16 from 16 to 1024`);
   }
 
   /** The progress store, when it is opened after the agent (one KvStore per partition). */
@@ -126,6 +141,15 @@ export class OtaAgent {
   get #store(): OtaStore {
     if (!this.#storeRef) throw new Error('OtaAgent: no progress store (options.store or useStore())');
     return this.#storeRef;
+  }
+
+  /**
+   * Sizes the chunks of the next download for CoAP messages of at most `bytes` (the transport's
+   * MTU: DtlsDatagram.mtu over coaps, which leaves room for the record header). A download under
+   * way keeps its size.
+   */
+  setMaxMessage(bytes: number): void {
+    this.#chunkSize = chunkSizeFor(bytes);
   }
 
   get chunkSize(): number {
@@ -202,8 +226,27 @@ export class OtaAgent {
       .catch((e: Error) => this.#o.log.warn(`ota: ${e.message}`));
   }
 
+  /**
+   * The link is going to sleep (end of a wake cycle's activity window): no new chunk request until
+   * resume(). A request in flight may time out; it is asked again after resume(). Progress is kept.
+   */
+  suspend(): void {
+    if (this.#suspended) return;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.#suspended = { promise, resolve };
+  }
+
+  /** The link is up again (next wake cycle): the download goes on. */
+  resume(): void {
+    const s = this.#suspended;
+    this.#suspended = undefined;
+    s?.resolve();
+  }
+
   stop(): void {
     this.#stopped = true;
+    this.resume();
     this.#generation++;
     if (this.#trialTimer !== undefined) this.#o.clock.clearTimer(this.#trialTimer);
     for (const t of this.#timers) this.#o.clock.clearTimer(t);
@@ -348,17 +391,19 @@ export class OtaAgent {
   }
 
   async #download(target: OtaRecord, gen: number): Promise<void> {
-    const cs = target.chunkSize;
-    const count = Math.ceil(target.size / cs);
+    let cs = target.chunkSize;
+    let count = Math.ceil(target.size / cs);
     const slot = this.#slots.update;
-    const perBlock = slot.blockSize / cs;
+    const bs = slot.blockSize;
     let next = Math.min(this.#store.nextChunk(target), count);
     const resumed = next > 0;
-    if (next > 0 && next < count && next % perBlock !== 0) {
-      // The rest of this block must be blank; a chunk torn by a power cut (or written but not yet
-      // counted) is not, and NOR flash cannot program it again: rewrite the block without it.
+    let received = 0;
+    let refusals = 0;
+    if (next > 0 && next < count && (next * cs) % bs !== 0) {
+      // What chunk `next` will write must be blank; a chunk torn by a power cut (or written but not
+      // yet counted) is not, and NOR flash cannot program it again: rewrite its block without it.
       const off = next * cs;
-      if (!isBlank(slot.read(off, (Math.floor(next / perBlock) + 1) * slot.blockSize - off))) {
+      if (!isBlank(slot.read(off, Math.min(slot.byteLength, (Math.floor((off + cs - 1) / bs) + 1) * bs) - off))) {
         this.#o.log.warn(`firmware chunk ${next} was torn by a power cut: its block is rewritten with the chunks before it`);
         next = this.#repairBlock(target, next);
       }
@@ -368,6 +413,7 @@ export class OtaAgent {
     let failures = 0;
     const pace = this.#o.paceMs ?? 100;
     while (next < count) {
+      if (this.#suspended) await this.#suspended.promise;
       if (gen !== this.#generation || this.#stopped) return;
       const tb = this.#tb!;
       if (tb.stopped) return; // 4.01 or a DTLS failure: the app says why; resumed at the next connect
@@ -379,11 +425,24 @@ export class OtaAgent {
         payload = await this.#requestChunk(target, next);
       } catch (e) {
         if (e instanceof TbError && (e.code === 'bad-request' || e.code === 'not-found')) {
-          // 4.00: title/version no longer the assigned package; 4.04: nothing assigned. Ask again.
+          // 4.00: the version is no longer the assigned package; 4.04: nothing assigned. Ask for the
+          // fw attributes again after a pause: a new package starts its own download (from a fresh
+          // job); the same one goes on where it was, and fails after three refusals.
+          if (++refusals >= 3) {
+            await this.#fail(target, `ThingsBoard refused chunk ${next} of the assigned package ${refusals} times (${e.coapCode ?? e.code})`);
+            return;
+          }
           this.#o.log.warn(`firmware ${target.version} chunk ${next}: ${e.message}; asking for the fw attributes again`);
-          this.#cancel();
-          this.onConnected();
-          return;
+          await this.#sleep(this.#o.retryPauseMs ?? 60_000);
+          if (gen !== this.#generation || this.#stopped) return;
+          try {
+            const snap = await tb.requestAttributes({ sharedKeys: FW_KEYS.slice() });
+            this.onSharedAttributes(snap.shared, FW_KEYS.filter((k) => !(k in snap.shared)));
+          } catch {
+            /* asked again at the next refusal */
+          }
+          await this.#sleep(0); // let #consider() run: it cancels this download when the package changed
+          continue;
         }
         if (e instanceof TbError && e.code === 'unauthorized') return;
       }
@@ -391,6 +450,20 @@ export class OtaAgent {
       if (!payload || payload.length !== expect) {
         if (payload) this.#o.log.warn(`firmware chunk ${next}: ${payload.length} bytes, expected ${expect}`);
         if (++failures >= (this.#o.maxAttempts ?? 8)) {
+          if (cs > FALLBACK_CHUNK && next === 0 && received === 0 && !this.#suspended) {
+            // Not one chunk ever came back: the response may not fit a datagram of this path, or
+            // a record of the server's DTLS (an mbedTLS server sends at most 1024 B per record).
+            // Start again with smaller chunks. Record first, counter second (both 0 here).
+            failures = 0;
+            this.#o.log.warn(`firmware: no ${cs}-byte chunk came through in ${this.#o.maxAttempts ?? 8} attempts: going on with ${FALLBACK_CHUNK}-byte chunks`);
+            cs = FALLBACK_CHUNK;
+            count = Math.ceil(target.size / cs);
+            target = { ...target, chunkSize: cs };
+            if (gen === this.#generation) this.#target = target;
+            this.#store.save(target);
+            this.#store.setNextChunk(target, next);
+            continue;
+          }
           const pause = this.#o.retryPauseMs ?? 60_000;
           this.#o.log.warn(`firmware chunk ${next}: ${failures} attempts failed, trying again in ${pause / 1000} s (progress kept)`);
           failures = 0;
@@ -399,8 +472,10 @@ export class OtaAgent {
         continue;
       }
       failures = 0;
+      received++;
       const off = next * cs;
-      if (off % slot.blockSize === 0) slot.erase(off / slot.blockSize);
+      // Erase each block this chunk enters at its start (never one that already holds earlier chunks).
+      for (let b = Math.ceil(off / bs); b * bs < off + payload.length; b++) slot.erase(b);
       slot.write(off, payload);
       if (!equalBytes(slot.read(off, payload.length), payload)) {
         this.#o.log.warn(`firmware chunk ${next} did not read back equal: its block is rewritten with the chunks before it`);
@@ -446,12 +521,15 @@ export class OtaAgent {
    */
   #repairBlock(target: OtaRecord, next: number): number {
     const slot = this.#slots.update;
-    const cs = target.chunkSize;
-    const first = next - (next % (slot.blockSize / cs));
-    const start = first * cs;
-    const keep = slot.read(start, (next - first) * cs);
+    const cs = target.chunkSize, bs = slot.blockSize;
+    const off = next * cs;
+    const start = Math.floor(off / bs) * bs;
+    const end = Math.min(slot.byteLength, (Math.floor((off + cs - 1) / bs) + 1) * bs);
+    const keep = slot.read(start, off - start);
+    // the first chunk with bytes in this block: where a cut during the rewrite resumes
+    const first = Math.floor(start / cs);
     this.#store.setNextChunk(target, first);
-    slot.erase(start / slot.blockSize);
+    for (let b = start / bs; b * bs < end; b++) slot.erase(b);
     if (keep.length) slot.write(start, keep);
     if (!equalBytes(slot.read(start, keep.length), keep)) {
       this.stats.rewound += next - first;
@@ -461,7 +539,7 @@ export class OtaAgent {
     return next;
   }
 
-  async #requestChunk(target: OtaTarget, chunk: number): Promise<Uint8Array | undefined> {
+  async #requestChunk(target: OtaRecord, chunk: number): Promise<Uint8Array | undefined> {
     const tb = this.#tb!, coap = this.#coap!;
     const token = tb.path('x').split('/')[3]!;
     this.stats.requests++;
@@ -469,7 +547,7 @@ export class OtaAgent {
       const res = await coap.request({
         method: 'GET',
         path: `/fw/${token}`,
-        query: [`title=${target.title}`, `version=${target.version}`, `size=${this.#chunkSize}`, `chunk=${chunk}`],
+        query: [...(this.#o.queryTitle ? [`title=${target.title}`] : []), `version=${target.version}`, `size=${target.chunkSize}`, `chunk=${chunk}`],
         confirmable: this.#o.confirmable ?? false,
         transmission: { responseTimeout: this.#o.responseTimeoutMs ?? 5000 },
       });

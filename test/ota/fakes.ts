@@ -94,7 +94,7 @@ export class FakeThingsBoard {
       if (this.#rand() < this.lossRate) return lost(); // request lost
       const p = this.pkg;
       if (!p) return this.#later(this.latencyMs, () => ({ code: 0x84, payload: new Uint8Array(0), options: [], type: 1 }));
-      if (q.title !== p.title || q.version !== p.version) return this.#later(this.latencyMs, () => ({ code: 0x80, payload: new Uint8Array(0), options: [], type: 1 }));
+      if ((q.title !== undefined && q.title !== p.title) || (q.version !== undefined && q.version !== p.version)) return this.#later(this.latencyMs, () => ({ code: 0x80, payload: new Uint8Array(0), options: [], type: 1 }));
       const part = p.data.subarray(size * chunk, size * (chunk + 1));
       if (!part.length) return lost(); // past the end: ThingsBoard sends nothing
       if (this.#rand() < this.lossRate) return lost(); // response lost
