@@ -157,7 +157,7 @@ export class OtaAgent {
   }
 
   /** The package being downloaded, if any. */
-  get target(): OtaTarget | undefined {
+  get target(): OtaRecord | undefined {
     return this.#target;
   }
 
