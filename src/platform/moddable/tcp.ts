@@ -83,6 +83,18 @@ class ModdableTcp implements Stream {
 
   send(data: Uint8Array): void {
     if (this.#state === 'closed') return;
+    const socket = this.#socket;
+    if (this.#state === 'connected' && socket && !this.#queue.length && data.length <= this.#writable) {
+      // The usual case: the socket takes it all now, no copy.
+      try {
+        socket.write(data);
+      } catch (e) {
+        this.#fail(e as Error);
+        return;
+      }
+      this.#writable -= data.length;
+      return;
+    }
     if (this.#queued + data.length > MAX_QUEUED) {
       this.#fail(new Error(`TCP: more than ${MAX_QUEUED} bytes waiting for the socket`));
       return;
