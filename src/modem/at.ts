@@ -211,7 +211,9 @@ export class AtChannel {
         this.#skipSpace = false;
         if (b === SPACE) continue;
       }
-      if (b === PROMPT && this.#awaitingPrompt && this.#lineLength === 0) {
+      if (b === PROMPT && this.#awaitingPrompt && (this.#lineLength === 0 || this.#onlyNoise())) {
+        if (this.#lineLength) this.garbage++;
+        this.#lineLength = 0;
         this.#awaitingPrompt = false;
         this.#skipSpace = true;
         const payload = this.#current?.options.payload;
@@ -233,6 +235,15 @@ export class AtChannel {
       if (this.#lineLength < this.#line.length) this.#line[this.#lineLength++] = b;
       else this.#lineOverflow = true;
     }
+  }
+
+  /** The partial line holds only bytes no AT line has (noise before a '>' prompt). */
+  #onlyNoise(): boolean {
+    for (let i = 0; i < this.#lineLength; i++) {
+      const c = this.#line[i]!;
+      if (c >= 0x20 && c <= 0x7e) return false;
+    }
+    return true;
   }
 
   #handleLine(line: string): void {
