@@ -181,8 +181,8 @@ export function createPowerSim(o: PowerSimOptions): PowerSim {
     rai: o.rai ?? true,
     ...(o.dtlsAfterSleep ? { dtlsAfterSleep: o.dtlsAfterSleep } : {}),
     onPhase: (p) => {
+      o.onPhase?.(p, clock.now()); // first: it may start a recording that should hold this mark
       energy.mark(`[${p}]`);
-      o.onPhase?.(p, clock.now());
     },
   });
 
