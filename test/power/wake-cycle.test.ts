@@ -159,6 +159,32 @@ describe('power: wake cycle against the local endpoint (virtual clock)', functio
     assert.equal(ps.sim.stats.lostAsleep, 0);
   });
 
+  it('DRX: the link and the observations stay up; an RPC arrives between reports within a paging cycle', async () => {
+    const { dev, ps } = device({ powerMode: 'DRX' }, { reportingIntervalMs: 15 * MIN });
+    await ps.runUntil(3 * MIN);
+    assert.equal(ps.sim.radio, 'idle');
+    const sentAt = clock.now();
+    const rpc = tb.service.sendRpc(dev, { method: 'getState', timeoutMs: 60_000 });
+    await until(ps, rpc);
+    const t = rpcTimes(ps)[0]!;
+    assert.ok(t - sentAt <= 2560 + 1000, `paged within a DRX cycle: ${t - sentAt} ms`);
+    assert.equal(ps.sim.stats.rebinds, 0);
+  });
+
+  it('BG95: the same wake cycle through its socket commands (QIOPEN/QISEND/QIRD), every report stored', async () => {
+    const { dev, ps } = device({ powerMode: 'PSM', psmActivityTimer: 10000 }, { dialect: 'bg95' });
+    await ps.runUntil(2 * MIN);
+    const rpc = tb.service.sendRpc(dev, { method: 'getState', timeoutMs: 3_600_000, persistent: true });
+    await ps.runUntil(31 * MIN);
+    await until(ps, rpc);
+    const points = tb.store.telemetry(dev.id, ['temperature']).temperature ?? [];
+    assert.equal(ps.cycle.cycles, 7);
+    assert.equal(points.length, 7);
+    assert.ok(ps.sim.stats.rebinds >= 6);
+    assert.equal(rpcTimes(ps).length, 1);
+    assert.equal(ps.at.garbage, 0);
+  });
+
   it('warns when the network grants a T3324 shorter than the activity timer', async () => {
     const { log } = device({ powerMode: 'PSM', psmActivityTimer: 10000 }, { modem: { grant: { activeTimeS: 4 } } });
     await ps!.runUntil(30 * S);
