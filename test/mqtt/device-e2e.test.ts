@@ -183,7 +183,7 @@ for (const secure of [false, true]) {
     });
 
     if (secure) {
-      it('keeps the TLS session in flash: the next boot resumes it (abbreviated handshake), X.509 too', async () => {
+      it('keeps the TLS session in flash (or passed as tls.session): the next boot resumes it (abbreviated handshake), X.509 too', async () => {
         for (const x509 of [false, true]) {
           const dev = server.store.createDevice(x509 ? 'm-x509' : 'm-tok');
           if (x509) server.store.updateDevice(dev, { certSha3: certSha3FromPem(pki.read('device.pem').toString()) });
@@ -202,6 +202,14 @@ for (const secure of [false, true]) {
           assert.equal(second.app.tls!.last!.resumed, true, 'resumed from the session in flash');
           assert.equal(second.app.tb.stopped, undefined);
           assert.equal(server.store.telemetry(dev.id, ['temperature']).temperature!.length, 2);
+          // Kept in RAM across sleep instead (tls.session, as dtls.session for coaps): resumed too.
+          const session = second.app.dtlsSession();
+          assert.ok(session);
+          second.app.stop();
+          const third = device({ credentials, tls: { ...tls, session } });
+          await third.app.start();
+          await waitFor('third report', () => third.app.state.reports >= 1);
+          assert.equal(third.app.tls!.last!.resumed, true, 'resumed from tls.session');
         }
       });
 
