@@ -266,6 +266,11 @@ export class OtaAgent {
         this.#slots.confirm();
         this.#store.clear();
         this.#o.log.info(`firmware ${running.title} ${running.version} confirmed`);
+      } else if (!this.#stopped) {
+        // Not confirmed yet: try again until the trial timer restarts the device.
+        void this.#sleep(this.#o.retryPauseMs ?? 60_000).then(() => {
+          if (!this.#confirmed && !this.#stopped) this.onConnected();
+        });
       }
     } else if (rec?.phase === 'updating') {
       if (rec.title === running.title && rec.version === running.version) {
