@@ -20,6 +20,8 @@ import type { DeviceStorage } from './storage/index';
 import { loadSecurity } from './device/provisioned';
 import type { Security } from './device/provisioned';
 import { DeviceApp } from './device/app';
+import { protoCodec } from './thingsboard/proto-codec';
+import { profile as deviceProtoProfile } from './proto/gen/device';
 import type { DeviceConfig, DtlsConfig } from './device/app';
 import type { BoardConfig } from './board/types';
 
@@ -43,6 +45,8 @@ interface AppConfig extends BoardConfig {
   partition?: string;
   /** Device name sent when provisioning over the network. */
   deviceName?: string;
+  /** Payload format of the device profile: "json" (default) or "protobuf" (tools/proto/profiles/device, coap(s) only). */
+  payload?: string;
 }
 
 interface SecureConfig {
@@ -142,10 +146,14 @@ if (storage.credentials.present) {
 }
 const x509 = security.credentials.kind === 'x509';
 
+const payload = cfg.payload || 'json';
+if (payload !== 'json' && payload !== 'protobuf') configError(`payload must be json or protobuf, got ${JSON.stringify(payload)}`);
+if (payload === 'protobuf' && security.transport === 'mqtt') configError('payload protobuf is built for CoAP only (MQTT attribute requests are JSON)');
+
 const board = openBoard(cfg, log, clock);
 log.info(`board ${board.description}`);
 const scheme = `${security.transport === 'mqtt' ? 'mqtt' : 'coap'}${security.dtls || security.tls ? 's' : ''}`;
-log.info(`ThingsBoard ${scheme}://${security.server.host}:${security.server.port} (${x509 ? 'X.509' : 'access token'}, from ${source})`);
+log.info(`ThingsBoard ${scheme}://${security.server.host}:${security.server.port} (${x509 ? 'X.509' : 'access token'}, from ${source}), ${payload === 'protobuf' ? `Protobuf (profile ${deviceProtoProfile.name})` : 'JSON'}`);
 
 const app = new DeviceApp(
   { ...moddablePlatform, flash, dtls: createDtlsEngine, tcp: moddableTcp },
@@ -156,6 +164,8 @@ const app = new DeviceApp(
     firmware: cfg.firmware,
     ...(observeRefresh !== undefined ? { observeRefreshMs: observeRefresh * 1000 } : {}),
     storage: { queue: storage.queue, settings: storage.settings, session: storage.session },
+    // Created here, at run time: the codec owns a scratch buffer, which a preloaded module could not write.
+    ...(payload === 'protobuf' ? { codec: protoCodec(deviceProtoProfile) } : {}),
     ...(storage.credentials.present ? { provisioning: { store: storage.credentials, deviceName: cfg.deviceName || 'tb-coap-device' } } : {}),
   },
   board.sources,

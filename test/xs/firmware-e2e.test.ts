@@ -5,6 +5,8 @@
  * (node_modules/.cache/xs-host/xshost) against the local endpoint (tools/tb-server) over real loopback UDP.
  */
 import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { admin, useEndpoint } from '../helpers/e2e';
 import { waitFor } from '../helpers/wait';
 import { makeTestPki } from '../../tools/provision/certs';
@@ -46,6 +48,31 @@ describe('XS host: the firmware (src/main.ts) against the local endpoint', funct
     assert.equal(typeof latest.temperature!.value, 'number');
     assert.ok(Math.abs((latest.temperature!.value as number) - 22) < 10, 'temperature from the stand-in SHT3x');
     assert.ok(Math.abs(latest.temperature!.ts - Date.now()) < 10000, 'device timestamp (Date.now on XS)');
+    assertNoAbort(d);
+  });
+
+  it('reports in Protobuf with payload=protobuf (the device profile of tools/proto/profiles/device) and answers RPC', async () => {
+    const dev = e2e.server.store.createDevice('xs-pb');
+    const dir = join(__dirname, '../../tools/proto/profiles/device');
+    const schema = (f: string) => readFileSync(join(dir, f), 'utf8');
+    const r = await admin(e2e.server, 'PUT', '/api/devices/xs-pb/payload', {
+      transportPayloadType: 'PROTOBUF',
+      telemetry: schema('telemetry.proto'),
+      attributes: schema('attributes.proto'),
+      rpcRequest: schema('rpc-request.proto'),
+      rpcResponse: schema('rpc-response.proto'),
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const d = xs.start({ port: e2e.server.coapPort, token: dev.token, config: { payload: 'protobuf' } });
+    await waitForLine(d, 'Protobuf at boot', /Protobuf \(profile device\)/);
+    const latest = await waitFor('Protobuf telemetry from XS', () => {
+      const t = e2e.server.store.latestTelemetry(dev.id);
+      return t.temperature && t.batteryVoltage ? t : undefined;
+    }, 20000).catch((e: Error) => assert.fail(`${e.message}\n${d.output()}`));
+    assert.ok(Math.abs((latest.temperature!.value as number) - 22) < 10, `decoded by the server: ${JSON.stringify(latest)}`);
+    await waitForLine(d, 'start (subscriptions registered)', /device started/);
+    const state = await admin(e2e.server, 'POST', '/api/devices/xs-pb/rpc', { method: 'getState', params: {}, timeoutMs: 5000 });
+    assert.equal(state.status, 200, `${JSON.stringify(state.json)}\n${d.output()}`);
     assertNoAbort(d);
   });
 
