@@ -40,6 +40,12 @@
 #endif
 
 #include "mbedtls/ssl.h"
+#if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_SSL_PROTO_DTLS)
+#include "mbedtls/ssl_internal.h" /* mbedtls_ssl_handshake_params (public in 2.x): see handshake_done() */
+#define DTLS_RESET_HS_MTU 1
+#else
+#define DTLS_RESET_HS_MTU 0
+#endif
 #include "mbedtls/ssl_cookie.h"
 #include "mbedtls/ssl_ticket.h"
 #if defined(MBEDTLS_SSL_CACHE_C)
@@ -933,6 +939,18 @@ static int run_handshake_steps(dtls_core *core) {
     }
     if (ret != 0) return map_error(core, ret);
   }
+#if DTLS_RESET_HS_MTU
+  /* A handshake that needed a second retransmission lowers mbedTLS's handshake MTU to 508 bytes
+   * (RFC 6347 4.1.1.1). The endpoint that sent the last flight keeps the handshake structure to
+   * resend that flight (the client after a resumption, the server after a full handshake) until the
+   * peer's first record arrives, and mbedtls_ssl_get_max_out_record_payload() keeps using those 508
+   * bytes: after a lossy resumption the client could not send a record over 479 bytes until the
+   * server spoke, and failed writes that fit the session's record (995 bytes with CCM-8). The
+   * handshake is over: only the kept last flight (CCS + Finished, 67 bytes) still goes out with it.
+   * (mbedTLS 3.x/4.0 keep this structure private; there the limit stays lower until the peer's
+   * first record, and dtls_core_max_payload() reports it.) */
+  if (!core->conf->stream && core->ssl.handshake != NULL) core->ssl.handshake->mtu = 0;
+#endif
   core->state = DTLS_STATE_CONNECTED;
   core->resumed = !core->saw_certificate_state;
   core->resume_no_cookie_allowed = 0;

@@ -194,6 +194,46 @@ describe('dtls: hostile datagrams (issue 14)', function () {
       }
     });
 
+    it('a resumption that needed retransmissions keeps the session\'s record size (issue 14 item 6)', () => {
+      // mbedTLS lowers its handshake MTU to 508 bytes after a second retransmission, and the client
+      // of an abbreviated handshake keeps that structure (to resend its last flight) until the
+      // server's first record: it could not write more than 479 bytes, where the session takes 995.
+      const { DtlsContext, DtlsEndpoint } = addon();
+      const ctx = new DtlsContext({ role: 'server', cert: pki.read('server.pem'), key: pki.read('server.key'), cookies: false });
+      let session: Buffer | null = null;
+      const limits: number[] = [];
+      for (const lossy of [false, true]) {
+        const server = new DtlsEndpoint({ context: ctx, clientId: 'r' });
+        const client = new DtlsEndpoint({ role: 'client', ...one, ...(session ? { session } : {}) });
+        const up: Buffer[] = [];
+        const down: Buffer[] = [];
+        client.onSend = (r) => up.push(Buffer.from(r));
+        server.onSend = (r) => down.push(Buffer.from(r));
+        client.step();
+        if (lossy) {
+          up.length = 0; // the ClientHello is lost twice: two retransmissions
+          client.timerExpired();
+          up.length = 0;
+          client.timerExpired();
+        }
+        for (let i = 0; i < 10 && !(client.state === 'connected' && server.state === 'connected'); i++) {
+          for (const d of up.splice(0)) server.feed(d);
+          for (const d of down.splice(0)) client.feed(d);
+        }
+        assert.equal(client.state, 'connected');
+        assert.equal(client.resumed, lossy);
+        limits.push(client.maxPayload);
+        // a record of the session's full size goes out at once, before the server has said anything
+        assert.doesNotThrow(() => client.write(new Uint8Array(client.maxPayload)));
+        for (const d of up.splice(0)) server.feed(d);
+        assert.equal(server.read()?.length, limits[limits.length - 1]);
+        session ??= client.saveSession();
+        client.destroy();
+        server.destroy();
+      }
+      assert.equal(limits[1], limits[0], `record payload after a lossy resumption ${limits[1]} B, after a full handshake ${limits[0]} B`);
+    });
+
     it('an authenticated close_notify still ends the session', () => {
       const p = connectedPair();
       p.client.close();
