@@ -14,10 +14,15 @@
  * value is a number when it is a safe integer (|v| <= 2^53 - 1), else a bigint. Encoders take
  * either; a number must be an integer (a safe one to mean what it says).
  *
+ * The TbValue conversions at the end (asNumber, enumName, base64, ...) are the runtime the generated
+ * toTb_/fromTb_ functions share: every generated module imports them from here.
+ *
  * XS notes: no module-level mutable state (preloaded modules are frozen), class fields instead
  * of inherited property assignment, no recursion here (nesting depth is the schema's, which the
  * generator checks is not recursive).
  */
+
+import type { TbObject, TbValue } from '../thingsboard/payload';
 
 export type Int64 = number | bigint;
 
@@ -634,4 +639,89 @@ export function decodeWith<T>(bytes: Uint8Array, read: (r: Reader) => T): T | Pr
     if (e instanceof ProtoError) return e;
     return new ProtoError('value', `decode failed: ${(e as Error)?.message ?? String(e)}`);
   }
+}
+
+// ---------------------------------------------------------------------------- TbValue conversions
+
+// Shared by every generated module: toTb_* (a decoded message -> the JSON ThingsBoard stores) and
+// fromTb_* (app values -> a message, each value checked against its field's type). `at` and `k`
+// name the value in the error (e.g. 'telemetry.' + 'temperature').
+
+/** An enum value's name (as JsonFormat prints it), or the number when the enum has no such value. */
+export function enumName(e: Readonly<Record<string, number>>, v: number): TbValue {
+  for (const k of Object.keys(e)) if (e[k] === v) return k;
+  return v;
+}
+
+/** A 64-bit integer as JsonFormat prints it: a number when safe, else its decimal string. */
+export function int64ToTb(v: Int64): TbValue {
+  return typeof v === 'bigint' ? v.toString() : v;
+}
+
+function fail(at: string, k: string, what: string): never {
+  throw new ProtoError('value', `${at}${k}: expected ${what}`);
+}
+
+export function asObject(v: TbValue, at: string, k: string): TbObject {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(at, k, 'an object');
+  return v as TbObject;
+}
+
+export function asArray(v: TbValue, at: string, k: string): TbValue[] {
+  if (!Array.isArray(v)) fail(at, k, 'an array');
+  return v as TbValue[];
+}
+
+export function asNumber(v: TbValue, at: string, k: string): number {
+  if (typeof v !== 'number') fail(at, k, 'a number');
+  return v as number;
+}
+
+export function asBool(v: TbValue, at: string, k: string): boolean {
+  if (typeof v !== 'boolean') fail(at, k, 'a boolean');
+  return v as boolean;
+}
+
+export function asString(v: TbValue, at: string, k: string): string {
+  if (typeof v !== 'string') fail(at, k, 'a string');
+  return v as string;
+}
+
+/** A bytes field cannot be set from app values (TbValue has no binary form). */
+export function asBytes(v: TbValue, at: string, k: string): Uint8Array {
+  return fail(at, k, `bytes (not settable from a ${typeof v} value)`);
+}
+
+/** `type` is the field's proto type: uint32/fixed32 take 0..2^32-1, the others int32's range. */
+export function asInt32(v: TbValue, at: string, k: string, type: string): number {
+  const n = v as number;
+  const lo = type === 'uint32' || type === 'fixed32' ? 0 : -2147483648;
+  const hi = type === 'uint32' || type === 'fixed32' ? 4294967295 : 2147483647;
+  if (typeof v !== 'number' || !Number.isInteger(n) || n < lo || n > hi) fail(at, k, `an integer for ${type}`);
+  return n;
+}
+
+/** A safe integer (non-negative for uint64/fixed64). */
+export function asInt64(v: TbValue, at: string, k: string, type: string): Int64 {
+  const n = v as number;
+  if (typeof v !== 'number' || !Number.isSafeInteger(n) || (n < 0 && (type === 'uint64' || type === 'fixed64'))) fail(at, k, `a safe integer for ${type}`);
+  return n;
+}
+
+/** An enum value's name or an int32. */
+export function asEnum(v: TbValue, e: Readonly<Record<string, number>>, at: string, k: string): number {
+  if (typeof v === 'string' && Object.prototype.hasOwnProperty.call(e, v)) return e[v]!;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647) return v;
+  return fail(at, k, 'an enum name or number');
+}
+
+/** Standard base64 with padding (JsonFormat's form of a bytes field). */
+export function base64(b: Uint8Array): string {
+  const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  let s = '';
+  for (let i = 0; i < b.length; i += 3) {
+    const n = (b[i]! << 16) | ((b[i + 1] ?? 0) << 8) | (b[i + 2] ?? 0);
+    s += A[(n >> 18) & 63]! + A[(n >> 12) & 63]! + (i + 1 < b.length ? A[(n >> 6) & 63]! : '=') + (i + 2 < b.length ? A[n & 63]! : '=');
+  }
+  return s;
 }
