@@ -4,12 +4,10 @@
  *
  * Run alone: npx tsx bench/coap-codec.ts   (or through bench/run.ts)
  */
-import { performance } from 'node:perf_hooks';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { buildUriOptions, decode, encode, encodeBlock, encodeUint } from '../src/coap/codec';
 import { Code, CoapType, ContentFormat, OptionNumber, type CoapMessage } from '../src/coap/types';
 import { encodeUtf8 } from '../src/coap/utf8';
+import { blackholeValue, bytesPerMessage, compareThroughput, fmtRate as fmt, getGc, type RoundTrip } from './lib/codec-loop';
 
 const coapPacket = require('coap-packet') as typeof import('coap-packet');
 
@@ -106,9 +104,7 @@ function cases(): Case[] {
   ];
 }
 
-type RoundTrip = () => number;
 
-/** One encode+decode of every case; returns a value derived from the output (keeps it live). */
 function oursRoundTrip(cs: Case[]): RoundTrip {
   const msgs = cs.map((c) => c.ours);
   return () => {
@@ -135,51 +131,6 @@ function theirsRoundTrip(cs: Case[]): RoundTrip {
   };
 }
 
-let blackhole = 0;
-
-/** Messages (encode+decode) per second over a time-boxed loop. */
-function throughput(fn: RoundTrip, perCall: number, ms: number): number {
-  let calls = 0;
-  const start = performance.now();
-  let elapsed = 0;
-  do {
-    for (let i = 0; i < 256; i++) blackhole += fn();
-    calls += 256;
-    elapsed = performance.now() - start;
-  } while (elapsed < ms);
-  return (calls * perCall) / (elapsed / 1000);
-}
-
-function getGc(): (() => void) | undefined {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (g) return g;
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    return vm.runInNewContext('gc') as () => void;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Bytes allocated per message: forced full GC, then N calls, then the growth of heapUsed plus
- * arrayBuffers (off-heap typed-array stores). N is kept small so no scavenge runs in between
- * (checked: a negative or shrinking delta would show it); the median of 7 rounds is reported.
- */
-function bytesPerMessage(fn: RoundTrip, perCall: number, gc: () => void): number {
-  const calls = 250;
-  const samples: number[] = [];
-  for (let round = 0; round < 7; round++) {
-    gc();
-    const m0 = process.memoryUsage();
-    for (let i = 0; i < calls; i++) blackhole += fn();
-    const m1 = process.memoryUsage();
-    samples.push((m1.heapUsed - m0.heapUsed + (m1.arrayBuffers - m0.arrayBuffers)) / (calls * perCall));
-  }
-  samples.sort((a, b) => a - b);
-  return samples[3]!;
-}
-
 export async function run(options: { ms?: number } = {}): Promise<void> {
   const ms = options.ms ?? 1000;
   const cs = cases();
@@ -188,19 +139,10 @@ export async function run(options: { ms?: number } = {}): Promise<void> {
   const ours = oursRoundTrip(cs);
   const theirs = theirsRoundTrip(cs);
   const n = cs.length;
-  // Warm-up (JIT) for both, then 5 interleaved slices each (so load from other processes hits
-  // both alike), keeping each side's best slice.
-  throughput(ours, n, 200);
-  throughput(theirs, n, 200);
-  let oursRate = 0;
-  let theirsRate = 0;
-  for (let i = 0; i < 5; i++) {
-    oursRate = Math.max(oursRate, throughput(ours, n, ms / 5));
-    theirsRate = Math.max(theirsRate, throughput(theirs, n, ms / 5));
-  }
+  // Warm-up (JIT) for both, then 5 interleaved slices each, keeping each side's best slice.
+  const { ours: oursRate, theirs: theirsRate } = compareThroughput(ours, theirs, n, ms);
   const gc = getGc();
 
-  const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
   console.log('coap-codec: encode+decode round trips, same 4 messages for both:');
   cs.forEach((c, i) => console.log(`  - ${c.name}: ${encode(c.ours).length} B on the wire, identical bytes from both encoders: ${same[i] ? 'yes' : 'NO'}`));
   console.log(`  src/coap     ${fmt(oursRate).padStart(12)} msg/s`);
@@ -215,7 +157,7 @@ export async function run(options: { ms?: number } = {}): Promise<void> {
   } else {
     console.log('  allocated per message: not measured (no gc available; run with node --expose-gc)');
   }
-  if (blackhole === 42) console.log('');
+  if (blackholeValue() === 42) console.log('');
 }
 
 if (require.main === module) {

@@ -10,7 +10,6 @@
  *
  * `npx tsx bench/dtls-bytes.ts` alone, or through `npm run bench`.
  */
-import dgram from 'node:dgram';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,50 +24,9 @@ import { startTbServer } from '../tools/tb-server/server';
 import { ScaledClock } from '../tools/sim/clock';
 import { cryptoRandom } from '../tools/sim/random';
 import { UdpDatagram } from '../tools/sim/udp';
+import { CountingProxy, sleep } from './lib/counting-proxy';
 
 const REPORT = { temperature: 21.5, humidity: 40.2 };
-
-/** Forwards datagrams client <-> server and counts the bytes in both directions. */
-class CountingProxy {
-  bytes = 0;
-  datagrams = 0;
-  #socket = dgram.createSocket('udp4');
-  #upstreams = new Map<string, dgram.Socket>();
-  constructor(readonly targetPort: number) {
-    this.#socket.on('message', (msg, rinfo) => {
-      const key = `${rinfo.address}:${rinfo.port}`;
-      let up = this.#upstreams.get(key);
-      if (!up) {
-        up = dgram.createSocket('udp4');
-        up.on('message', (reply) => {
-          this.bytes += reply.length;
-          this.datagrams++;
-          this.#socket.send(reply, rinfo.port, rinfo.address);
-        });
-        up.bind(0, '127.0.0.1');
-        this.#upstreams.set(key, up);
-      }
-      this.bytes += msg.length;
-      this.datagrams++;
-      up.send(msg, this.targetPort, '127.0.0.1');
-    });
-  }
-  listen(): Promise<number> {
-    return new Promise((r) => this.#socket.bind(0, '127.0.0.1', () => r(this.#socket.address().port)));
-  }
-  reset(): void {
-    this.bytes = 0;
-    this.datagrams = 0;
-  }
-  close(): void {
-    for (const u of this.#upstreams.values()) u.close();
-    this.#socket.close();
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 export async function run(): Promise<void> {
   const pki = makeTestPki();

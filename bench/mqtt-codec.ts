@@ -5,12 +5,10 @@
  *
  * Run alone: npx tsx bench/mqtt-codec.ts   (or through bench/run.ts)
  */
-import { performance } from 'node:perf_hooks';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import * as mqttPacket from 'mqtt-packet';
 import { decodePacket, encodeAck, encodeConnect, encodePublish, encodeSubscribe } from '../src/mqtt/codec';
 import { encodeUtf8 } from '../src/coap/utf8';
+import { blackholeValue, bytesPerMessage, compareThroughput, fmtRate as fmt, getGc, type RoundTrip } from './lib/codec-loop';
 
 interface Case {
   name: string;
@@ -51,9 +49,6 @@ function cases(): Case[] {
   ];
 }
 
-type RoundTrip = () => number;
-let blackhole = 0;
-
 function oursRoundTrip(cs: Case[]): RoundTrip {
   const enc = cs.map((c) => c.ours);
   return () => {
@@ -74,43 +69,6 @@ function theirsRoundTrip(cs: Case[]): RoundTrip {
   };
 }
 
-function throughput(fn: RoundTrip, perCall: number, ms: number): number {
-  let calls = 0;
-  const start = performance.now();
-  let elapsed = 0;
-  do {
-    for (let i = 0; i < 256; i++) blackhole += fn();
-    calls += 256;
-    elapsed = performance.now() - start;
-  } while (elapsed < ms);
-  return (calls * perCall) / (elapsed / 1000);
-}
-
-function getGc(): (() => void) | undefined {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (g) return g;
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    return vm.runInNewContext('gc') as () => void;
-  } catch {
-    return undefined;
-  }
-}
-
-function bytesPerMessage(fn: RoundTrip, perCall: number, gc: () => void): number {
-  const calls = 250;
-  const samples: number[] = [];
-  for (let round = 0; round < 7; round++) {
-    gc();
-    const m0 = process.memoryUsage();
-    for (let i = 0; i < calls; i++) blackhole += fn();
-    const m1 = process.memoryUsage();
-    samples.push((m1.heapUsed - m0.heapUsed + (m1.arrayBuffers - m0.arrayBuffers)) / (calls * perCall));
-  }
-  samples.sort((a, b) => a - b);
-  return samples[3]!;
-}
-
 export async function run(options: { ms?: number } = {}): Promise<{ ratio: number }> {
   const ms = options.ms ?? 1000;
   const cs = cases();
@@ -118,15 +76,7 @@ export async function run(options: { ms?: number } = {}): Promise<{ ratio: numbe
   const ours = oursRoundTrip(cs);
   const theirs = theirsRoundTrip(cs);
   const n = cs.length;
-  throughput(ours, n, 200);
-  throughput(theirs, n, 200);
-  let oursRate = 0;
-  let theirsRate = 0;
-  for (let i = 0; i < 5; i++) {
-    oursRate = Math.max(oursRate, throughput(ours, n, ms / 5));
-    theirsRate = Math.max(theirsRate, throughput(theirs, n, ms / 5));
-  }
-  const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+  const { ours: oursRate, theirs: theirsRate } = compareThroughput(ours, theirs, n, ms);
   console.log('mqtt-codec: encode+decode round trips, same 5 packets for both:');
   cs.forEach((c, i) => console.log(`  - ${c.name}: ${c.ours().length} B, identical bytes from both encoders: ${same[i] ? 'yes' : 'NO'}`));
   console.log(`  src/mqtt     ${fmt(oursRate).padStart(12)} msg/s`);
@@ -138,7 +88,7 @@ export async function run(options: { ms?: number } = {}): Promise<{ ratio: numbe
     console.log(`  allocated per message (encode+decode): src/mqtt ${bytesPerMessage(ours, n, gc).toFixed(0)} B, mqtt-packet ${bytesPerMessage(theirs, n, gc).toFixed(0)} B`);
     console.log('  (forced GC, 250 round trips, growth of heapUsed + arrayBuffers, median of 7 rounds; both copy the payloads)');
   }
-  if (blackhole === 42) console.log('');
+  if (blackholeValue() === 42) console.log('');
   return { ratio };
 }
 

@@ -11,7 +11,6 @@
  *
  * `npx tsx bench/ota.ts` alone, or through `npm run bench`.
  */
-import dgram from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,41 +25,7 @@ import { SimFirmwareSlots } from '../tools/sim/ota-slots';
 import { OtaSimDevice } from '../tools/sim/ota-device';
 import { silentLog } from '../src/platform/types';
 import { bootAgent, drive, FakeThingsBoard } from '../test/ota/fakes';
-
-class CountingProxy {
-  bytes = 0;
-  datagrams = 0;
-  #socket = dgram.createSocket('udp4');
-  #upstreams = new Map<string, dgram.Socket>();
-  constructor(readonly targetPort: number) {
-    this.#socket.on('message', (msg, rinfo) => {
-      const key = `${rinfo.address}:${rinfo.port}`;
-      let up = this.#upstreams.get(key);
-      if (!up) {
-        up = dgram.createSocket('udp4');
-        up.on('message', (reply) => {
-          this.bytes += reply.length;
-          this.datagrams++;
-          this.#socket.send(reply, rinfo.port, rinfo.address);
-        });
-        up.bind(0, '127.0.0.1');
-        this.#upstreams.set(key, up);
-      }
-      this.bytes += msg.length;
-      this.datagrams++;
-      up.send(msg, this.targetPort, '127.0.0.1');
-    });
-  }
-  listen(): Promise<number> {
-    return new Promise((r) => this.#socket.bind(0, '127.0.0.1', () => r(this.#socket.address().port)));
-  }
-  close(): void {
-    for (const u of this.#upstreams.values()) u.close();
-    this.#socket.close();
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+import { CountingProxy, sleep } from './lib/counting-proxy';
 
 async function bytesPerKb(size: number, otaOptions: Partial<OtaOptions>): Promise<{ bytes: number; datagrams: number; chunk: number; chunks: number }> {
   const pki = makeTestPki();

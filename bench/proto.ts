@@ -1,14 +1,14 @@
 /*
  * Protobuf payloads (issue 12), in one run:
  *   1. bytes per telemetry report on the wire in an established DTLS session, Protobuf beside JSON,
- *      for a token device and an X.509 device (counted at the socket both ways by a UDP proxy, as in
- *      dtls-bytes.ts). Targets, readings as float fields, NON uplink: <= 125 B token, <= 105 B X.509.
+ *      for a token device and an X.509 device (counted at the socket both ways by the UDP proxy in
+ *      bench/lib/counting-proxy.ts, as in dtls-bytes.ts). Targets, readings as float fields, NON
+ *      uplink: <= 125 B token, <= 105 B X.509.
  *   2. encode time of the device's generated code (src/proto/gen) against protobufjs on the same
  *      messages. Target: >= 2x.
  *
  * `npx tsx bench/proto.ts` alone, or through `npm run bench`.
  */
-import dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +32,7 @@ import { certSha3FromPem } from '../tools/tb-server/store';
 import { ScaledClock } from '../tools/sim/clock';
 import { cryptoRandom } from '../tools/sim/random';
 import { UdpDatagram } from '../tools/sim/udp';
+import { CountingProxy, sleep } from './lib/counting-proxy';
 
 /** The report dtls-bytes.ts measures (36 B of JSON). */
 const REPORT = { temperature: 21.5, humidity: 40.2 };
@@ -41,38 +42,6 @@ function schemas(dir: string): ProtoSchemas {
   const read = (f: string): string => readFileSync(join(PROFILES, dir, f), 'utf8');
   return { telemetry: read('telemetry.proto'), attributes: read('attributes.proto'), rpcRequest: read('rpc-request.proto'), rpcResponse: read('rpc-response.proto') };
 }
-
-class CountingProxy {
-  bytes = 0;
-  #socket = dgram.createSocket('udp4');
-  #upstreams = new Map<string, dgram.Socket>();
-  constructor(readonly targetPort: number) {
-    this.#socket.on('message', (msg, rinfo) => {
-      const key = `${rinfo.address}:${rinfo.port}`;
-      let up = this.#upstreams.get(key);
-      if (!up) {
-        up = dgram.createSocket('udp4');
-        up.on('message', (reply) => {
-          this.bytes += reply.length;
-          this.#socket.send(reply, rinfo.port, rinfo.address);
-        });
-        up.bind(0, '127.0.0.1');
-        this.#upstreams.set(key, up);
-      }
-      this.bytes += msg.length;
-      up.send(msg, this.targetPort, '127.0.0.1');
-    });
-  }
-  listen(): Promise<number> {
-    return new Promise((r) => this.#socket.bind(0, '127.0.0.1', () => r(this.#socket.address().port)));
-  }
-  close(): void {
-    for (const u of this.#upstreams.values()) u.close();
-    this.#socket.close();
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function wireBytes(): Promise<void> {
   const pki = makeTestPki();
