@@ -17,6 +17,7 @@ import type {
   AttributeSnapshot,
   AttributeUpdate,
   PayloadCodec,
+  ProvisionRequest,
   ProvisionResult,
   RpcRequest,
   TbObject,
@@ -52,6 +53,26 @@ export interface ThingsBoardClientOptions {
 export type UplinkMode = 'con' | 'non' | 'non-no-response';
 
 export type RpcHandler = (request: RpcRequest) => TbValue | Promise<TbValue>;
+
+/**
+ * Answers one server-side RPC request, for the CoAP and the MQTT client alike: the handler's result
+ * goes to `client.replyRpc` ({} when it returns nothing); a handler that throws answers
+ * {"error": message}; a reply that fails is logged, never thrown. Called straight from the
+ * notification callback, in place of a method: no extra call depth on the receive path.
+ */
+export async function answerRpc(client: { replyRpc(id: number, result: TbValue): Promise<void> }, handler: RpcHandler, request: RpcRequest, log: Log): Promise<void> {
+  let result: TbValue;
+  try {
+    result = await handler(request);
+  } catch (e) {
+    result = { error: (e as Error).message };
+  }
+  try {
+    await client.replyRpc(request.id, result ?? {});
+  } catch (e) {
+    log.warn(`RPC ${request.id} reply failed: ${(e as Error).message}`);
+  }
+}
 
 export interface TbSubscription {
   /** Resolves when the server accepted the Observe registration. */
@@ -151,21 +172,7 @@ export class ThingsBoardClient {
    * `handler`; its result is POSTed to rpc/{id}. A handler that throws answers {"error": message}.
    */
   subscribeRpc(handler: RpcHandler, onEnd?: (reason?: Error) => void): TbSubscription {
-    return this.#observe('RPC subscription', this.path('rpc'), (p) => this.codec.decodeRpcRequest(p), (r) => void this.#answerRpc(handler, r), onEnd);
-  }
-
-  async #answerRpc(handler: RpcHandler, request: RpcRequest): Promise<void> {
-    let result: TbValue;
-    try {
-      result = await handler(request);
-    } catch (e) {
-      result = { error: (e as Error).message };
-    }
-    try {
-      await this.replyRpc(request.id, result ?? {});
-    } catch (e) {
-      this.#log.warn(`RPC ${request.id} reply failed: ${(e as Error).message}`);
-    }
+    return this.#observe('RPC subscription', this.path('rpc'), (p) => this.codec.decodeRpcRequest(p), (r) => void answerRpc(this, handler, r, this.#log), onEnd);
   }
 
   async replyRpc(id: number, result: TbValue): Promise<void> {
@@ -186,14 +193,7 @@ export class ThingsBoardClient {
    * Device provisioning (no credentials needed). Resolves with the new credentials; 4.00 with
    * status NOT_FOUND / FAILURE rejects with the server's errorMsg.
    */
-  async provision(request: {
-    provisionDeviceKey: string;
-    provisionDeviceSecret: string;
-    deviceName?: string;
-    credentialsType?: 'ACCESS_TOKEN' | 'X509_CERTIFICATE';
-    token?: string;
-    hash?: string;
-  }): Promise<ProvisionResult> {
+  async provision(request: ProvisionRequest): Promise<ProvisionResult> {
     const res = await this.#coap.request({
       method: 'POST',
       path: '/api/v1/provision',

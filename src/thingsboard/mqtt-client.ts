@@ -26,8 +26,9 @@ import type { MqttPacket } from '../mqtt/codec';
 import type { Clock, Log, Random, StreamFactory, TimerHandle } from '../platform/types';
 import { silentLog } from '../platform/types';
 import type { Credentials, RpcHandler, TbSubscription, ThingsBoardClient } from './client';
+import { answerRpc } from './client';
 import { TbError } from './errors';
-import type { AttributeSnapshot, AttributeUpdate, PayloadCodec, ProvisionResult, RpcRequest, TbObject, TbValue, TelemetryRecord } from './payload';
+import type { AttributeSnapshot, AttributeUpdate, PayloadCodec, ProvisionRequest, ProvisionResult, RpcRequest, TbObject, TbValue, TelemetryRecord } from './payload';
 import { jsonCodec, PayloadError } from './payload';
 
 /** What the device app uses of a ThingsBoard client; both transports implement it. */
@@ -240,7 +241,7 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
         this.#log.warn(`RPC request ${id} ignored: ${(e as Error).message}`);
         return;
       }
-      void this.#answerRpc(handler, request);
+      void answerRpc(this, handler, request, this.#log);
     });
     return this.#handle(sub);
   }
@@ -264,14 +265,7 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
    * Device provisioning over its own connection (user name "provision", no credentials). Resolves
    * with the new credentials; NOT_FOUND / FAILURE rejects with the server's errorMsg.
    */
-  async provision(request: {
-    provisionDeviceKey: string;
-    provisionDeviceSecret: string;
-    deviceName?: string;
-    credentialsType?: 'ACCESS_TOKEN' | 'X509_CERTIFICATE';
-    token?: string;
-    hash?: string;
-  }): Promise<ProvisionResult> {
+  async provision(request: ProvisionRequest): Promise<ProvisionResult> {
     const o = this.#o;
     const body = this.codec.encodeProvisionRequest(request);
     const payload = await new Promise<Uint8Array>((resolve, reject) => {
@@ -454,20 +448,6 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
       sub.onEnd?.(reason);
     } catch {
       /* the app's callback */
-    }
-  }
-
-  async #answerRpc(handler: RpcHandler, request: RpcRequest): Promise<void> {
-    let result: TbValue;
-    try {
-      result = await handler(request);
-    } catch (e) {
-      result = { error: (e as Error).message };
-    }
-    try {
-      await this.replyRpc(request.id, result ?? {});
-    } catch (e) {
-      this.#log.warn(`RPC ${request.id} reply failed: ${(e as Error).message}`);
     }
   }
 
