@@ -1,7 +1,7 @@
 /*
  * Protocol Buffers wire format (proto3) for the generated encoders/decoders in src/proto/gen/.
- * No reflection and no dependency: the generator (tools/proto/) emits straight-line code per
- * message over these two cursors.
+ * No reflection and no package dependency (UTF-8 is the firmware's own, src/coap/utf8.ts): the
+ * generator (tools/proto/) emits straight-line code per message over these writers and the Reader.
  *
  * Encoding sizes the message first, then writes into one Uint8Array of exactly that size (the
  * only allocations are the output and its cursor). Floats go through a FloatScratch the caller
@@ -22,6 +22,7 @@
  * generator checks is not recursive).
  */
 
+import { utf8Length, writeUtf8 } from '../coap/utf8';
 import type { TbObject, TbValue } from '../thingsboard/payload';
 
 export type Int64 = number | bigint;
@@ -103,21 +104,8 @@ export function sizeSint64(v: Int64): number {
   return sizeVarintFloat(v >= 0 ? v * 2 : -v * 2 - 1);
 }
 
-/** Bytes `s` takes in UTF-8 (lone surrogates as U+FFFD, 3 bytes). */
-export function utf8Size(s: string): number {
-  let n = 0;
-  const len = s.length;
-  for (let i = 0; i < len; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < len && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      n += 4;
-      i++;
-    } else n += 3;
-  }
-  return n;
-}
+/** Bytes `s` takes in UTF-8 (lone surrogates as U+FFFD, 3 bytes): the CoAP layer's count. */
+export const utf8Size: (s: string) => number = utf8Length;
 
 /** Length prefix + body for a length-delimited field of `n` bytes. */
 export function sizeLen(n: number): number {
@@ -323,39 +311,9 @@ export function putDouble(b: Uint8Array, p: number, v: number, s: FloatScratch |
   return putU32(b, putU32(b, p, lo), hi);
 }
 
-/** Length prefix then UTF-8; `n` is utf8Size(s). */
+/** Length prefix then UTF-8 (lone surrogates as U+FFFD); `n` is utf8Size(s). */
 export function putString(b: Uint8Array, p: number, s: string, n: number): number {
-  let o = putVarint32(b, p, n);
-  const len = s.length;
-  for (let i = 0; i < len; i++) {
-    let c = s.charCodeAt(i);
-    if (c < 0x80) {
-      b[o++] = c;
-      continue;
-    }
-    if (c < 0x800) {
-      b[o++] = 0xc0 | (c >> 6);
-      b[o++] = 0x80 | (c & 0x3f);
-      continue;
-    }
-    if (c >= 0xd800 && c <= 0xdfff) {
-      const d = i + 1 < len ? s.charCodeAt(i + 1) : 0;
-      if (c <= 0xdbff && (d & 0xfc00) === 0xdc00) {
-        const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-        i++;
-        b[o++] = 0xf0 | (cp >> 18);
-        b[o++] = 0x80 | ((cp >> 12) & 0x3f);
-        b[o++] = 0x80 | ((cp >> 6) & 0x3f);
-        b[o++] = 0x80 | (cp & 0x3f);
-        continue;
-      }
-      c = 0xfffd;
-    }
-    b[o++] = 0xe0 | (c >> 12);
-    b[o++] = 0x80 | ((c >> 6) & 0x3f);
-    b[o++] = 0x80 | (c & 0x3f);
-  }
-  return o;
+  return writeUtf8(s, b, putVarint32(b, p, n));
 }
 
 export function putBytes(b: Uint8Array, p: number, v: Uint8Array): number {
