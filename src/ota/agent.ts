@@ -116,6 +116,8 @@ export class OtaAgent {
   #generation = 0;
   #downloading = false;
   #stopped = false;
+  /** Timestamp of the last fw_state sent: each state gets its own (ThingsBoard keeps one point per key and ts). */
+  #lastStateTs = 0;
   #trial = false;
   #confirmed = false;
   #trialTimer: TimerHandle | undefined;
@@ -585,9 +587,13 @@ export class OtaAgent {
     if (!tb || tb.stopped) return false;
     const values: { [k: string]: TbValue } = { fw_state: state, ...(extra ?? {}) };
     if (error !== undefined) values.fw_error = error;
+    // The device's own, strictly increasing timestamp: states sent within one millisecond (DOWNLOADED
+    // then VERIFIED) would otherwise share the server's arrival ts, and ThingsBoard's ts_kv keeps one.
+    const ts = Math.max(this.#o.clock.epochMs(), this.#lastStateTs + 1);
+    this.#lastStateTs = ts;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        await tb.sendTelemetry(values);
+        await tb.sendTelemetry({ ts, values });
         return true;
       } catch (e) {
         this.#o.log.warn(`fw_state ${state} not delivered: ${(e as Error).message}`);

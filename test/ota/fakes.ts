@@ -73,10 +73,11 @@ export class FakeThingsBoard {
     path: (feature: string) => (this.x509 ? `/api/v1/${feature}` : `/api/v1/TOKEN/${feature}`),
     stopped: undefined,
     retryAfter: 0,
-    sendTelemetry: (values: TbObject) =>
+    sendTelemetry: (record: TbObject | { ts: number; values: TbObject }) =>
       this.#later(this.latencyMs, () => {
         if (this.dead) throw Object.assign(new Error('no response'), { code: 'timeout' });
-        this.telemetry.push(values);
+        // the agent sends fw_state with its own increasing ts
+        this.telemetry.push('ts' in record && 'values' in record ? (record.values as TbObject) : (record as TbObject));
       }),
     requestAttributes: () => this.#later(this.latencyMs, () => ({ client: {}, shared: this.pkg ? fwAttributes(this.pkg) : {} })),
   };

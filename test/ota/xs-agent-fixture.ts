@@ -126,7 +126,8 @@ export async function scenario(): Promise<{ states: string[]; requests: number[]
     path: (f: string) => `/api/v1/T/${f}`,
     stopped: undefined,
     retryAfter: 0,
-    sendTelemetry: (v: TbObject) => later(() => void states.push(String(v.fw_state))),
+    sendTelemetry: (r: TbObject | { ts: number; values: TbObject }) =>
+      later(() => void states.push(String(('values' in r ? (r.values as TbObject) : (r as TbObject)).fw_state))),
     requestAttributes: () => later(() => ({ client: {}, shared: attrs })),
   };
   const coap = {

@@ -129,7 +129,11 @@ export class MessageLayer extends EventEmitter implements DatagramLike {
       if (typeof opts[k] === 'number') this.limits[k] = opts[k]!;
     }
     this.now = opts.now ?? Date.now;
-    inner.on('message', (msg: Buffer, rinfo: Rinfo) => this.onMessage(msg, rinfo));
+    // After close() nothing reaches the node-coap server: a request it accepted then would get a
+    // response whose piggyback timer sends through its closed (null) socket and throws from a timer.
+    inner.on('message', (msg: Buffer, rinfo: Rinfo) => {
+      if (!this.closed) this.onMessage(msg, rinfo);
+    });
     inner.on('error', (e: Error) => this.emit('error', e));
   }
 
@@ -397,8 +401,11 @@ export class MessageLayer extends EventEmitter implements DatagramLike {
     }
   }
 
-  /** Stops everything this layer scheduled. */
+  private closed = false;
+
+  /** Stops everything this layer scheduled, and forwards nothing more. */
   close(): void {
+    this.closed = true;
     this.seen.clear();
     this.seenCount = 0;
     this.transfers.clear();

@@ -125,6 +125,10 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
 
   const servers: coap.Server[] = [];
   const layers = new Map<coap.Server, MessageLayer>();
+  // Responses not ended yet: at close() their piggyback timers (node-coap sends an empty ACK when a
+  // response takes longer) and late end() calls must not reach the closed socket, where node-coap
+  // throws from a timer ("Cannot read properties of null (reading 'send')").
+  const unfinished = new Set<coap.OutgoingMessage>();
   const makeServer = (authFor: (rsinfo: { address: string; port: number }) => Auth): coap.Server => {
     const s = coap.createServer({ piggybackReplyMs: piggybackTimeoutMs, sendAcksForNonConfirmablePackets: true });
     s.on('request', (req: coap.IncomingMessage, res: coap.OutgoingMessage) => {
@@ -132,6 +136,8 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
       // (EXCHANGE_LIFETIME after it was sent) or cannot be encoded; without a listener that
       // 'error' is thrown from a timer and ends the process.
       res.on('error', (e: Error) => log(`coap: response to ${req.rsinfo.address}:${req.rsinfo.port}: ${e.message}`));
+      unfinished.add(res);
+      res.once('finish', () => unfinished.delete(res));
       handle(req as unknown as CoapReq, res as unknown as CoapRes, authFor(req.rsinfo));
     });
     s.on('error', (e: Error) => log(`coap error: ${e.message}`));
@@ -227,11 +233,19 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
     async close() {
       if (closed) return;
       closed = true;
+      for (const res of unfinished) {
+        const r = res as unknown as { _ackTimer?: NodeJS.Timeout | null; end: () => unknown; write: () => boolean };
+        if (r._ackTimer) clearTimeout(r._ackTimer);
+        r._ackTimer = null;
+        r.end = () => res; // a handler finishing after close() answers nobody
+        r.write = () => false;
+      }
+      unfinished.clear();
       service.close();
       await mqtt?.close();
       await http.close();
+      for (const l of layers.values()) l.close(); // no datagram reaches a closing server
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-      for (const l of layers.values()) l.close();
       await new Promise<void>((r) => udpSocket.close(() => r()));
       if (dtlsServer) await new Promise<void>((r) => dtlsServer!.close(() => r()));
       store.close();
