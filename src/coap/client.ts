@@ -7,7 +7,7 @@
  * client holds no timers. Incoming CON messages are deduplicated by Message ID in a fixed-size
  * ring (no timers: entries expire by comparing times).
  */
-import { silentLog, type Clock, type Datagram, type Log, type Random, type TimerHandle } from '../platform/types';
+import { silentLog, type Clock, type Datagram, type DatagramTooLargeError, type Log, type Random, type TimerHandle } from '../platform/types';
 import { concatChunks, szxForMtu } from './block';
 import {
   blockSize,
@@ -23,7 +23,7 @@ import {
   isResponseCode,
   isSuccessCode,
 } from './codec';
-import { CoapClosedError, CoapError, CoapFormatError, CoapResetError, CoapTimeoutError } from './errors';
+import { CoapClosedError, CoapError, CoapFormatError, CoapResetError, CoapTimeoutError, CoapTooLargeError } from './errors';
 import { isFresher } from './observe';
 import {
   Code,
@@ -75,6 +75,8 @@ export interface CoapClientStats {
   bytesReceived: number;
   /** Datagrams that failed to decode. */
   malformed: number;
+  /** Requests failed at once with CoapTooLargeError: the transport refused their datagram. */
+  tooLarge: number;
 }
 
 export interface Observation {
@@ -216,6 +218,7 @@ export class CoapClient {
     bytesSent: 0,
     bytesReceived: 0,
     malformed: 0,
+    tooLarge: 0,
   };
 
   #transport: Datagram;
@@ -243,9 +246,30 @@ export class CoapClient {
 
   readonly #onReceive = (data: Uint8Array): void => this.#receive(data);
   readonly #onError = (error: Error): void => {
+    if (this.#tooLarge(error)) return;
     this.#log.warn(`coap: transport error: ${error.message}`);
     this.onTransportError?.(error);
   };
+
+  /**
+   * A DatagramTooLargeError (Datagram.onError) for one of our pending requests: fails that exchange
+   * at once with CoapTooLargeError (its retransmissions would be refused too). True if handled.
+   */
+  #tooLarge(error: Error): boolean {
+    const e = error as Partial<DatagramTooLargeError>;
+    const d = e.datagram;
+    if (!(d instanceof Uint8Array) || d.length < 4) return false;
+    const ex = this.#byMid.get((d[2]! << 8) | d[3]!);
+    if (!ex || ex.done || !bytesEqual(ex.bytes, d)) {
+      // a retransmission of an exchange already failed, or a reply of ours (ACK/RST): nothing pending
+      this.#log.debug(`coap: datagram of ${d.length} bytes not sent (larger than the transport carries)`);
+      return true;
+    }
+    this.stats.tooLarge++;
+    this.#log.warn(`coap: request of ${d.length} bytes not sent: larger than the transport carries (${e.mtu ?? '?'} bytes)`);
+    this.#finish(ex, null, new CoapTooLargeError(d.length, typeof e.mtu === 'number' ? e.mtu : 0));
+    return true;
+  }
 
   /** Called with each transport failure (socket error, DTLS alert or certificate failure). */
   onTransportError?: (error: Error) => void;
@@ -319,7 +343,14 @@ export class CoapClient {
     const payload = req.payload ?? EMPTY;
     const code = METHOD_CODES[req.method];
     if (code === undefined) throw new CoapError(`unknown method ${String(req.method)}`, 'method');
-    let szx = req.block1Szx ?? szxForMtu(this.#transport.mtu);
+    const fit = szxForMtu(this.#transport.mtu);
+    if (req.block2Szx === undefined && fit < 6 && (req.method === 'GET' || req.method === 'FETCH')) {
+      // RFC 7959 §2.4 early negotiation: ask for blocks that fit our transport. A server's default
+      // 1024-byte block does not fit one DTLS record (libcoap's coap-server-openssl then fails to
+      // send it, and the GET ends in re-handshakes and timeouts).
+      req = { ...req, block2Szx: fit };
+    }
+    let szx = req.block1Szx ?? fit;
     let blockwise = payload.length > blockSize(szx);
     let retried = false;
     for (;;) {
@@ -535,7 +566,7 @@ export class CoapClient {
     const chunks: Uint8Array[] = [];
     let total = 0;
     let msg = first;
-    let szx = Math.min(b2.szx, req.block2Szx ?? 6);
+    let szx = Math.min(b2.szx, req.block2Szx ?? szxForMtu(this.#transport.mtu));
     const fetchCode = req.method === 'FETCH' ? Code.FETCH : Code.GET;
     const body = req.method === 'FETCH' ? (req.payload ?? EMPTY) : EMPTY;
     for (;;) {
@@ -696,6 +727,7 @@ export class CoapClient {
     try {
       this.#transport.send(bytes);
     } catch (e) {
+      if (e instanceof Error && this.#tooLarge(e)) return;
       this.#log.warn(`coap: send failed: ${errorMessage(e)}`);
     }
   }

@@ -49,3 +49,21 @@ export class CoapFormatError extends CoapError {
     this.reason = reason;
   }
 }
+
+/**
+ * The transport could not send the request's datagram at all: it is larger than one datagram of
+ * the transport (over DTLS: one record, DtlsDatagram.mtu). Failed at once, never retransmitted; a
+ * smaller payload, or smaller blocks (block1Szx), may go.
+ */
+export class CoapTooLargeError extends CoapError {
+  override readonly name: string = 'CoapTooLargeError';
+  /** Bytes of the datagram that was refused. */
+  readonly size: number;
+  /** The largest datagram the transport took at that moment. */
+  readonly mtu: number;
+  constructor(size: number, mtu: number) {
+    super(`request datagram of ${size} bytes is larger than the transport carries (${mtu} bytes)`, 'too-large');
+    this.size = size;
+    this.mtu = mtu;
+  }
+}

@@ -14,6 +14,7 @@
 import type { Clock, Datagram, TimerHandle } from '../platform/types';
 import {
   DTLS_CONNECTED,
+  dtlsError,
   toDtlsError,
   type DtlsEngine,
   type DtlsEngineFactory,
@@ -77,6 +78,7 @@ export class DtlsDatagram implements Datagram {
   #lastError: DtlsError | null = null;
   #peerCert: Uint8Array | null = null;
   #resumed = false;
+  #lastMaxPayload = 0;
 
   constructor(options: DtlsDatagramOptions) {
     this.#opt = options;
@@ -109,9 +111,15 @@ export class DtlsDatagram implements Datagram {
   get cidAvailable(): boolean {
     return this.#engine?.cidAvailable ?? false;
   }
+  /**
+   * The largest datagram that fits one record: once connected, the engine's limit for this session
+   * (`maxPayload`: ciphersuite, negotiated max_fragment_length, MTU); before, an estimate for the
+   * largest record overhead, capped by what the last session allowed.
+   */
   get mtu(): number {
-    if (this.#engine && this.#state === 'connected' && this.#engine.maxPayload > 0) return this.#engine.maxPayload;
-    return Math.min(this.#transport.mtu ?? 1024, this.#opt.engine.mtu ?? 1024) - DTLS_OVERHEAD;
+    if (this.#engine && this.#state === 'connected' && this.#engine.maxPayload > 0) return (this.#lastMaxPayload = this.#engine.maxPayload);
+    const estimate = Math.min(this.#transport.mtu ?? 1024, this.#opt.engine.mtu ?? 1024) - DTLS_OVERHEAD;
+    return this.#lastMaxPayload > 0 ? Math.min(estimate, this.#lastMaxPayload) : estimate;
   }
 
   /** The session to save before sleep (null before the first handshake completes). */
@@ -177,7 +185,15 @@ export class DtlsDatagram implements Datagram {
       this.#engine!.write(data);
     } catch (e) {
       const err = toDtlsError(e);
-      if (err.code === 'DTLS_TOO_LONG' || err.code === 'DTLS_STATE') this.onError?.(err);
+      if (err.code === 'DTLS_TOO_LONG') {
+        // Larger than one record of this session: say which datagram, so the sender fails it at
+        // once instead of retransmitting it (a DatagramTooLargeError, Datagram.onError).
+        const mtu = this.mtu;
+        const tooLarge = dtlsError('DTLS_TOO_LONG', `datagram of ${data.length} bytes larger than one DTLS record (${mtu} bytes)`) as DtlsError & { datagram: Uint8Array; mtu: number };
+        tooLarge.datagram = data;
+        tooLarge.mtu = mtu;
+        this.onError?.(tooLarge);
+      } else if (err.code === 'DTLS_STATE') this.onError?.(err);
       else this.#fail(err);
     }
   }
@@ -252,6 +268,7 @@ export class DtlsDatagram implements Datagram {
     this.#attempts = 0;
     this.#lastError = null;
     this.#resumed = engine.resumed;
+    if (engine.maxPayload > 0) this.#lastMaxPayload = engine.maxPayload;
     this.#peerCert = engine.peerCertificate();
     const s = engine.saveSession();
     if (s) this.#session = new Uint8Array(s);

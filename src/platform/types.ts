@@ -32,11 +32,24 @@ export interface Datagram {
   send(data: Uint8Array): void;
   /** Set by the owner (the CoAP client) to receive datagrams from the peer. */
   onReceive?: (data: Uint8Array) => void;
-  /** Set by the owner: a transport-level failure (ICMP unreachable, socket closed, DTLS alert). */
+  /**
+   * Set by the owner: a transport-level failure (ICMP unreachable, socket closed, DTLS alert). A
+   * datagram that could not be sent at all because it is larger than the transport carries comes
+   * as a DatagramTooLargeError (possibly from inside send()): sending it again cannot help.
+   */
   onError?: (error: Error) => void;
   close(): void;
   /** Largest datagram payload the path carries (CoAP sizes Block1/Block2 to fit). */
   readonly mtu?: number;
+}
+
+/** onError's report of one datagram that was not sent: larger than the transport carries (see Datagram.onError). */
+export interface DatagramTooLargeError extends Error {
+  readonly code: string;
+  /** The datagram that was not sent. */
+  readonly datagram: Uint8Array;
+  /** The largest datagram the transport takes now. */
+  readonly mtu: number;
 }
 
 export interface DatagramFactory {

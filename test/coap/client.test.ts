@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { CoapClient, type CoapClientOptions } from '../../src/coap/client';
 import { buildUriOptions, decodeBlock, decodeUint, emptyMessage, encodeBlock, encodeUint, getOption, getOptions } from '../../src/coap/codec';
-import { CoapClosedError, CoapError, CoapResetError, CoapTimeoutError } from '../../src/coap/errors';
+import { CoapClosedError, CoapError, CoapResetError, CoapTimeoutError, CoapTooLargeError } from '../../src/coap/errors';
 import { Code, CoapType, NBIOT_TRANSMISSION, OptionNumber, type CoapMessage, type CoapResponse } from '../../src/coap/types';
 import { decodeUtf8, encodeUtf8 } from '../../src/coap/utf8';
 import type { Random } from '../../src/platform/types';
@@ -643,6 +643,58 @@ describe('coap client', () => {
       // A second 4.13 is returned as is.
       net.responder = () => ({ code: Code.REQUEST_ENTITY_TOO_LARGE });
       assert.equal((await client.request({ method: 'POST', path: 'x', payload: body, block1Szx: 6 })).code, Code.REQUEST_ENTITY_TOO_LARGE);
+    });
+
+    it('a datagram the transport refuses (larger than one DTLS record) fails the request at once: CoapTooLargeError, no retransmission (issue 14 item 6)', async () => {
+      const { net, client, clock } = setup({}, 995);
+      net.refuseOver = 995;
+      net.responder = (req) => ({ code: Code.CONTINUE, options: [{ number: OptionNumber.BLOCK1, value: getOption(req, OptionNumber.BLOCK1)!.value }] });
+      const p = client.request({ method: 'POST', path: 'x', payload: new Uint8Array(3000), block1Szx: 6 }); // 1024-byte blocks
+      const failed = failure(p);
+      await settle();
+      const err = failed();
+      assert.ok(err instanceof CoapTooLargeError, `rejected at once, without a clock tick: ${String(err)}`);
+      assert.equal((err as CoapTooLargeError).code, 'too-large');
+      assert.equal((err as CoapTooLargeError).mtu, 995);
+      assert.ok((err as CoapTooLargeError).size > 1024, 'the refused datagram held a 1024-byte block');
+      assert.equal(net.refused, 1);
+      assert.equal(clock.pending, 0, 'no retransmission timer left');
+      assert.equal(client.stats.tooLarge, 1);
+      // the same body in blocks sized from the transport's MTU goes
+      net.responder = (req) => {
+        const b = decodeBlock(getOption(req, OptionNumber.BLOCK1)!.value);
+        return { code: b.more ? Code.CONTINUE : Code.CHANGED, options: [{ number: OptionNumber.BLOCK1, value: encodeBlock(b) }] };
+      };
+      assert.equal((await client.request({ method: 'POST', path: 'x', payload: new Uint8Array(3000) })).code, Code.CHANGED);
+      assert.equal(net.refused, 1);
+      assert.ok(net.sent.every((s) => s.bytes.length <= 995), 'every datagram fits');
+    });
+
+    it('a datagram refused while queued (reported later through onError) fails its request too; other traffic is untouched', async () => {
+      const { net, client, clock } = setup({}, 995);
+      const p = client.request({ method: 'POST', path: 'x', payload: new Uint8Array(10) });
+      const failed = failure(p);
+      await settle();
+      const sent = net.sent[0]!;
+      net.onError?.(Object.assign(new Error('too long'), { code: 'DTLS_TOO_LONG', datagram: sent.bytes.slice(), mtu: 8 }));
+      await settle();
+      assert.ok(failed() instanceof CoapTooLargeError, `rejected with CoapTooLargeError: ${String(failed())}`);
+      assert.equal(clock.pending, 0);
+      // a refused datagram that is not a pending request (a retransmission of a failed one, an ACK): ignored
+      net.onError?.(Object.assign(new Error('too long'), { code: 'DTLS_TOO_LONG', datagram: sent.bytes.slice(), mtu: 8 }));
+      net.responder = () => ({ code: Code.CHANGED });
+      assert.equal((await client.request({ method: 'POST', path: 'x', payload: new Uint8Array(10) })).code, Code.CHANGED);
+    });
+
+    it('GET over a transport whose datagrams cannot carry a 1024-byte block asks for blocks that fit (Block2 early negotiation)', async () => {
+      for (const [mtu, szx] of [[995, 5], [479, 4], [1152, undefined], [undefined, undefined]] as const) {
+        const { net, client } = setup({}, mtu);
+        net.responder = () => ({ code: Code.CONTENT, payload: encodeUtf8('ok') });
+        await client.request({ method: 'GET', path: 'big' });
+        const b2 = getOption(net.sent[0]!.msg, OptionNumber.BLOCK2);
+        assert.equal(b2 ? decodeBlock(b2.value).szx : undefined, szx, `mtu ${mtu}`);
+        if (b2) assert.equal(decodeBlock(b2.value).num, 0);
+      }
     });
 
     it('an error response mid-Block1 ends the transfer with that response', async () => {

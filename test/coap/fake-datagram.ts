@@ -25,7 +25,21 @@ export class FakeDatagram implements Datagram {
     if (mtu !== undefined) this.mtu = mtu;
   }
 
+  /**
+   * When set, a datagram longer than this is not sent: onError gets a DatagramTooLargeError for it,
+   * synchronously, as DtlsDatagram reports a datagram larger than one record.
+   */
+  refuseOver?: number;
+  /** Datagrams refused by refuseOver. */
+  refused = 0;
+
   send(data: Uint8Array): void {
+    if (this.refuseOver !== undefined && data.length > this.refuseOver) {
+      this.refused++;
+      const e = Object.assign(new Error(`datagram of ${data.length} bytes larger than one record`), { code: 'DTLS_TOO_LONG', datagram: data, mtu: this.refuseOver });
+      this.onError?.(e);
+      return;
+    }
     const bytes = data.slice();
     const msg = decode(bytes);
     this.sent.push({ at: this.#clock.now(), bytes, msg });
