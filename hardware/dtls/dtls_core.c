@@ -46,6 +46,11 @@
 #else
 #define DTLS_RESET_HS_MTU 0
 #endif
+#if defined(MBEDTLS_SSL_PROTO_DTLS)
+/* Library-internal in every version (2.28 ssl_internal.h, 3.x/4.0 library/ssl_misc.h), exported:
+ * resends the current flight. Used by dtls_core_resend_flight(). */
+int mbedtls_ssl_resend(mbedtls_ssl_context *ssl);
+#endif
 #include "mbedtls/ssl_cookie.h"
 #include "mbedtls/ssl_ticket.h"
 #if defined(MBEDTLS_SSL_CACHE_C)
@@ -1121,6 +1126,20 @@ int dtls_core_timer_expired(dtls_core *core) {
   if (!core->timer_set) return DTLS_STEP_WANT;
   core->timer_expired = 1;
   return run_handshake(core);
+}
+
+int dtls_core_resend_flight(dtls_core *core) {
+  int ret;
+  if (core->state == DTLS_STATE_FAILED || core->state == DTLS_STATE_CLOSED) return DTLS_STEP_ERROR;
+  if (core->state != DTLS_STATE_HANDSHAKING || core->conf->stream || !core->timer_set) return DTLS_STEP_WANT;
+#if defined(MBEDTLS_SSL_PROTO_DTLS)
+  /* timer_set: a flight of ours is out and waits for the peer's (mbedTLS arms the timer then). */
+  ret = mbedtls_ssl_resend(&core->ssl);
+  if (ret != 0 && ret != MBEDTLS_ERR_SSL_WANT_WRITE) return map_error(core, ret);
+#else
+  (void)ret;
+#endif
+  return DTLS_STEP_WANT;
 }
 
 int dtls_core_state(const dtls_core *core) { return core->state; }

@@ -152,6 +152,11 @@ int32_t dtls_core_timer_ms(const dtls_core *core);
 uint32_t dtls_core_timer_generation(const dtls_core *core);
 /* The caller's timer fired: retransmits (or fails with HANDSHAKE_TIMEOUT). Returns like dtls_core_step. */
 int dtls_core_timer_expired(dtls_core *core);
+/* While handshaking: sends the flight this endpoint sent last again, at once (the retransmission
+ * timer restarts, its timeout is not doubled). For a server whose peer sends application data before
+ * the handshake has completed here: the peer finished and its last flight was lost. Returns
+ * DTLS_STEP_WANT (0), or DTLS_STEP_ERROR if the endpoint has failed. */
+int dtls_core_resend_flight(dtls_core *core);
 
 int dtls_core_state(const dtls_core *core);
 int dtls_core_error(const dtls_core *core);

@@ -55,6 +55,8 @@ export interface NativeDtlsEndpoint extends DtlsEngine {
   readonly cookieFallbacks: number;
   /** Datagrams (or parts of them) discarded as invalid or unexpected without ending the session. */
   readonly discarded: number;
+  /** While handshaking: sends our last flight again at once (the timer restarts, not doubled). */
+  resendFlight(): number;
 }
 
 export interface NativeEndpointOptions extends Partial<DtlsEngineOptions> {
@@ -167,7 +169,12 @@ interface Peer {
   next: Peer | null;
   /** Set on a `next` endpoint: the one it will replace. */
   parent: Peer | null;
+  /** Flights resent because the peer sent application data before this handshake completed. */
+  earlyResends: number;
 }
+
+/** Early resends of a handshake's flight (see #onRaw), per handshake. */
+const MAX_EARLY_RESENDS = 8;
 
 /**
  * DTLS server on one UDP socket. Events:
@@ -200,6 +207,8 @@ export class DtlsServer extends dgram.Socket {
     resumptionFallbacks: 0,
     /** Datagrams from addresses without an endpoint that were not a well-formed ClientHello (nothing allocated). */
     dropped: 0,
+    /** Handshake flights resent at once because the peer sent application data before our handshake with it completed (its last flight was lost). */
+    earlyResends: 0,
   };
   #raw: dgram.Socket;
   #ctx: NativeDtlsContext;
@@ -376,10 +385,23 @@ export class DtlsServer extends dgram.Socket {
     const next = cur.next;
     // The established endpoint drops epoch-0 records and cannot authenticate the new handshake's
     // Finished: whatever gives it no plaintext is offered to the new handshake running beside it.
-    const delivered = this.#deliver(cur, msg, rinfo);
+    let delivered = this.#deliver(cur, msg, rinfo);
     if (next && delivered === 0 && this.#alive(next)) {
       next.lastSeen = Date.now();
-      this.#deliver(next, msg, rinfo);
+      delivered = this.#deliver(next, msg, rinfo);
+    }
+    // Application data that no endpoint could read while a handshake with this address is still
+    // waiting for the peer's last flight: the peer has completed the handshake (the client of a
+    // resumption is done once it sent its ChangeCipherSpec and Finished), so that flight was lost.
+    // Resend ours now instead of at the retransmission timeout (seconds later, while the peer's
+    // requests go unanswered): the peer answers it with its last flight again (RFC 6347 4.2.4), and
+    // its next retransmission finds the session. At most MAX_EARLY_RESENDS per handshake, on top of
+    // the timer's, so junk from the peer's address cannot make more.
+    const waiting = cur.ep.state === 'handshaking' ? cur : next && this.#alive(next) && next.ep.state === 'handshaking' ? next : null;
+    if (delivered === 0 && waiting && waiting.earlyResends < MAX_EARLY_RESENDS && hasApplicationData(msg)) {
+      waiting.earlyResends++;
+      this.stats.earlyResends++;
+      this.#call(waiting, () => waiting.ep.resendFlight());
     }
   }
 
@@ -450,6 +472,7 @@ export class DtlsServer extends dgram.Socket {
       hello: Buffer.from(hello),
       next: null,
       parent: null,
+      earlyResends: 0,
     };
     ep.onSend = (record) => this.#sendRaw(record, p.rinfo);
     return p;
@@ -579,6 +602,16 @@ export class DtlsServer extends dgram.Socket {
 /** A plaintext (epoch 0) DTLS handshake record carrying a ClientHello. */
 function isInitialClientHello(d: Buffer): boolean {
   return d.length > 25 && d[0] === 22 && d[1] === 0xfe && d[3] === 0 && d[4] === 0 && d[13] === 1;
+}
+
+/** Holds an application-data record (type 23) of epoch 1 or later with room for a nonce and a tag. */
+function hasApplicationData(d: Buffer): boolean {
+  for (let off = 0; d.length - off >= 13; ) {
+    const len = (d[off + 11] << 8) | d[off + 12];
+    if (d[off] === 23 && d[off + 1] === 0xfe && (d[off + 3] !== 0 || d[off + 4] !== 0) && len >= 17 && off + 13 + len <= d.length) return true;
+    off += 13 + len;
+  }
+  return false;
 }
 
 /** A HelloVerifyRequest (handshake type 3) in an epoch-0 handshake record. */

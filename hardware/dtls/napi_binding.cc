@@ -202,6 +202,7 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
                            InstanceMethod<&DtlsEndpoint::Write>("write"),
                            InstanceMethod<&DtlsEndpoint::TimerMs>("timerMs"),
                            InstanceMethod<&DtlsEndpoint::TimerExpired>("timerExpired"),
+                           InstanceMethod<&DtlsEndpoint::ResendFlight>("resendFlight"),
                            InstanceMethod<&DtlsEndpoint::SaveSession>("saveSession"),
                            InstanceMethod<&DtlsEndpoint::PeerCertificate>("peerCertificate"),
                            InstanceMethod<&DtlsEndpoint::Close>("close"),
@@ -419,6 +420,11 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
   Napi::Value TimerExpired(const Napi::CallbackInfo &info) {
     if (!Check(info.Env())) return info.Env().Undefined();
     return Result(info.Env(), dtls_core_timer_expired(core_));
+  }
+
+  Napi::Value ResendFlight(const Napi::CallbackInfo &info) {
+    if (!Check(info.Env())) return info.Env().Undefined();
+    return Result(info.Env(), dtls_core_resend_flight(core_));
   }
 
   Napi::Value SaveSession(const Napi::CallbackInfo &info) {

@@ -314,6 +314,41 @@ describe('dtls: hostile datagrams (issue 14)', function () {
     });
   });
 
+  describe("a resumption whose last flight (the client's ChangeCipherSpec + Finished) is lost (issue 14 soak)", () => {
+    const peers = usePeers();
+
+    for (const sameAddress of [true, false]) {
+      it(`the client's application data makes the server resend its flight, and the session comes up (${sameAddress ? 'beside the established session' : 'from a new port'})`, async () => {
+        // The server's retransmission timer is out of reach (60 s, then doubling): only the client's traffic can
+        // finish the handshake. Before, the server's endpoint waited for its timer while the
+        // client, done with its handshake, sent records nobody could read.
+        const { s, port } = await peers.server({ retransmitMs: 60_000, retransmitMaxMs: 480_000 });
+        s.on('message', (m: Buffer, rinfo) => s.send(m, rinfo));
+        const c = peers.client(port, one, { retransmitMs: 60_000, retransmitMaxMs: 60_000 });
+        c.dtls.send(enc('first'));
+        assert.equal(Buffer.from(await nextMessage(c)).toString(), 'first');
+        if (!sameAddress) c.udp.rebind();
+        const sent = c.udp.stats.datagramsSent;
+        c.udp.faults = { dropOutIndexes: [sent + 2] }; // ClientHello goes, ChangeCipherSpec + Finished do not
+        c.dtls.reconnect(true);
+        assert.ok(await until(() => c.dtls.state === 'connected'), 'the client completed its side');
+        assert.equal(c.dtls.resumed, true);
+        assert.ok(await until(() => s.endpoints === 2), 'the server still waits for our last flight');
+        // CoAP's retransmissions, in short: the same request again until it is answered (bounded).
+        let echoed = false;
+        for (let i = 0; i < 4 && !echoed; i++) {
+          const before = c.received.length;
+          c.dtls.send(enc(`again ${i}`));
+          echoed = await until(() => c.received.length > before, 100);
+        }
+        assert.ok(echoed, `answered after the lost last flight (server: ${JSON.stringify(s.stats)})`);
+        assert.equal(s.stats.handshakes, 2);
+        assert.ok(s.stats.earlyResends >= 1);
+        assert.equal(s.peers.size, sameAddress ? 1 : 2);
+      });
+    }
+  });
+
   describe('a new ClientHello from an address whose handshake never finished', () => {
     const peers = usePeers();
 
