@@ -658,11 +658,12 @@ export class DeviceApp {
     this.#flushing = true;
     try {
       let first = true;
+      let limit = this.#batchSize;
       while (this.#queue.length && this.#running) {
         if (this.tb.stopped || this.tb.retryAfter) break;
         if (!first) await this.#sleep(this.#replayPaceMs);
         first = false;
-        const batch = this.#queue.peek(this.#batchSize);
+        const batch = this.#queue.peek(limit);
         if (!batch.length) break;
         const refresh = this.#config.observeRefreshMs ?? OBSERVE_REFRESH_MS;
         if (refresh > 0 && this.#platform.clock.now() - this.#lastTraffic >= refresh) this.#mappingMayHaveChanged = true;
@@ -672,6 +673,14 @@ export class DeviceApp {
           await this.tb.sendTelemetry(records.length === 1 ? records[0]! : records);
         } catch (e) {
           if (this.#recoverX509(e)) continue;
+          if ((e as { code?: unknown }).code === 'too-large' && batch.length > 1) {
+            // The transport refused the request's datagram (larger than one DTLS record: the record
+            // limit can be smaller than the block size chosen before the handshake). Halve the batch
+            // and go on; the halves are sized from the transport's current limit.
+            limit = Math.max(1, Math.floor(batch.length / 2));
+            this.#platform.log.warn(`telemetry batch of ${batch.length} too large for the transport: sending ${limit} at a time`);
+            continue;
+          }
           this.#failures++;
           this.#failedSinceReport = true;
           const err = e as Error;
