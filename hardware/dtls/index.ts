@@ -408,8 +408,11 @@ export class DtlsServer extends dgram.Socket {
   /** An epoch-0 ClientHello: a retransmission for a running handshake, or checked statelessly first. */
   #onClientHello(msg: Buffer, rinfo: dgram.RemoteInfo, key: string, cur: Peer | undefined): void {
     for (const p of [cur, cur?.next]) {
-      if (p && p.ep.state === 'handshaking' && p.hello.equals(msg)) {
-        // The same ClientHello again: mbedTLS answers a retransmission with its flight again.
+      if (p && p.ep.state === 'handshaking' && sameClientHello(p.hello, msg)) {
+        // The same ClientHello again (a replay, or the peer's retransmission: same message in a record
+        // with a new sequence number): mbedTLS answers it with its flight again. Before, a
+        // retransmission (new record sequence number) started yet another endpoint, whose new
+        // ServerHello replaced the one the peer may already have answered.
         p.lastSeen = Date.now();
         this.#deliver(p, msg, rinfo);
         return;
@@ -602,6 +605,13 @@ export class DtlsServer extends dgram.Socket {
 /** A plaintext (epoch 0) DTLS handshake record carrying a ClientHello. */
 function isInitialClientHello(d: Buffer): boolean {
   return d.length > 25 && d[0] === 22 && d[1] === 0xfe && d[3] === 0 && d[4] === 0 && d[13] === 1;
+}
+
+/** The same ClientHello record apart from the 48-bit record sequence number (bytes 5-10). */
+function sameClientHello(a: Buffer, b: Buffer): boolean {
+  if (a.length !== b.length || a.length < 13) return false;
+  for (let i = 0; i < a.length; i++) if ((i < 5 || i > 10) && a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Holds an application-data record (type 23) of epoch 1 or later with room for a nonce and a tag. */

@@ -349,6 +349,40 @@ describe('dtls: hostile datagrams (issue 14)', function () {
     }
   });
 
+  describe("a resumption whose ClientHello is retransmitted (the server's flight was lost)", () => {
+    const peers = usePeers();
+
+    it('the retransmission (new record sequence number) reaches the same handshake: one endpoint, its flight again', async () => {
+      const { s, port } = await peers.server({ retransmitMs: 60_000, retransmitMaxMs: 480_000 });
+      s.on('message', (m: Buffer, rinfo) => s.send(m, rinfo));
+      const first = peers.client(port, one);
+      first.dtls.send(enc('first'));
+      assert.equal(Buffer.from(await nextMessage(first)).toString(), 'first');
+      const session = first.dtls.session()!;
+      first.dtls.close();
+      const px = new UdpProxy(port);
+      try {
+        const front = await px.start();
+        const hellos: Buffer[] = [];
+        px.filterToServer = (d) => {
+          if (d[0] === 22 && d[3] === 0 && d[4] === 0 && d[13] === 1) hellos.push(Buffer.from(d));
+          return true;
+        };
+        px.filterToClient = (_d, i) => i !== 1; // the server's first flight is lost
+        const c = peers.client(front, one, { session, retransmitMs: 100, retransmitMaxMs: 800 });
+        assert.equal((await c.connected).resumed, true);
+        c.dtls.send(enc('second'));
+        assert.equal(Buffer.from(await nextMessage(c)).toString(), 'second');
+        assert.ok(hellos.length >= 2, 'the client retransmitted its ClientHello');
+        assert.ok(!hellos[0].subarray(5, 11).equals(hellos[1].subarray(5, 11)), 'in a record with a new sequence number');
+        assert.equal(s.stats.resumptionsWithoutCookie, 1, 'one endpoint for the one handshake');
+        assert.equal(s.stats.handshakes, 2);
+      } finally {
+        px.close();
+      }
+    });
+  });
+
   describe('a new ClientHello from an address whose handshake never finished', () => {
     const peers = usePeers();
 
