@@ -32,7 +32,7 @@ for (const secure of [false, true]) describe(`e2e: chaos soak over ${secure ? 'C
   this.timeout(300_000);
   const e2e = useEndpoint(() => (secure ? { dtls: serverDtls() } : {}));
 
-  it(`stores every reading exactly once with its original ts; delivery never stalls more than ${secure ? 20 : 5} intervals`, async () => {
+  it('stores every reading exactly once with its original ts; delivery never stalls more than 5 intervals', async () => {
     const seed = Number(process.env.SOAK_SEED ?? 20261201);
     const rnd = new SeededRandom(seed);
     const dev = e2e.server.store.createDevice('soak');
@@ -132,11 +132,16 @@ for (const secure of [false, true]) describe(`e2e: chaos soak over ${secure ? 'C
     assert.equal(d.app.state.dropped, 0);
     // With 30 % loss a CON exchange fails outright ~4 % of the time (RFC 7252: 5 tries, ~93 s);
     // the queue goes out with the next reading. A stall beyond a few intervals means a wedged session.
-    // CoAPs stalls longer today (11-14 min seen): after a lost response the device resumes the
-    // session, and under 30 % loss a resumed handshake whose last flight is lost leaves the server's
-    // new endpoint half-done while the device already sends; a queued batch then also exceeded the
-    // resumed session's record size. Tracked in the note of issue 14; the bound stays explicit.
-    assert.ok(worstStall <= (secure ? 20 : 5) * MIN, summary);
+    // CoAPs used to stall for 11-14 min: (1) a resumption whose last flight (ChangeCipherSpec +
+    // Finished) was lost left the server's endpoint waiting for its retransmission timer, which runs
+    // in wall time here (a device minute is ~20 ms), so the device's requests went unanswered until
+    // it handshook again; DtlsServer now resends its flight when the peer's application data shows
+    // the handshake is done on the peer's side, and a retransmitted ClientHello no longer starts a
+    // second endpoint. (2) After such a lossy resumption mbedTLS 2.28 limited records to 479 bytes
+    // until the server's first record: a queued batch was refused five times; the core now keeps
+    // the session's 995 bytes, a refused request fails at once and the app splits the batch.
+    // Now 3 min over CoAPs (seeds 20261201, 7, 42, 1234, 5; plain CoAP 2-3 min), under the same bound.
+    assert.ok(worstStall <= 5 * MIN, summary);
     if (secure) assert.equal(d.app.dtls!.state, 'connected', summary);
   });
 });
