@@ -2,7 +2,7 @@
 import type { CoapResponse } from './types';
 
 export class CoapError extends Error {
-  // A class field (define semantics), not `this.name =`: on Moddable the built-in Error.prototype
+  // A class field (define semantics), not an assignment to name in the constructor: on Moddable the built-in Error.prototype
   // is frozen after preload, and assigning an inherited read-only property throws there.
   override readonly name: string = 'CoapError';
   readonly code: string;

@@ -265,7 +265,7 @@ export function readFixedHeader(buf: Uint8Array, offset: number, end: number): [
   throw malformed('Remaining Length longer than four bytes');
 }
 
-/** A plain Uint8Array copy (Buffer#slice would return a view into the caller's buffer). */
+/** A plain Uint8Array copy, never a view into the caller's buffer (which may be reused). */
 function copy(buf: Uint8Array, start: number, end: number): Uint8Array {
   const out = new Uint8Array(end - start);
   out.set(buf.subarray(start, end));

@@ -37,7 +37,7 @@ const CONNACK_TEXT = Object.freeze([
 ]);
 
 export class MqttError extends Error {
-  // A class field (define semantics), not `this.name =`: on Moddable the built-in Error.prototype
+  // A class field (define semantics), not an assignment to name in the constructor: on Moddable the built-in Error.prototype
   // is frozen after preload, and assigning an inherited read-only property throws there.
   override readonly name: string = 'MqttError';
   readonly code: MqttErrorCode;

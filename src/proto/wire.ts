@@ -37,7 +37,7 @@ export type ProtoErrorCode =
   | 'value'; // a value the message cannot hold (encoding), or an internal check
 
 export class ProtoError extends Error {
-  // Class fields, not `this.name =`: Error.prototype is frozen on XS after preload.
+  // Class fields, not an assignment to name in the constructor: Error.prototype is frozen on XS after preload.
   override readonly name: string = 'ProtoError';
   readonly code: ProtoErrorCode;
   /** Byte offset in the input where decoding failed (-1 when encoding). */

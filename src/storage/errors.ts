@@ -13,7 +13,7 @@ export type StorageErrorCode =
   | 'corrupt';
 
 export class StorageError extends Error {
-  // Class field, not `this.name =`: Error.prototype is frozen on Moddable after preload.
+  // Class field, not an assignment to name in the constructor: Error.prototype is frozen on Moddable after preload.
   override readonly name: string = 'StorageError';
   readonly code: StorageErrorCode;
   constructor(code: StorageErrorCode, message: string) {

@@ -16,7 +16,7 @@ export type TbErrorCode =
   | 'stopped'; // the client refused to send because an earlier 4.01 or security failure stopped it
 
 export class TbError extends Error {
-  // A class field (define semantics), not `this.name =`: on Moddable the built-in Error.prototype
+  // A class field (define semantics), not an assignment to name in the constructor: on Moddable the built-in Error.prototype
   // is frozen after preload, and assigning an inherited read-only property throws there.
   override readonly name: string = 'TbError';
   readonly code: TbErrorCode;
