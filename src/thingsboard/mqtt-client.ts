@@ -188,12 +188,12 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
 
   /** Attribute request; no keys = all client and shared attributes. */
   async requestAttributes(keys: { clientKeys?: string[]; sharedKeys?: string[] } = {}): Promise<AttributeSnapshot> {
-    const body: TbObject = {};
-    // Comma-separated strings: ThingsBoard disconnects on a JSON array of more than one key.
-    if (keys.clientKeys?.length) body.clientKeys = keys.clientKeys.join(',');
-    if (keys.sharedKeys?.length) body.sharedKeys = keys.sharedKeys.join(',');
+    // Comma-separated strings: ThingsBoard disconnects on a JSON array of more than one key; a
+    // Protobuf profile sends them in TransportApiProtos.AttributesRequest (the profile's schemas
+    // are not used for requests).
+    const body = this.codec.encodeAttributeRequest(keys.clientKeys?.join(',') ?? '', keys.sharedKeys?.join(',') ?? '');
     const id = this.#nextRequestId();
-    const response = await this.#request('attribute request', `${MqttTopics.attributeRequest}${id}`, `${MqttTopics.attributeResponse}${id}`, this.codec.encodeObject(body));
+    const response = await this.#request('attribute request', `${MqttTopics.attributeRequest}${id}`, `${MqttTopics.attributeResponse}${id}`, body);
     return this.codec.decodeAttributeSnapshot(response);
   }
 

@@ -54,6 +54,11 @@ export interface PayloadCodec {
   encodeRpcReply(result: TbValue): Uint8Array;
   encodeRpcCall(method: string, params: TbValue): Uint8Array;
   encodeObject(value: TbObject): Uint8Array;
+  /**
+   * An MQTT attribute request body: the key lists as comma-separated strings (empty = none).
+   * JSON: {"clientKeys","sharedKeys"}; Protobuf: TransportApiProtos.AttributesRequest.
+   */
+  encodeAttributeRequest(clientKeys: string, sharedKeys: string): Uint8Array;
   encodeClaim(secretKey?: string, durationMs?: number): Uint8Array;
   encodeProvisionRequest(request: ProvisionRequest): Uint8Array;
   /** The provision reply as ThingsBoard's JSON names: {status, credentialsType, credentialsValue, errorMsg?}. */
@@ -106,6 +111,12 @@ export const jsonCodec: PayloadCodec = Object.freeze<PayloadCodec>({
   encodeTelemetry: json,
   encodeAttributes: json,
   encodeObject: json,
+  encodeAttributeRequest(clientKeys, sharedKeys) {
+    const body: TbObject = {};
+    if (clientKeys) body.clientKeys = clientKeys;
+    if (sharedKeys) body.sharedKeys = sharedKeys;
+    return json(body);
+  },
   encodeRpcReply(result) {
     // ThingsBoard forwards a JSON object as the RPC result; a primitive is not mapped to 4.00
     // but silently never answered (reference §1.3), so wrap primitives.

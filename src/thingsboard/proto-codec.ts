@@ -4,6 +4,7 @@
  *
  *   telemetry POST           the profile's telemetry schema (flat, or ts + values)
  *   attributes POST          the profile's attributes schema
+ *   attribute request (MQTT) TransportApiProtos.AttributesRequest (fixed; CoAP: URI query)
  *   attribute GET response   TransportProtos.GetAttributeResponseMsg (fixed)
  *   attribute notifications  TransportProtos.AttributeUpdateNotificationMsg (fixed, the first too)
  *   server RPC request       the profile's RPC request schema (method, requestId, params)
@@ -180,6 +181,14 @@ export function protoCodec(profile: ProtoProfile): PayloadCodec {
       const m = decoded('RPC response', tb.decodeToServerRpcResponseMsg(payload));
       if (m.error) return { error: m.error };
       return jsonOrString(m.payload ?? '');
+    },
+    encodeAttributeRequest(clientKeys, sharedKeys) {
+      return guard('attribute request', () => {
+        const m: tb.AttributesRequest = {};
+        if (clientKeys) m.clientKeys = clientKeys;
+        if (sharedKeys) m.sharedKeys = sharedKeys;
+        return tb.encodeAttributesRequest(m);
+      });
     },
     encodeObject() {
       throw new PayloadError(`profile ${profile.name}: Protobuf has no schema for a free-form object`);

@@ -421,6 +421,62 @@ function fromTb_ToServerRpcResponseMsg(o: TbObject, at: string, alias?: Readonly
   return m;
 }
 
+export interface AttributesRequest {
+  clientKeys?: string;
+  sharedKeys?: string;
+}
+
+function size_AttributesRequest(m: AttributesRequest): number {
+  let n = 0;
+  if (m.clientKeys !== undefined && m.clientKeys !== '') n += 1 + sizeString(m.clientKeys);
+  if (m.sharedKeys !== undefined && m.sharedKeys !== '') n += 1 + sizeString(m.sharedKeys);
+  return n;
+}
+
+function write_AttributesRequest(b: Uint8Array, p: number, m: AttributesRequest, s: FloatScratch | undefined): number {
+  void s;
+  if (m.clientKeys !== undefined && m.clientKeys !== '') { b[p++] = 10; p = putString(b, p, m.clientKeys, utf8Size(m.clientKeys)); }
+  if (m.sharedKeys !== undefined && m.sharedKeys !== '') { b[p++] = 18; p = putString(b, p, m.sharedKeys, utf8Size(m.sharedKeys)); }
+  return p;
+}
+
+function read_AttributesRequest(r: Reader, end: number, into?: AttributesRequest): AttributesRequest {
+  const m: AttributesRequest = into ?? { clientKeys: '', sharedKeys: '' };
+  const outer = r.end;
+  r.end = end;
+  while (r.pos < end) {
+    const t = r.tag();
+    switch (t) {
+      case 10: m.clientKeys = r.string(); break;
+      case 18: m.sharedKeys = r.string(); break;
+      default: r.skip(t);
+    }
+  }
+  r.end = outer;
+  return m;
+}
+
+function toTb_AttributesRequest(m: AttributesRequest): TbObject {
+  const o: TbObject = {};
+  if (m.clientKeys !== undefined) o["clientKeys"] = m.clientKeys;
+  if (m.sharedKeys !== undefined) o["sharedKeys"] = m.sharedKeys;
+  return o;
+}
+
+function fromTb_AttributesRequest(o: TbObject, at: string, alias?: Readonly<Record<string, string>>): AttributesRequest {
+  const m: AttributesRequest = {};
+  for (const k of Object.keys(o)) {
+    const v = o[k]!;
+    if (v === null) continue; // ThingsBoard skips nulls
+    switch (alias?.[k] ?? k) {
+      case "clientKeys": m.clientKeys = asString(v, at, k); break;
+      case "sharedKeys": m.sharedKeys = asString(v, at, k); break;
+      default: throw new ProtoError('value', `${at}${k}: no such field in transport.AttributesRequest`);
+    }
+  }
+  return m;
+}
+
 export interface ClaimDevice {
   secretKey?: string;
   durationMs?: Int64;
@@ -979,6 +1035,21 @@ export function toServerRpcResponseMsgToTb(m: ToServerRpcResponseMsg): TbObject 
 }
 export function toServerRpcResponseMsgFromTb(o: TbObject, alias?: Readonly<Record<string, string>>): ToServerRpcResponseMsg {
   return fromTb_ToServerRpcResponseMsg(o, '', alias);
+}
+
+export function encodeAttributesRequest(m: AttributesRequest, scratch?: FloatScratch): Uint8Array {
+  const b = new Uint8Array(size_AttributesRequest(m));
+  write_AttributesRequest(b, 0, m, scratch);
+  return b;
+}
+export function decodeAttributesRequest(bytes: Uint8Array): AttributesRequest | ProtoError {
+  return decodeWith(bytes, (r) => read_AttributesRequest(r, r.end));
+}
+export function attributesRequestToTb(m: AttributesRequest): TbObject {
+  return toTb_AttributesRequest(m);
+}
+export function attributesRequestFromTb(o: TbObject, alias?: Readonly<Record<string, string>>): AttributesRequest {
+  return fromTb_AttributesRequest(o, '', alias);
 }
 
 export function encodeClaimDevice(m: ClaimDevice, scratch?: FloatScratch): Uint8Array {
