@@ -17,7 +17,14 @@
 // - one session per device: a new connection closes the older one (§2.11);
 // - 600 s without any packet closes the session; keep-alive itself is not enforced (§2.7);
 // - downlink QoS = the matching subscription's, or 1 without one; responses (attributes, client
-//   RPC, provisioning) are sent even without a subscription (§0.4).
+//   RPC, provisioning) are sent even without a subscription (§0.4);
+// - Protobuf device profiles (ThingsBoard's ProtoMqttAdaptor; decoded here with protobufjs):
+//   telemetry, attributes and the server RPC request/reply use the profile's schemas; the
+//   attribute request is TransportApiProtos.AttributesRequest, its response
+//   GetAttributeResponseMsg, shared updates AttributeUpdateNotificationMsg, client RPC
+//   RpcRequest / ToServerRpcResponseMsg, claim ClaimDevice; provisioning tries JSON first, then
+//   ProvisionDeviceRequestMsg, and answers in the form it read. A body that does not decode
+//   closes the connection without PUBACK, as malformed JSON does.
 
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -27,6 +34,8 @@ import type { Device, JsonObject, JsonValue, Store } from './store';
 import { certSha3FromPem, randomToken } from './store';
 import type { TbCoapService } from './handler';
 import { RpcTimeoutError, isObject, parseJson, typeValues } from './handler';
+import { compileProfile, fixedMessages, ProtoConvertError } from './proto-profile';
+import type { ProtoProfile } from './proto-profile';
 
 export interface MqttListenerOptions {
   host?: string;
@@ -187,10 +196,10 @@ export class MqttSession {
   }
 
   /** Server -> device PUBLISH: QoS of the matching subscription, else 1 (ThingsBoard's rule). */
-  publish(topic: string, body: JsonValue | string, filter?: string): void {
+  publish(topic: string, body: JsonValue | string | Buffer, filter?: string): void {
     const granted = filter !== undefined ? this.subs.get(filter) : undefined;
     const qos = (granted ?? 1) as 0 | 1;
-    const payload = Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+    const payload = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
     const p: mqtt.IPublishPacket = { cmd: 'publish', topic, payload, qos, dup: false, retain: false };
     if (qos) {
       p.messageId = this.#nextId;
@@ -299,6 +308,20 @@ export class MqttSession {
     return v;
   }
 
+  /** The device's Protobuf profile, compiled (undefined: a JSON device). */
+  get proto(): ProtoProfile | undefined {
+    return this.device?.protobuf ? compileProfile(this.device.protobuf) : undefined;
+  }
+
+  /** A Protobuf body decoded (a failure closes the connection, as ProtoMqttAdaptor's AdaptorException does). */
+  #decode<T>(what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw new Disconnect(`${what}: payload is not a valid Protobuf message: ${(e as Error).message}`);
+    }
+  }
+
   #onPublish(p: mqtt.IPublishPacket): void {
     const topic = p.topic;
     if (!topic || topic.includes('+') || topic.includes('#')) throw new Disconnect('malformed packet: invalid PUBLISH topic');
@@ -310,15 +333,26 @@ export class MqttSession {
         this.#puback(p);
         throw new Disconnect(`provisioning session published to ${topic}`);
       }
-      const reply = this.listener.provision(this.#json(p, 'provision request'));
+      // JSON first; a body that is not JSON is read as ProvisionDeviceRequestMsg and answered
+      // with ProvisionDeviceResponseMsg (MqttTransportHandler.processProvisionSessionMsg).
+      const json = parseJson(p.payload as Buffer);
+      const proto = json === undefined && (p.payload as Buffer).length > 0;
+      const request = proto ? this.#decode('provision request', () => fixedMessages.provisionRequest(p.payload as Buffer)) : this.#json(p, 'provision request');
+      const reply = this.listener.provision(request);
       this.#puback(p);
-      this.publish(TOPIC.provisionResponse, reply, TOPIC.provisionResponse);
+      this.publish(
+        TOPIC.provisionResponse,
+        proto ? fixedMessages.provisionResponse(String(reply.status), String(reply.credentialsType ?? 'ACCESS_TOKEN'), String(reply.credentialsValue ?? '')) : reply,
+        TOPIC.provisionResponse,
+      );
       this.listener.closeLater(this);
       return;
     }
     const dev = this.device!;
+    const proto = this.proto;
+    const body = p.payload as Buffer;
     if (topic === TOPIC.telemetry) {
-      const json = this.#json(p, 'telemetry');
+      const json = proto ? this.#decode('telemetry', () => proto.telemetry.toJson(body)) : this.#json(p, 'telemetry');
       const now = Date.now();
       const entries: { ts: number; values: Record<string, JsonValue> }[] = [];
       const one = (o: JsonValue): void => {
@@ -337,7 +371,7 @@ export class MqttSession {
       return this.#puback(p);
     }
     if (topic === TOPIC.attributes) {
-      const json = this.#json(p, 'attributes');
+      const json = proto ? this.#decode('attributes', () => proto.attributes.toJson(body)) : this.#json(p, 'attributes');
       if (!isObject(json)) throw new Disconnect('attributes: not an object');
       const values = typeValues(json);
       store.setClientAttributes(dev.id, values);
@@ -346,32 +380,47 @@ export class MqttSession {
     }
     if (topic.startsWith(TOPIC.attrRequest)) {
       const id = requestId(topic, TOPIC.attrRequest);
-      const json = this.#json(p, 'attribute request');
+      const json: JsonValue = proto ? { ...this.#decode('attribute request', () => fixedMessages.attributeRequest(body)) } : this.#json(p, 'attribute request');
       if (!isObject(json)) throw new Disconnect('attribute request: not an object');
+      // Protobuf: empty strings are absent keys (StringUtils.isEmpty in ProtoConverter)
+      if (proto) for (const k of ['clientKeys', 'sharedKeys']) if (json[k] === '') delete json[k];
       const ck = keyList(json.clientKeys);
       const sk = keyList(json.sharedKeys);
       const all = store.attributes(dev.id);
       const pick = (o: JsonObject, keys: string[]): JsonObject => Object.fromEntries(keys.filter((k) => k in o).map((k) => [k, o[k]!]));
       const client = !ck && !sk ? all.client : pick(all.client, ck ?? []);
       const shared = !ck && !sk ? all.shared : pick(all.shared, sk ?? []);
-      const body: JsonObject = {};
-      if (Object.keys(client).length) body.client = client;
-      if (Object.keys(shared).length) body.shared = shared;
+      const out: JsonObject = {};
+      if (Object.keys(client).length) out.client = client;
+      if (Object.keys(shared).length) out.shared = shared;
       this.#puback(p);
-      this.publish(`${TOPIC.attrResponse}${id}`, body, `${TOPIC.attrResponse}+`);
+      // Protobuf: TransportProtos.GetAttributeResponseMsg with the request id (ProtoMqttAdaptor)
+      this.publish(`${TOPIC.attrResponse}${id}`, proto ? fixedMessages.attributeResponse(client, shared, Date.now(), id) : out, `${TOPIC.attrResponse}+`);
       return;
     }
     if (topic.startsWith(TOPIC.rpcResponse)) {
       const id = requestId(topic, TOPIC.rpcResponse);
-      const text = (p.payload as Buffer).toString('utf8');
+      if (proto) {
+        // The profile's RPC response schema; its JSON form is the RPC result.
+        const json = this.#decode('RPC reply', () => proto.rpcResponse.toJson(body));
+        this.listener.rpcReply(this, id, json);
+        return this.#puback(p);
+      }
+      const text = body.toString('utf8');
       // ThingsBoard passes the reply on as a string without validating it.
-      const json = parseJson(p.payload as Buffer);
+      const json = parseJson(body);
       this.listener.rpcReply(this, id, json === undefined ? text : json);
       return this.#puback(p);
     }
     if (topic.startsWith(TOPIC.rpcRequest)) {
       const id = requestId(topic, TOPIC.rpcRequest);
-      const json = this.#json(p, 'client RPC');
+      let json: JsonValue;
+      if (proto) {
+        // Fixed TransportApiProtos.RpcRequest {method, params: string}; the profile's schemas are not used.
+        const r = this.#decode('client RPC', () => fixedMessages.clientRpcRequest(body));
+        if (!r.method) throw new Disconnect('client RPC without method');
+        json = { method: r.method, params: parseJson(Buffer.from(r.params)) ?? r.params };
+      } else json = this.#json(p, 'client RPC');
       if (!isObject(json) || typeof json.method !== 'string') throw new Disconnect('client RPC without method');
       this.#puback(p);
       this.listener.clientRpc(this, id, json.method, json.params ?? null);
@@ -380,7 +429,9 @@ export class MqttSession {
     if (topic === TOPIC.claim) {
       let secretKey = '';
       let durationMs = 0;
-      if ((p.payload as Buffer).length) {
+      if (body.length && proto) {
+        ({ secretKey, durationMs } = this.#decode('claim', () => fixedMessages.claim(body)));
+      } else if (body.length) {
         const json = this.#json(p, 'claim');
         if (!isObject(json)) throw new Disconnect('claim: not an object');
         if (typeof json.secretKey === 'string') secretKey = json.secretKey;
@@ -475,6 +526,11 @@ class MqttListenerImpl implements MqttListener {
       origShared(dev, updated, deleted);
       const s = this.byDevice.get(dev.id);
       if (!s || !s.subs.has(TOPIC.attributes)) return;
+      if (s.proto) {
+        // Protobuf: TransportProtos.AttributeUpdateNotificationMsg on the v1 topic
+        s.publish(TOPIC.attributes, fixedMessages.attributeUpdate(updated, deleted, Date.now()), TOPIC.attributes);
+        return;
+      }
       const body: JsonObject = { ...updated };
       if (deleted.length) body.deleted = deleted;
       s.publish(TOPIC.attributes, body, TOPIC.attributes);
@@ -508,7 +564,21 @@ class MqttListenerImpl implements MqttListener {
   }
 
   #pushRpc(s: MqttSession, rec: PendingMqttRpc['rec']): void {
-    s.publish(`${TOPIC.rpcRequest}${rec.id}`, { method: rec.method, params: rec.params }, `${TOPIC.rpcRequest}+`);
+    const proto = s.proto;
+    if (proto) {
+      // The profile's RPC request schema, built from {"method","requestId","params"} as
+      // ThingsBoard does; object params into a string field fail there too (the params pitfall):
+      // ThingsBoard logs and the device gets nothing, so the RPC times out.
+      let bytes: Buffer;
+      try {
+        bytes = proto.rpcRequest.fromJson({ method: rec.method, requestId: rec.id, params: rec.params ?? null });
+      } catch (e) {
+        if (!(e instanceof ProtoConvertError)) throw e;
+        this.log(`mqtt: [${s.device!.name}] Failed to convert device RPC command to MQTT msg: ${e.message} (use string/primitive params or model params as a message in the RPC request schema)`);
+        return;
+      }
+      s.publish(`${TOPIC.rpcRequest}${rec.id}`, bytes, `${TOPIC.rpcRequest}+`);
+    } else s.publish(`${TOPIC.rpcRequest}${rec.id}`, { method: rec.method, params: rec.params }, `${TOPIC.rpcRequest}+`);
     if (rec.status === 'QUEUED') this.store.updateRpc(rec, { status: 'SENT' });
   }
 
@@ -539,7 +609,7 @@ class MqttListenerImpl implements MqttListener {
       this.timers.delete(timer);
       if (done) return;
       done = true;
-      s.publish(`${TOPIC.rpcResponse}${id}`, { error: 'timeout' }, `${TOPIC.rpcResponse}+`);
+      s.publish(`${TOPIC.rpcResponse}${id}`, s.proto ? fixedMessages.clientRpcResponse(JSON.stringify({ error: 'timeout' })) : { error: 'timeout' }, `${TOPIC.rpcResponse}+`);
     }, this.clientRpcTimeoutMs);
     timer.unref();
     this.timers.add(timer);
@@ -554,7 +624,8 @@ class MqttListenerImpl implements MqttListener {
         done = true;
         clearTimeout(timer);
         this.timers.delete(timer);
-        s.publish(`${TOPIC.rpcResponse}${id}`, result, `${TOPIC.rpcResponse}+`);
+        // Protobuf: TransportProtos.ToServerRpcResponseMsg, the result as JSON text in payload
+        s.publish(`${TOPIC.rpcResponse}${id}`, s.proto ? fixedMessages.clientRpcResponse(JSON.stringify(result)) : result, `${TOPIC.rpcResponse}+`);
       });
   }
 

@@ -248,6 +248,7 @@ message GetAttributeResponseMsg { int32 requestId = 1; repeated TsKvProto client
 message ToServerRpcResponseMsg { int32 requestId = 1; string payload = 2; string error = 3; }
 message RpcRequest { string method = 1; string params = 2; }
 message ClaimDevice { string secretKey = 1; int64 durationMs = 2; }
+message AttributesRequest { string clientKeys = 1; string sharedKeys = 2; }
 enum CredentialsType { ACCESS_TOKEN = 0; X509_CERTIFICATE = 1; MQTT_BASIC = 2; LWM2M_CREDENTIALS = 3; }
 enum ResponseStatus { UNKNOWN = 0; SUCCESS = 1; NOT_FOUND = 2; FAILURE = 3; }
 message ValidateDeviceTokenRequestMsg { string token = 1; }
@@ -289,11 +290,17 @@ export const fixedMessages = {
       sharedDeleted: deleted,
     });
   },
-  attributeResponse(client: JsonObject, shared: JsonObject, ts: number): Buffer {
+  attributeResponse(client: JsonObject, shared: JsonObject, ts: number, requestId?: number): Buffer {
     return encodeFixed('GetAttributeResponseMsg', {
+      ...(requestId !== undefined ? { requestId } : {}),
       clientAttributeList: Object.entries(client).map(([k, v]) => ({ ts, kv: kv(k, v) })),
       sharedAttributeList: Object.entries(shared).map(([k, v]) => ({ ts, kv: kv(k, v) })),
     });
+  },
+  /** MQTT attribute request (TransportApiProtos.AttributesRequest): comma-separated key lists. */
+  attributeRequest(bytes: Uint8Array): { clientKeys: string; sharedKeys: string } {
+    const m = decodeFixed('AttributesRequest', bytes);
+    return { clientKeys: String(m.clientKeys ?? ''), sharedKeys: String(m.sharedKeys ?? '') };
   },
   clientRpcRequest(bytes: Uint8Array): { method: string; params: string } {
     const m = decodeFixed('RpcRequest', bytes);
