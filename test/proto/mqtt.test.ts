@@ -4,7 +4,8 @@
 // schemas; the attribute request/response, shared updates and client RPC ThingsBoard's fixed
 // messages.
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { MqttThingsBoardClient } from '../../src/thingsboard/mqtt-client';
@@ -20,7 +21,9 @@ import { TcpStreamFactory } from '../../tools/sim/tcp';
 import { cryptoRandom } from '../../tools/sim/random';
 import type { TbServer } from '../../tools/tb-server/server';
 import type { ProtoSchemas } from '../../tools/tb-server/proto-profile';
-import { RawClient, startMqttTb } from '../mqtt/helpers';
+import { createSimMqttDevice } from '../../tools/sim/mqtt-device';
+import { describeProtobuf } from '../../tools/sim/proto-trace';
+import { RawClient, run, startMqttTb } from '../mqtt/helpers';
 import { memoryLog, waitFor } from '../helpers/wait';
 
 const DIR = path.join(__dirname, '../../tools/proto/profiles/device');
@@ -159,5 +162,49 @@ describe('Protobuf device profile over MQTT: the endpoint side (protobufjs peer,
     raw.send({ cmd: 'publish', topic: 'v1/devices/me/telemetry', qos: 1, messageId: 3, dup: false, retain: false, payload: Buffer.from('{"temperature": 1}') });
     await waitFor('closed', () => raw.closed);
     assert.equal(raw.packets.filter((p) => p.cmd === 'puback').length, 2);
+  });
+});
+
+describe('Protobuf device profile over MQTT: the firmware app (simulated device) and npm start', function () {
+  this.timeout(60000);
+  let tb: (TbServer & { lines: string[]; port: number }) | undefined;
+  afterEach(async () => tb?.close());
+
+  it('DeviceApp reports in Protobuf, follows the shared reportingInterval and answers setInterval; the trace shows the bodies decoded', async () => {
+    tb = await startMqttTb();
+    const dev = tb.store.createDevice('pb-sim');
+    tb.store.updateDevice(dev, { protobuf: SCHEMAS });
+    const lines: string[] = [];
+    const sim = createSimMqttDevice({
+      host: '127.0.0.1', port: tb.port, credentials: { kind: 'token', token: dev.token }, reportingIntervalMs: 60000, clock: new ScaledClock(50), log: memoryLog(),
+      trace: (l) => lines.push(l), codec: protoCodec(deviceProfile), describePayload: describeProtobuf(deviceProfile),
+    });
+    try {
+      await sim.start();
+      await waitFor('first report', () => tb!.store.latestTelemetry(dev.id).temperature);
+      assert.deepEqual(tb.store.attributes(dev.id).client, { reportingInterval: 60, currentFwTitle: 'tb-coap-firmware', currentFwVersion: '0.1.0' });
+      tb.store.setSharedAttributes(dev.id, { reportingInterval: 5 });
+      tb.service.sharedAttributesChanged(dev, { reportingInterval: 5 }, []);
+      await waitFor('the new interval', () => sim.app.intervalMs === 5000);
+      const set = await tb.service.sendRpc(dev, { method: 'setInterval', params: { interval: 30 } });
+      assert.deepEqual(set.response, { payload: '{"interval":30}' });
+      await waitFor('reported back as a client attribute', () => tb!.store.attributes(dev.id).client.reportingInterval === 30);
+      assert.ok(lines.some((l) => /^-> PUBLISH v1\/devices\/me\/telemetry q1 .* pb\{"ts":\d+,"values":\{"temperature"/.test(l)), lines.join('\n'));
+      assert.ok(!lines.join('\n').includes(dev.token));
+    } finally {
+      sim.stop();
+    }
+  });
+
+  it('npm start -- --mqtt --protobuf runs the device in Protobuf (was refused)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pb-mqtt-start-'));
+    try {
+      const r = await run(process.execPath, ['--require', 'tsx/cjs', path.join(__dirname, '../../tools/sim/start.ts'), '--mqtt', '--protobuf', '--duration', '2s', '--coap-port', '0', '--http-port', '0', '--mqtt-port', '0', '--data', dir], 45000);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /device profile: Protobuf payloads/);
+      assert.match(r.stdout, /-> PUBLISH v1\/devices\/me\/telemetry q1 .* pb\{"ts":/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -79,7 +79,7 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
   if (options.transport === 'mqtt' && options.trace && !options.mqtt?.tap) {
     // One line per MQTT packet (the CONNECT's user name shown as ***), inside TLS for mqtts.
     const trace = options.trace;
-    config = { ...config, mqtt: { ...options.mqtt, tap: (dir, p, bytes) => trace(`${dir === 'out' ? '->' : '<-'} ${describeMqtt(p, bytes)}`) } };
+    config = { ...config, mqtt: { ...options.mqtt, tap: (dir, p, bytes) => trace(`${dir === 'out' ? '->' : '<-'} ${describeMqtt(p, bytes, options.describePayload, dir)}`) } };
   }
   if (options.flash) {
     platform.flash = options.flash;

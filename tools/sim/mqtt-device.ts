@@ -13,6 +13,9 @@ import { makeCerts } from '../provision/certs';
 import { ScaledClock } from './clock';
 import { consoleLog, createSimDevice } from './device';
 import { describeMqtt } from './mqtt-trace';
+import type { PayloadCodec } from '../../src/thingsboard/payload';
+import type { PayloadDescriber } from './trace';
+import type { ProtoSchemas } from '../tb-server/proto-profile';
 export { describeMqtt };
 
 export interface SimMqttDeviceOptions {
@@ -25,6 +28,9 @@ export interface SimMqttDeviceOptions {
   clock: Clock;
   log: Log;
   trace?: (line: string) => void;
+  /** A Protobuf profile's codec (and the trace's decoder for its binary bodies). */
+  codec?: PayloadCodec;
+  describePayload?: PayloadDescriber;
 }
 
 export function createSimMqttDevice(o: SimMqttDeviceOptions) {
@@ -39,6 +45,8 @@ export function createSimMqttDevice(o: SimMqttDeviceOptions) {
     clock,
     log,
     ...(o.trace ? { trace: o.trace } : {}),
+    ...(o.codec ? { codec: o.codec } : {}),
+    ...(o.describePayload ? { describePayload: o.describePayload } : {}),
   });
   const app = sim.app;
   return {
@@ -67,6 +75,8 @@ export interface MqttSimStartOptions {
   mqttsPort: number;
   dataDir: string;
   certsDir: string;
+  /** A Protobuf device profile: its schemas for the endpoint, the codec and trace decoder for the device. */
+  protobuf?: { schemas: ProtoSchemas; codec: PayloadCodec; describePayload: PayloadDescriber };
 }
 
 /** Runs until durationMs of device time (or Ctrl-C); resolves with the exit code. */
@@ -101,6 +111,8 @@ export async function startMqttSim(o: MqttSimStartOptions): Promise<number> {
   });
   const name = 'sim-device-1';
   const dev = server.store.findDevice(name) ?? server.store.createDevice(name);
+  // The device profile's payload type follows --protobuf (the endpoint's state keeps it between runs).
+  server.store.updateDevice(dev, { protobuf: o.protobuf?.schemas });
   let credentials: Credentials = { kind: 'token', token: dev.token };
   if (pki && o.x509) {
     server.store.updateDevice(dev, { certSha3: certSha3FromPem(pki.read('device.pem').toString()) });
@@ -108,12 +120,14 @@ export async function startMqttSim(o: MqttSimStartOptions): Promise<number> {
   }
   const port = secure ? server.mqtt!.tlsPort! : server.mqtt!.port!;
   console.log(`local ThingsBoard endpoint: mqtt://127.0.0.1:${server.mqtt!.port}${server.mqtt!.tlsPort ? `  mqtts://localhost:${server.mqtt!.tlsPort}` : ''}  coap://127.0.0.1:${server.coapPort}  admin http://127.0.0.1:${server.httpPort}`);
+  if (o.protobuf) console.log('device profile: Protobuf payloads (tools/proto/profiles/device); the endpoint decodes them with protobufjs');
   console.log(`device "${name}" over ${secure ? `mqtts (${o.x509 ? 'mutual X.509, no token' : 'one-way TLS + access token'}; test PKI in ${pki!.dir})` : 'mqtt (access token as user name)'}; token kept in ${o.dataDir}, never printed`);
   const sim = createSimMqttDevice({
     host: secure ? 'localhost' : '127.0.0.1', port, credentials,
     ...(pki ? { tls: { ca: pki.read('ca.pem'), hostname: 'localhost', ...(o.x509 ? { cert: pki.read('device.pem'), key: pki.read('device.key') } : {}) } } : {}),
     reportingIntervalMs: o.intervalMs, clock, log,
     ...(o.quiet ? {} : { trace: (line: string) => log.info(`device ${line}`) }),
+    ...(o.protobuf ? { codec: o.protobuf.codec, describePayload: o.protobuf.describePayload } : {}),
   });
   await sim.start();
   return runFor(sim, log, o.speed, o.durationMs, () => server.close());

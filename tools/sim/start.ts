@@ -100,9 +100,8 @@ async function main(argv: string[]): Promise<number> {
     const removed = resetState(dataDir);
     console.log(`--fresh: ${removed.length ? `endpoint state in ${dataDir} cleared` : `no endpoint state in ${dataDir}`}`);
   }
-  if ((flag(p, 'mqtt') || flag(p, 'mqtts')) && flag(p, 'protobuf')) throw new UsageError('--protobuf works over CoAP/CoAPs only (the MQTT client has no Protobuf payloads yet)');
   if (flag(p, 'mqtt') || flag(p, 'mqtts')) {
-    return startMqttSim({ secure: flag(p, 'mqtts'), x509: flag(p, 'x509'), intervalMs, ...(durationMs !== undefined ? { durationMs } : {}), speed, quiet, level, coapPort, httpPort, mqttPort: port(p, 'mqtt-port', 1883, true), mqttsPort: port(p, 'mqtts-port', 8883, true), dataDir, certsDir: str(p, 'certs') ?? '.certs' });
+    return startMqttSim({ secure: flag(p, 'mqtts'), x509: flag(p, 'x509'), intervalMs, ...(durationMs !== undefined ? { durationMs } : {}), speed, quiet, level, coapPort, httpPort, mqttPort: port(p, 'mqtt-port', 1883, true), mqttsPort: port(p, 'mqtts-port', 8883, true), dataDir, certsDir: str(p, 'certs') ?? '.certs', ...(flag(p, 'protobuf') ? { protobuf: { schemas: deviceProfileSchemas(), codec: protoCodec(deviceProfile), describePayload: describeProtobuf(deviceProfile) } } : {}) });
   }
   const pki = coaps ? makeCerts(str(p, 'certs') ?? '.certs') : undefined;
   const server = await startTbServer({
