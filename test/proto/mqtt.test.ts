@@ -125,6 +125,14 @@ for (const secure of [false, true]) {
       assert.equal(claim.secretKey, 's3cret');
       assert.ok(claim.expiresAt > Date.now());
     });
+
+    it('provisioning: ProvisionDeviceRequestMsg (not JSON) is answered with ProvisionDeviceResponseMsg', async () => {
+      tb.store.addProfile({ key: 'pk', secret: 'ps', strategy: 'ALLOW_CREATE_NEW_DEVICES' });
+      const c = make({ credentials: { kind: 'token', token: 'not-yet' } });
+      assert.deepEqual(await c.provision({ provisionDeviceKey: 'pk', provisionDeviceSecret: 'ps', deviceName: 'pb-fresh', token: 'PB_TOKEN_1' }), { credentialsType: 'ACCESS_TOKEN', credentialsValue: 'PB_TOKEN_1' });
+      await assert.rejects(c.provision({ provisionDeviceKey: 'pk', provisionDeviceSecret: 'wrong' }), /NOT_FOUND: Provision data was not found!/);
+      assert.equal(tb.store.findDevice('pb-fresh')!.token, 'PB_TOKEN_1');
+    });
   });
 }
 
