@@ -32,6 +32,8 @@ describe('proto: generated code and codec on XS (xsnap-worker)', function () {
     assert.deepEqual(xs, node);
     assert.equal(xs.telemetry.length, 29 * 2);
     assert.deepEqual(xs.update, { shared: { reportingInterval: 5, big: '9223372036854775807', j: { a: [1, 2] } }, deleted: ['gone'] });
+    // field 1 "a,b", field 2 "reportingInterval"; no keys: an empty message
+    assert.deepEqual(xs.attributeRequest, ['0a03612c62121172' + Buffer.from('eportingInterval').toString('hex'), '']);
     assert.deepEqual(xs.rpc, { id: 3, method: 'setInterval', params: { interval: 30 } });
     assert.deepEqual(xs.dflt, { id: 27, method: 'echo', params: { a: 1 } });
     assert.match(xs.error, /^PayloadError: RPC request: /);
