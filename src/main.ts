@@ -45,7 +45,7 @@ interface AppConfig extends BoardConfig {
   partition?: string;
   /** Device name sent when provisioning over the network. */
   deviceName?: string;
-  /** Payload format of the device profile: "json" (default) or "protobuf" (tools/proto/profiles/device, coap(s) only). */
+  /** Payload format of the device profile: "json" (default) or "protobuf" (tools/proto/profiles/device), over CoAP and MQTT. */
   payload?: string;
 }
 
@@ -148,7 +148,6 @@ const x509 = security.credentials.kind === 'x509';
 
 const payload = cfg.payload || 'json';
 if (payload !== 'json' && payload !== 'protobuf') configError(`payload must be json or protobuf, got ${JSON.stringify(payload)}`);
-if (payload === 'protobuf' && security.transport === 'mqtt') configError('payload protobuf is built for CoAP only (MQTT attribute requests are JSON)');
 
 const board = openBoard(cfg, log, clock);
 log.info(`board ${board.description}`);

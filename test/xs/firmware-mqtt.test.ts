@@ -5,7 +5,7 @@
  * (hardware/dtls/xs_binding.c, transport 'stream') against the endpoint's MQTT listener.
  */
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTbServer } from '../../tools/tb-server/server';
@@ -52,13 +52,39 @@ for (const secure of [false, true]) {
       await server.close();
       rmSync(dir, { recursive: true, force: true });
     });
-    const start = (token: string, extra: { ca?: string } = {}) =>
+    const start = (token: string, extra: { ca?: string; config?: Record<string, unknown> } = {}) =>
       xs.start({
         scheme: 'mqtt',
         port: secure ? server.mqtt!.tlsPort! : server.mqtt!.port!,
         token,
         ...(secure ? { dtls: { ca: pki.path(extra.ca ?? 'ca.pem'), hostname: 'localhost' } } : {}),
+        ...(extra.config ? { config: extra.config } : {}),
       });
+
+    it('reports in Protobuf (payload=protobuf) and answers RPC, the attribute request in ThingsBoard\'s fixed message', async () => {
+      const dev = server.store.createDevice('xs-mpb');
+      const dir = join(__dirname, '../../tools/proto/profiles/device');
+      const schema = (f: string) => readFileSync(join(dir, f), 'utf8');
+      const r = await admin(server, 'PUT', '/api/devices/xs-mpb/payload', {
+        transportPayloadType: 'PROTOBUF',
+        telemetry: schema('telemetry.proto'),
+        attributes: schema('attributes.proto'),
+        rpcRequest: schema('rpc-request.proto'),
+        rpcResponse: schema('rpc-response.proto'),
+      });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      const d = start(dev.token, { config: { payload: 'protobuf' } });
+      await waitForLine(d, 'Protobuf at boot', /Protobuf \(profile device\)/);
+      await waitForLine(d, 'start', /device started/);
+      const latest = await waitFor('Protobuf telemetry from XS over MQTT', () => {
+        const t = server.store.latestTelemetry(dev.id);
+        return t.temperature && t.batteryVoltage ? t : undefined;
+      }, 20000).catch((e: Error) => assert.fail(`${e.message}\n${d.output()}`));
+      assert.ok(Math.abs((latest.temperature!.value as number) - 22) < 10, JSON.stringify(latest));
+      const state = await admin(server, 'POST', '/api/devices/xs-mpb/rpc', { method: 'getState', params: {}, timeoutMs: 5000 });
+      assert.equal(state.status, 200, `${JSON.stringify(state.json)}\n${d.output()}`);
+      assertNoAbort(d);
+    });
 
     it('reports telemetry, takes reportingInterval from a shared attribute and answers RPC', async () => {
       const dev = server.store.createDevice('xs-m1');
