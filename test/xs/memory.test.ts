@@ -30,10 +30,18 @@ const STATS_EVERY_MS = 10_000;
  * 1000 (reports 900-1020). Every sample is taken after a full GC, but at any phase of a report
  * cycle: a request in flight (datagram, promise chain, retransmission timer, DTLS record), or
  * readings queued while a loaded machine delayed delivery, lift single samples by a few hundred
- * slots (seen: up to +455). A leak lifts the floor. Allowed: 2% + 100 slots, 2% + 2 KB of chunks;
- * one leaked object per report would add 900 by report 1000, several thousand slots.
+ * slots (seen: up to +455). A leak lifts the floor. Allowed, on the run-time figures (after the
+ * preload phase): 2% + 100 slots, 2% + 2 KB of chunks, plus IN_FLIGHT; one leaked object per report
+ * would add 900 by report 1000, several thousand slots.
  */
 const TOLERANCE = { slotsRatio: 0.02, slots: 100, chunksRatio: 0.02, chunks: 2048 };
+/**
+ * On a loaded machine (CI, with the fast clock at 50x a report has 20 ms of wall time) every sample
+ * around report 1000 can fall inside a report: the floor is then lifted by one report in flight
+ * (measured: +455 slots, +8.1 KB of chunks, the same value in every late sample and at the end). That
+ * much is allowed on top of TOLERANCE; a leak of one object per report (900+ slots) still fails.
+ */
+const IN_FLIGHT = { slots: 500, chunks: 9 * 1024 };
 const KB = (n: number) => `${(n / 1024).toFixed(1)} KB`;
 
 describe('XS host: memory of the firmware over 1000 reports (CoAP over DTLS, fast clock)', function () {
@@ -112,12 +120,12 @@ describe('XS host: memory of the firmware over 1000 reports (CoAP over DTLS, fas
     console.log(`        native C heap besides XS: ${KB(end.nativeBytes - preloaded.nativeBytes)} more at the end than after preload (mbedTLS context and DTLS session, binding queues; 64-bit malloc)`);
 
     assert.ok(
-      slots1000 <= slots100 * (1 + TOLERANCE.slotsRatio) + TOLERANCE.slots,
-      `slots grew from ${slots100} (report ~100) to ${slots1000} (report ~1000)`,
+      slots1000 - preloaded.slots <= (slots100 - preloaded.slots) * (1 + TOLERANCE.slotsRatio) + TOLERANCE.slots + IN_FLIGHT.slots,
+      `run-time slots grew from ${slots100 - preloaded.slots} (report ~100) to ${slots1000 - preloaded.slots} (report ~1000)`,
     );
     assert.ok(
-      chunks1000 <= chunks100 * (1 + TOLERANCE.chunksRatio) + TOLERANCE.chunks,
-      `chunks grew from ${chunks100} B (report ~100) to ${chunks1000} B (report ~1000)`,
+      chunks1000 - preloaded.chunks <= (chunks100 - preloaded.chunks) * (1 + TOLERANCE.chunksRatio) + TOLERANCE.chunks + IN_FLIGHT.chunks,
+      `run-time chunks grew from ${chunks100 - preloaded.chunks} B (report ~100) to ${chunks1000 - preloaded.chunks} B (report ~1000)`,
     );
     // the largest sample around report 1000 (after GC, in-flight work included), not just the floor
     const lateMax32 = (max(late, 'slots') - preloaded.slots) * 16 + max(late, 'chunks') - preloaded.chunks;
