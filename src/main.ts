@@ -15,14 +15,16 @@ import { create as createDtlsEngine } from 'dtls/native';
 import { moddablePlatform } from './platform/moddable/index';
 import { moddableTcp } from './platform/moddable/tcp';
 import { moddableFlash } from './platform/moddable/flash';
-import { openDeviceStorage } from './storage/index';
+import { openDeviceStorage, parseServerUrl } from './storage/index';
+import { DEFAULT_PORTS } from './storage/credentials';
+import type { ServerAddress, ServerScheme } from './storage/credentials';
 import type { DeviceStorage } from './storage/index';
 import { loadSecurity } from './device/provisioned';
 import type { Security } from './device/provisioned';
 import { DeviceApp } from './device/app';
 import { protoCodec } from './thingsboard/proto-codec';
 import { profile as deviceProtoProfile } from './proto/gen/device';
-import type { DeviceConfig, DtlsConfig } from './device/app';
+import type { DtlsConfig } from './device/app';
 import type { BoardConfig } from './board/types';
 
 interface AppConfig extends BoardConfig {
@@ -73,17 +75,10 @@ function resource(name: string): Uint8Array {
   return new Uint8Array(r.slice(0, r.byteLength));
 }
 
-type Scheme = 'coap' | 'coaps' | 'mqtt' | 'mqtts';
-const DEFAULT_PORTS: Readonly<Record<Scheme, number>> = Object.freeze({ coap: 5683, coaps: 5684, mqtt: 1883, mqtts: 8883 });
-
-/** coap://, coaps://, mqtt:// or mqtts:// host[:port]; IPv6 literals in brackets. */
-function parseServer(url: unknown): { scheme: Scheme; secure: boolean; mqtt: boolean; host: string; port: number } {
-  const m = typeof url === 'string' ? /^(coaps?|mqtts?):\/\/(\[[0-9a-fA-F:.]+\]|[^\/:\[\]]+)(?::(\d{1,5}))?\/?$/.exec(url) : null;
-  if (!m) return configError(`server must be coap://, coaps://, mqtt:// or mqtts:// host[:port], got ${JSON.stringify(url)}`);
-  const scheme = m[1] as Scheme;
-  const port = m[3] ? Number(m[3]) : DEFAULT_PORTS[scheme];
-  if (!(port > 0 && port < 65536)) configError(`server port ${port} is out of range 1-65535`);
-  return { scheme, secure: scheme === 'coaps' || scheme === 'mqtts', mqtt: scheme === 'mqtt' || scheme === 'mqtts', host: m[2]!.replace(/^\[|\]$/g, ''), port };
+/** The build's server URL (the same parser as a credentials record in flash), or a config error. */
+function parseServer(url: unknown): ServerAddress {
+  const server = typeof url === 'string' ? parseServerUrl(url) : undefined;
+  return server ?? configError(`server must be coap://, coaps://, mqtt:// or mqtts:// host[:port] (port 1-65535), got ${JSON.stringify(url)}`);
 }
 
 // Values set on the mcconfig command line arrive as strings.
@@ -92,17 +87,14 @@ if (!(reportingInterval >= 1 && reportingInterval <= 86400)) configError('report
 const observeRefresh = cfg.observeRefresh === undefined ? undefined : Number(cfg.observeRefresh);
 if (observeRefresh !== undefined && !(observeRefresh >= 0)) configError('observeRefresh must be seconds (0 = never)');
 
-/** Connection settings: server, credentials, transport and its (D)TLS settings. */
-type Connection = Security & Pick<DeviceConfig, 'transport' | 'tls'>;
-
 /** Server, credentials and (D)TLS from the build's config (used when flash holds no credentials). */
-function securityFromConfig(): Connection {
+function securityFromConfig(): Security {
   const server = parseServer(cfg.server);
   if (cfg.tls && cfg.dtls) configError('set tls or dtls (the same block under its older name), not both');
   const sec = cfg.tls ?? cfg.dtls;
   const block = cfg.tls ? 'tls' : 'dtls';
   if (server.secure && !sec?.ca) configError(`${server.scheme}:// needs ${block}.ca: the CA that signed the server certificate, as a resource`);
-  if (!server.secure && sec?.ca) configError(`${block} is configured but server is ${server.scheme}://: use ${server.scheme}s:// (port ${DEFAULT_PORTS[`${server.scheme}s` as Scheme]})`);
+  if (!server.secure && sec?.ca) configError(`${block} is configured but server is ${server.scheme}://: use ${server.scheme}s:// (port ${DEFAULT_PORTS[`${server.scheme}s` as ServerScheme]})`);
   let secure: DtlsConfig | undefined;
   if (server.secure && sec?.ca) {
     secure = { hostname: sec.hostname || server.host, ca: resource(sec.ca) };
@@ -133,7 +125,7 @@ try {
   configError(`flash partition "${partition}": ${(e as Error).message} (ESP32: hardware/esp32/partitions.csv must be the build's partition table)`);
 }
 
-let security: Connection;
+let security: Security;
 let source: string;
 if (storage.credentials.present) {
   const s = loadSecurity(storage.credentials, log);

@@ -8,28 +8,31 @@ import type { CredentialStore, StoredCredentials } from '../storage/credentials'
 import { CredentialsError, parseServerUrl } from '../storage/credentials';
 import type { DeviceConfig } from './app';
 
-export type Security = Pick<DeviceConfig, 'server' | 'credentials' | 'dtls'>;
+export type Security = Pick<DeviceConfig, 'server' | 'credentials' | 'dtls' | 'transport' | 'tls'>;
 
-/** DeviceConfig's server, credentials and DTLS settings from a (validated) credentials record. */
+/** DeviceConfig's server, credentials and (D)TLS settings from a (validated) credentials record. */
 export function securityFromCredentials(c: StoredCredentials): Security {
   const url = parseServerUrl(c.server);
-  if (!url) throw new CredentialsError('invalid', 'credentials: server is not a coap:// or coaps:// URL', 'server');
+  if (!url) throw new CredentialsError('invalid', 'credentials: server is not a coap://, coaps://, mqtt:// or mqtts:// URL', 'server');
   const server = { host: url.host, port: url.port };
+  const transport = url.mqtt ? { transport: 'mqtt' as const } : {};
   // A device to be provisioned over the network has no token yet: DeviceApp gets one first
   // (DeviceConfig.provisioning) and sends nothing else before.
   const token = c.token ?? (c.provisionKey ? '' : undefined);
   if (!url.secure) {
-    if (token === undefined) throw new CredentialsError('invalid', 'credentials: coap:// needs a token', 'token');
-    return { server, credentials: { kind: 'token', token } };
+    if (token === undefined) throw new CredentialsError('invalid', `credentials: ${url.scheme}:// needs a token`, 'token');
+    return { server, ...transport, credentials: { kind: 'token', token } };
   }
-  const dtls: NonNullable<DeviceConfig['dtls']> = { ca: c.ca ?? '', hostname: c.hostname ?? url.host };
+  // coaps:// takes it as `dtls`, mqtts:// as `tls` (same fields)
+  const secure: NonNullable<DeviceConfig['dtls']> = { ca: c.ca ?? '', hostname: c.hostname ?? url.host };
+  const wrap = url.mqtt ? { tls: secure } : { dtls: secure };
   if (c.cert && c.key) {
-    dtls.cert = c.cert;
-    dtls.key = c.key;
-    return { server, credentials: { kind: 'x509' }, dtls };
+    secure.cert = c.cert;
+    secure.key = c.key;
+    return { server, ...transport, credentials: { kind: 'x509' }, ...wrap };
   }
-  if (token === undefined) throw new CredentialsError('invalid', 'credentials: one-way coaps:// needs a token', 'token');
-  return { server, credentials: { kind: 'token', token }, dtls };
+  if (token === undefined) throw new CredentialsError('invalid', `credentials: one-way ${url.scheme}:// needs a token`, 'token');
+  return { server, ...transport, credentials: { kind: 'token', token }, ...wrap };
 }
 
 /**

@@ -51,19 +51,27 @@ const FIELDS = Object.freeze(['server', 'token', 'cert', 'key', 'ca', 'hostname'
 type Field = (typeof FIELDS)[number];
 const VERSION = 1;
 
+export type ServerScheme = 'coap' | 'coaps' | 'mqtt' | 'mqtts';
+export const DEFAULT_PORTS: Readonly<Record<ServerScheme, number>> = Object.freeze({ coap: 5683, coaps: 5684, mqtt: 1883, mqtts: 8883 });
+
 export interface ServerAddress {
+  scheme: ServerScheme;
+  /** coaps:// or mqtts:// */
   secure: boolean;
+  /** mqtt:// or mqtts:// */
+  mqtt: boolean;
   host: string;
   port: number;
 }
 
+/** coap://, coaps://, mqtt:// or mqtts:// host[:port] (IPv6 literals in brackets); undefined if not one. */
 export function parseServerUrl(url: string): ServerAddress | undefined {
-  const m = /^(coaps?):\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?\/?$/.exec(url);
+  const m = /^(coaps?|mqtts?):\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?\/?$/.exec(url);
   if (!m) return undefined;
-  const secure = m[1] === 'coaps';
-  const port = m[3] ? Number(m[3]) : secure ? 5684 : 5683;
+  const scheme = m[1] as ServerScheme;
+  const port = m[3] ? Number(m[3]) : DEFAULT_PORTS[scheme];
   if (!(port > 0 && port < 65536)) return undefined;
-  return { secure, host: m[2]!.replace(/^\[|\]$/g, ''), port };
+  return { scheme, secure: scheme === 'coaps' || scheme === 'mqtts', mqtt: scheme === 'mqtt' || scheme === 'mqtts', host: m[2]!.replace(/^\[|\]$/g, ''), port };
 }
 
 interface PemBlock {
@@ -122,7 +130,7 @@ function checkPem(field: Field, text: string, labels: string[], many: boolean): 
 /** Throws CredentialsError 'invalid' naming the first bad field; never shows a value. */
 export function validateCredentials(c: StoredCredentials): void {
   const server = typeof c.server === 'string' ? parseServerUrl(c.server) : undefined;
-  if (!server) throw new CredentialsError('invalid', 'credentials: server must look like coap://host[:port] or coaps://host[:port]', 'server');
+  if (!server) throw new CredentialsError('invalid', 'credentials: server must look like coap://, coaps://, mqtt:// or mqtts:// host[:port]', 'server');
   for (const f of FIELDS) {
     const v = c[f];
     if (v !== undefined && typeof v !== 'string') throw new CredentialsError('invalid', `credentials: ${f} must be a string`, f);

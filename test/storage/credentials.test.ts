@@ -80,6 +80,18 @@ describe('storage: credentials record', () => {
     assert.equal(x.server.port, 5684);
     assert.equal(x.dtls!.hostname, 'tb.internal');
     assert.equal(x.dtls!.cert, cert);
+    // mqtt:// and mqtts:// records pick the MQTT transport; mqtts takes the same fields as `tls`
+    assert.deepEqual(securityFromCredentials({ server: 'mqtt://tb.example.com', token: TOKEN }), {
+      server: { host: 'tb.example.com', port: 1883 },
+      transport: 'mqtt',
+      credentials: { kind: 'token', token: TOKEN },
+    });
+    const m = securityFromCredentials({ server: 'mqtts://tb.example.com', ca, cert, key });
+    assert.equal(m.transport, 'mqtt');
+    assert.equal(m.server.port, 8883);
+    assert.equal(m.dtls, undefined);
+    assert.equal(m.tls!.hostname, 'tb.example.com');
+    assert.equal(m.tls!.cert, cert);
     const log = memoryLog();
     const f = new MemFlash(8 * 4096, 4096);
     openDeviceStorage(f).credentials.save({ server: 'coap://tb.example.com', token: TOKEN });
