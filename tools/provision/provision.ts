@@ -34,7 +34,7 @@ export const PROVISION_SPEC: CommandSpec = {
     'Writes the device\'s credentials record (checked first) into a storage-partition image to flash (--out) or into the simulator\'s flash image ' +
     '(--flash, updated in place; its queue and settings are kept). Secrets come from files or environment variables, never the command line, and are never printed.',
   options: [
-    { name: 'server', type: 'string', value: 'URL', help: 'coap://HOST[:5683] or coaps://HOST[:5684] (required)' },
+    { name: 'server', type: 'string', value: 'URL', help: 'coap://HOST[:5683], coaps://HOST[:5684], mqtt://HOST[:1883] or mqtts://HOST[:8883] (required)' },
     { name: 'token-file', type: 'string', value: 'FILE', help: 'read the access token from FILE' },
     { name: 'token-env', type: 'string', value: 'VAR', help: 'read the access token from environment variable VAR', default: 'TB_TOKEN when set' },
     { name: 'token', type: 'string', value: 'TOKEN', help: 'refused: ps and shell history keep it (use --token-file or --token-env)' },
