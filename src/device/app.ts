@@ -164,7 +164,7 @@ export interface DeviceConfig {
 /** What the app tells a firmware-update agent (src/ota/agent.ts implements it). */
 export interface OtaHook {
   /** Once, from the constructor: the clients the agent talks through. */
-  attach(app: { tb: ThingsBoardClient; coap: CoapClient }): void;
+  attach(app: { tb: ThingsBoardDeviceApi }): void;
   /** Every shared-attribute notification (and the registration's snapshot), from the receive path: defer the work. */
   onSharedAttributes(shared: TbObject, deleted: string[]): void;
   /** The device registered with the server (after boot, and again after provisioning). */
@@ -274,7 +274,7 @@ export class DeviceApp {
       if (config.tls) throw new Error('tls is for mqtts:// (coaps:// takes dtls)');
       const tb = this.#openCoap(platform, config, transport);
       this.tb = tb;
-      config.ota?.attach({ tb, coap: this.coap });
+      config.ota?.attach({ tb });
     }
   }
 

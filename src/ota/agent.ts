@@ -20,10 +20,9 @@
  *
  * Work runs from fresh jobs (never inside a notification handler): the receive path on XS is deep.
  */
-import type { CoapClient } from '../coap/client';
 import type { Clock, FirmwareSlots, Log, TimerHandle } from '../platform/types';
-import type { ThingsBoardClient } from '../thingsboard/client';
-import { errorForCode, TbError } from '../thingsboard/errors';
+import type { ThingsBoardDeviceApi } from '../thingsboard/api';
+import { FIRMWARE_X509_UNSUPPORTED, TbError } from '../thingsboard/errors';
 import type { TbObject, TbValue } from '../thingsboard/payload';
 import type { OtaRecord, OtaStore, OtaTarget } from './store';
 import { sameTarget } from './store';
@@ -34,8 +33,7 @@ export type FwState = 'DOWNLOADING' | 'DOWNLOADED' | 'VERIFIED' | 'UPDATING' | '
 export const FW_KEYS = Object.freeze(['fw_title', 'fw_version', 'fw_size', 'fw_checksum', 'fw_checksum_algorithm', 'fw_url']);
 
 /** Why an X.509 device cannot update over CoAP from ThingsBoard (logged and reported as fw_error). */
-export const X509_UNSUPPORTED =
-  "X.509 device: ThingsBoard's CoAP /fw resource accepts only the access-token path (thingsboard issue #13097); update it over MQTT or give it an access token";
+export const X509_UNSUPPORTED = FIRMWARE_X509_UNSUPPORTED;
 
 /** The chunk size a download falls back to when no chunk of its first size ever came through. */
 const FALLBACK_CHUNK = 512;
@@ -107,8 +105,7 @@ export class OtaAgent {
   readonly #slots: FirmwareSlots;
   #storeRef: OtaStore | undefined;
   #chunkSize: number;
-  #tb: ThingsBoardClient | undefined;
-  #coap: CoapClient | undefined;
+  #tb: ThingsBoardDeviceApi | undefined;
   /** fw_* attributes as last seen (notifications carry only the changed keys). */
   #known: TbObject = {};
   #target: OtaRecord | undefined;
@@ -168,9 +165,9 @@ export class OtaAgent {
   }
 
   /** Called by the app (DeviceConfig.ota) once its ThingsBoard client exists. */
-  attach(app: { tb: ThingsBoardClient; coap: CoapClient }): void {
+  attach(app: { tb: ThingsBoardDeviceApi }): void {
     this.#tb = app.tb;
-    this.#coap = app.coap;
+    if (this.#o.chunkSize === undefined && this.#o.maxMessage === undefined) this.#chunkSize = Math.min(this.#chunkSize, Math.max(16, Math.floor(app.tb.maxFirmwareChunk / 16) * 16));
     this.#boot();
   }
 
@@ -343,9 +340,10 @@ export class OtaAgent {
       this.#failedLogged = key;
       return;
     }
-    if (this.#tb.path('x') === '/api/v1/x') {
-      this.#o.log.error(`firmware ${t.title} ${t.version}: ${X509_UNSUPPORTED}`);
-      await this.#failOnce(t, X509_UNSUPPORTED);
+    const unavailable = this.#tb.firmwareUnavailable;
+    if (unavailable) {
+      this.#o.log.error(`firmware ${t.title} ${t.version}: ${unavailable}`);
+      await this.#failOnce(t, unavailable);
       return;
     }
     if (t.size > this.#slots.update.byteLength) {
@@ -547,24 +545,18 @@ export class OtaAgent {
   }
 
   async #requestChunk(target: OtaRecord, chunk: number): Promise<Uint8Array | undefined> {
-    const tb = this.#tb!, coap = this.#coap!;
-    const token = tb.path('x').split('/')[3]!;
     this.stats.requests++;
-    try {
-      const res = await coap.request({
-        method: 'GET',
-        path: `/fw/${token}`,
-        query: [...(this.#o.queryTitle ? [`title=${target.title}`] : []), `version=${target.version}`, `size=${target.chunkSize}`, `chunk=${chunk}`],
-        confirmable: this.#o.confirmable ?? false,
-        transmission: { responseTimeout: this.#o.responseTimeoutMs ?? 5000 },
-      });
-      if (res.code === 0x45) return res.payload;
-      throw errorForCode(res.code, `firmware chunk ${chunk}`);
-    } catch (e) {
-      if (e instanceof TbError) throw e;
-      this.stats.timeouts++;
-      return undefined;
-    }
+    const bytes = await this.#tb!.requestFirmwareChunk({
+      title: target.title,
+      version: target.version,
+      chunk,
+      size: target.chunkSize,
+      timeoutMs: this.#o.responseTimeoutMs ?? 5000,
+      ...(this.#o.confirmable ? { confirmable: true } : {}),
+      ...(this.#o.queryTitle ? { queryTitle: true } : {}),
+    });
+    if (!bytes) this.stats.timeouts++;
+    return bytes;
   }
 
   /** The checksum over the slot's first `size` bytes, read back chunk by chunk (what will boot is what is checked). */

@@ -12,7 +12,8 @@ import type { CoapClient, Observation } from '../coap/client';
 import type { CoapRequest, CoapResponse, Method } from '../coap/types';
 import type { Clock, Log } from '../platform/types';
 import { silentLog } from '../platform/types';
-import { errorForCode, TbError } from './errors';
+import type { FirmwareChunkRequest } from './api';
+import { errorForCode, FIRMWARE_X509_UNSUPPORTED, TbError } from './errors';
 import type {
   AttributeSnapshot,
   AttributeUpdate,
@@ -135,6 +136,38 @@ export class ThingsBoardClient {
   path(feature: string, sub?: string): string {
     const base = this.#credentials.kind === 'token' ? `/api/v1/${this.#credentials.token}/${feature}` : `/api/v1/${feature}`;
     return sub === undefined ? base : `${base}/${sub}`;
+  }
+
+  /** CoAP /fw takes only the access-token path (ThingsBoard issue #13097). */
+  get firmwareUnavailable(): string | undefined {
+    return this.#credentials.kind === 'token' ? undefined : FIRMWARE_X509_UNSUPPORTED;
+  }
+
+  /**
+   * Largest firmware chunk per CoAP message: set by whoever knows the transport's MTU (connect.ts:
+   * DtlsDatagram.mtu over coaps). Default 1008: a 1024-byte message (this device's DTLS offers Max
+   * Fragment Length 1024, and 1024 B plus headers stays below IPv6's minimum MTU of 1280).
+   */
+  maxFirmwareChunk = 1008;
+
+  /** GET /fw/$TOKEN?[title=&]version=&size=&chunk= (reference thingsboard-coap.md §1.3): undefined when unanswered. */
+  async requestFirmwareChunk(req: FirmwareChunkRequest): Promise<Uint8Array | undefined> {
+    if (this.#credentials.kind !== 'token') throw new TbError('bad-request', FIRMWARE_X509_UNSUPPORTED);
+    const query = [...(req.queryTitle ? [`title=${req.title}`] : []), `version=${req.version}`, `size=${req.size}`, `chunk=${req.chunk}`];
+    let res: CoapResponse;
+    try {
+      res = await this.#coap.request({
+        method: 'GET',
+        path: `/fw/${this.#credentials.token}`,
+        query,
+        confirmable: req.confirmable ?? false,
+        transmission: { responseTimeout: req.timeoutMs },
+      });
+    } catch {
+      return undefined; // no answer (a chunk past the end gets none either; the agent never asks for one)
+    }
+    if (res.code === 0x45) return res.payload;
+    throw errorForCode(res.code, `firmware chunk ${req.chunk}`);
   }
 
   async sendTelemetry(records: TelemetryRecord | TelemetryRecord[]): Promise<void> {

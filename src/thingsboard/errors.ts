@@ -47,3 +47,7 @@ export function errorForCode(code: number, feature: string, detail?: string): Tb
       return new TbError('protocol', `${feature}: unexpected response ${c}${tail}`, code);
   }
 }
+
+/** Why an X.509 device cannot update over CoAP. */
+export const FIRMWARE_X509_UNSUPPORTED =
+  "X.509 device: ThingsBoard's CoAP /fw resource accepts only the access-token path (thingsboard issue #13097); update it over MQTT or give it an access token";

@@ -30,25 +30,9 @@ import { answerRpc } from './client';
 import { TbError } from './errors';
 import type { AttributeSnapshot, AttributeUpdate, PayloadCodec, ProvisionRequest, ProvisionResult, RpcRequest, TbObject, TbValue, TelemetryRecord } from './payload';
 import { jsonCodec, PayloadError } from './payload';
+import type { FirmwareChunkRequest, ThingsBoardDeviceApi } from './api';
 
-/** What the device app uses of a ThingsBoard client; both transports implement it. */
-export type ThingsBoardDeviceApi = Pick<
-  ThingsBoardClient,
-  | 'codec'
-  | 'stopped'
-  | 'retryAfter'
-  | 'halt'
-  | 'resume'
-  | 'sendTelemetry'
-  | 'sendAttributes'
-  | 'requestAttributes'
-  | 'subscribeAttributes'
-  | 'subscribeRpc'
-  | 'replyRpc'
-  | 'callRpc'
-  | 'claim'
-  | 'provision'
->;
+export type { ThingsBoardDeviceApi } from './api';
 
 export const MqttTopics = Object.freeze({
   telemetry: 'v1/devices/me/telemetry',
@@ -131,6 +115,17 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
   #responses = new Map<string, Waiter>();
   #subs: Sub[] = [];
   #requestId = 0;
+
+  /** MQTT serves firmware to any authenticated session (token or X.509). */
+  readonly firmwareUnavailable: string | undefined = undefined;
+
+  /** Largest firmware chunk per PUBLISH this client accepts. */
+  readonly maxFirmwareChunk = 1024;
+
+  /** v2/fw/request/{id}/chunk/{n} -> v2/fw/response/{id}/chunk/{n} (reference thingsboard-mqtt.md §1.9). */
+  async requestFirmwareChunk(_req: FirmwareChunkRequest): Promise<Uint8Array | undefined> {
+    throw new TbError('protocol', 'firmware chunks over MQTT (v2/fw) are not implemented yet');
+  }
 
   constructor(options: MqttThingsBoardOptions) {
     this.#o = options;

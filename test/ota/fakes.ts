@@ -10,7 +10,8 @@ import { OtaAgent } from '../../src/ota/agent';
 import type { OtaOptions } from '../../src/ota/agent';
 import { OtaStore } from '../../src/ota/store';
 import type { CoapClient } from '../../src/coap/client';
-import type { ThingsBoardClient } from '../../src/thingsboard/client';
+import { ThingsBoardClient } from '../../src/thingsboard/client';
+import type { FirmwareChunkRequest, ThingsBoardDeviceApi } from '../../src/thingsboard/api';
 import type { TbObject } from '../../src/thingsboard/payload';
 import { openDeviceStorage } from '../../src/storage/index';
 import { flushMicrotasks, ManualClock } from '../../tools/sim/clock';
@@ -49,8 +50,12 @@ export class FakeThingsBoard {
   /** After a power cut the device is dead: nothing it sends arrives, nothing comes back. */
   dead = false;
   #seed = 12345;
+  #fw: () => ThingsBoardClient;
 
-  constructor(readonly clock: ManualClock) {}
+  constructor(readonly clock: ManualClock) {
+    const fw = () => new ThingsBoardClient(this.coap as unknown as CoapClient, { clock, credentials: this.x509 ? { kind: 'x509' } : { kind: 'token', token: 'TOKEN' } });
+    this.#fw = fw;
+  }
 
   #rand(): number {
     this.#seed = (Math.imul(this.#seed, 1103515245) + 12345) >>> 0;
@@ -69,7 +74,9 @@ export class FakeThingsBoard {
     );
   }
 
-  readonly tb = {
+  readonly tb = (() => {
+    const fw = () => this.#fw();
+    return {
     path: (feature: string) => (this.x509 ? `/api/v1/${feature}` : `/api/v1/TOKEN/${feature}`),
     stopped: undefined,
     retryAfter: 0,
@@ -80,7 +87,14 @@ export class FakeThingsBoard {
         this.telemetry.push('ts' in record && 'values' in record ? (record.values as TbObject) : (record as TbObject));
       }),
     requestAttributes: () => this.#later(this.latencyMs, () => ({ client: {}, shared: this.pkg ? fwAttributes(this.pkg) : {} })),
-  };
+    // the real CoAP ThingsBoardClient's /fw request over the fake CoAP client below
+    get firmwareUnavailable(): string | undefined {
+      return fw().firmwareUnavailable;
+    },
+    maxFirmwareChunk: 1008,
+    requestFirmwareChunk: (req: FirmwareChunkRequest) => fw().requestFirmwareChunk(req),
+    };
+  })();
 
   readonly coap = {
     request: (req: CoapRequest): Promise<CoapResponse> => {
@@ -113,7 +127,7 @@ export function bootAgent(o: { fake: FakeThingsBoard; storage: MemFlash; slots: 
   const log = memoryLog();
   o.slots.boot();
   const agent = new OtaAgent({ slots: o.slots, clock: o.fake.clock, log, store: new OtaStore(openDeviceStorage(o.storage).kv), paceMs: 10, responseTimeoutMs: 2000, retryPauseMs: 5000, ...o.options });
-  agent.attach({ tb: o.fake.tb as unknown as ThingsBoardClient, coap: o.fake.coap as unknown as CoapClient });
+  agent.attach({ tb: o.fake.tb as unknown as ThingsBoardDeviceApi });
   agent.onConnected();
   return { agent, log };
 }

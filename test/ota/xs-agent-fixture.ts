@@ -5,14 +5,13 @@
  * scenario runs in the xsnap worker and on Node (xs.test.ts compares the two).
  */
 import type { CoapRequest, CoapResponse } from '../../src/coap/types';
-import type { CoapClient } from '../../src/coap/client';
 import { OtaAgent } from '../../src/ota/agent';
 import { createChecksum } from '../../src/ota/hash';
 import { OtaStore } from '../../src/ota/store';
 import type { Clock, FirmwareImage, FirmwareSlots, Flash } from '../../src/platform/types';
 import { silentLog } from '../../src/platform/types';
 import { openDeviceStorage } from '../../src/storage/index';
-import type { ThingsBoardClient } from '../../src/thingsboard/client';
+import type { FirmwareChunkRequest, ThingsBoardDeviceApi } from '../../src/thingsboard/api';
 import type { TbObject } from '../../src/thingsboard/payload';
 import { hex, runOnXsIfHere, settle } from '../xs/fixtures/harness';
 
@@ -129,6 +128,10 @@ export async function scenario(): Promise<{ states: string[]; requests: number[]
     sendTelemetry: (r: TbObject | { ts: number; values: TbObject }) =>
       later(() => void states.push(String(('values' in r ? (r.values as TbObject) : (r as TbObject)).fw_state))),
     requestAttributes: () => later(() => ({ client: {}, shared: attrs })),
+    firmwareUnavailable: undefined,
+    maxFirmwareChunk: 1008,
+    requestFirmwareChunk: async (req: FirmwareChunkRequest) =>
+      (await coap.request({ method: 'GET', path: '/fw/T', query: [`version=${req.version}`, `size=${req.size}`, `chunk=${req.chunk}`] })).payload,
   };
   const coap = {
     request: (req: CoapRequest): Promise<CoapResponse> => {
@@ -144,7 +147,7 @@ export async function scenario(): Promise<{ states: string[]; requests: number[]
   const boot = (): OtaAgent => {
     slots.boot();
     const agent = new OtaAgent({ slots, clock, log: silentLog, store: new OtaStore(openDeviceStorage(storage).kv), chunkSize: 1008, paceMs: 10 });
-    agent.attach({ tb: tb as unknown as ThingsBoardClient, coap: coap as unknown as CoapClient });
+    agent.attach({ tb: tb as unknown as ThingsBoardDeviceApi });
     agent.onConnected();
     return agent;
   };
