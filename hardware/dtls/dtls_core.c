@@ -137,6 +137,8 @@ struct dtls_core {
   int saw_certificate_state;
   int saw_server_hello;       /* the peer answered with a ServerHello (client) */
   int resumed;
+  int restored;                 /* the session came from dtls_core_load_context (no handshake) */
+  uint16_t mtu;                 /* the handshake MTU set at creation (set again after a context load) */
   int connected_reported;
   /* Scandium-style resumption without HelloVerifyRequest (see dtls_core_allow_resume_without_cookie) */
   int resume_no_cookie_allowed; /* set by the caller before the first ClientHello */
@@ -761,7 +763,8 @@ dtls_core *dtls_core_new(dtls_conf *conf, const char *hostname, const unsigned c
   mbedtls_ssl_set_bio(&core->ssl, core, bio_send, NULL, bio_recv_timeout);
   if (!conf->stream) {
     mbedtls_ssl_set_timer_cb(&core->ssl, core, timer_set, timer_get);
-    mbedtls_ssl_set_mtu(&core->ssl, (uint16_t)(mtu ? mtu : DTLS_DEFAULT_MTU));
+    core->mtu = (uint16_t)(mtu ? mtu : DTLS_DEFAULT_MTU);
+    mbedtls_ssl_set_mtu(&core->ssl, core->mtu);
   }
   if (conf->role == DTLS_ROLE_CLIENT && hostname && hostname[0]) {
     ret = mbedtls_ssl_set_hostname(&core->ssl, hostname);
@@ -1178,6 +1181,89 @@ size_t dtls_core_save_session(dtls_core *core, unsigned char *buf, size_t size) 
   mbedtls_ssl_session_free(&s);
   return olen;
 }
+
+/* ---------- whole-context save / restore (deep sleep without a handshake) ---------- */
+
+int dtls_core_context_available(void) {
+#if defined(MBEDTLS_SSL_CONTEXT_SERIALIZATION)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+size_t dtls_core_save_context(dtls_core *core, unsigned char *buf, size_t size) {
+#if defined(MBEDTLS_SSL_CONTEXT_SERIALIZATION)
+  size_t olen = 0;
+  int ret;
+  if (core->state != DTLS_STATE_CONNECTED || core->conf->stream || core->conf->role != DTLS_ROLE_CLIENT) return 0;
+  /* Size (and every precondition: handshake structure gone, nothing pending, AEAD, DTLS 1.2).
+   * Fails without touching the connection. */
+  ret = mbedtls_ssl_context_save(&core->ssl, NULL, 0, &olen);
+  if (ret != MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL || olen == 0) return 0;
+  if (!buf || size < olen) return olen;
+#if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE) && defined(MBEDTLS_X509_CRT_PARSE_C)
+  {
+    /* Leave the peer certificate out, as dtls_core_save_session does (~450 B of flash per save):
+     * nothing after the handshake looks at it, and the connection ends with this save anyway. */
+    mbedtls_ssl_session *s = core->ssl.DTLS_PRIV(session);
+    if (s != NULL && s->DTLS_PRIV(peer_cert) != NULL) {
+      mbedtls_x509_crt_free(s->DTLS_PRIV(peer_cert));
+      mbedtls_free(s->DTLS_PRIV(peer_cert));
+      s->DTLS_PRIV(peer_cert) = NULL;
+    }
+    ret = mbedtls_ssl_context_save(&core->ssl, NULL, 0, &olen);
+    if (ret != MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL || olen == 0 || size < olen) return 0;
+  }
+#endif
+  ret = mbedtls_ssl_context_save(&core->ssl, buf, size, &olen);
+  if (ret != 0) return 0;
+  /* mbedTLS has reset the context: this endpoint no longer holds the connection (no close_notify:
+   * the server keeps it for the restored copy). */
+  core->state = DTLS_STATE_CLOSED;
+  core->timer_set = 0;
+  core->timer_gen++;
+  return olen;
+#else
+  (void)core; (void)buf; (void)size;
+  return 0;
+#endif
+}
+
+int dtls_core_load_context(dtls_core *core, const unsigned char *data, size_t len) {
+#if defined(MBEDTLS_SSL_CONTEXT_SERIALIZATION)
+  int ret;
+  uint16_t mtu;
+  if (core->conf->stream || core->conf->role != DTLS_ROLE_CLIENT)
+    return fail_with(core, DTLS_E_CONFIG, 0, "a saved context can only be restored by a DTLS client%s%s", 0, 0);
+  if (core->state != DTLS_STATE_HANDSHAKING || core->connected_reported || dtls_state_of(&core->ssl) != MBEDTLS_SSL_HELLO_REQUEST)
+    return fail_with(core, DTLS_E_STATE, 0, "a saved context must be loaded before the first step%s%s", 0, 0);
+  mtu = core->mtu;
+  ret = mbedtls_ssl_context_load(&core->ssl, data, len);
+  if (ret != 0) {
+    /* mbedTLS freed the context on failure: the endpoint is unusable (the caller starts another). */
+    return fail_with(core, DTLS_E_BAD_SESSION, ret,
+                     "saved DTLS context could not be loaded (other mbedTLS version or build, or corrupted)%s%s", 0, 0);
+  }
+  /* Connection-specific settings are not part of the saved data: BIO and timer again (mbedTLS
+   * says so), and our MTU (the load would keep the one active when the context was saved). */
+  mbedtls_ssl_set_bio(&core->ssl, core, bio_send, NULL, bio_recv_timeout);
+  mbedtls_ssl_set_timer_cb(&core->ssl, core, timer_set, timer_get);
+  mbedtls_ssl_set_mtu(&core->ssl, mtu);
+  core->state = DTLS_STATE_CONNECTED;
+  core->restored = 1;
+  core->resumed = 0;
+  core->connected_reported = 1;
+  core->timer_set = 0;
+  core->timer_gen++;
+  return DTLS_STEP_DATA;
+#else
+  (void)data; (void)len;
+  return fail_with(core, DTLS_E_CONFIG, 0, "this mbedTLS build has no MBEDTLS_SSL_CONTEXT_SERIALIZATION%s%s", 0, 0);
+#endif
+}
+
+int dtls_core_restored(const dtls_core *core) { return core->restored; }
 
 const unsigned char *dtls_core_peer_cert(const dtls_core *core, size_t *len) {
   const mbedtls_x509_crt *crt;

@@ -214,6 +214,30 @@ int dtls_core_resumed(const dtls_core *core);
  * it): a resumed session never re-checks it, and it would triple the bytes kept in flash.
  */
 size_t dtls_core_save_session(dtls_core *core, unsigned char *buf, size_t size);
+/*
+ * Whole-connection save/restore (MBEDTLS_SSL_CONTEXT_SERIALIZATION: on in Debian's 2.28 and in the
+ * default 3.6 and 4.0 configurations), for deep sleep: the restored client sends application data at
+ * once, with no handshake, and the server (which still holds the connection for this address) reads
+ * it as the next records of the same session.
+ *
+ * dtls_core_save_context: client, DTLS, connected, handshake structure freed (after a resumption:
+ * once the server's first record has arrived), nothing pending. Returns the size needed (0 if the
+ * connection cannot be saved now); copies if size is large enough, and then the endpoint is CLOSED:
+ * mbedTLS resets the context, so the saved bytes are the only copy of the connection (no
+ * close_notify is sent). The peer certificate is left out, as in dtls_core_save_session.
+ * The same bytes must never be loaded twice (record sequence numbers, i.e. AEAD nonces, would repeat):
+ * the caller invalidates its copy when it loads it.
+ *
+ * dtls_core_load_context: on a client endpoint fresh from dtls_core_new (no session, before the first
+ * step), with a conf like the one of the saved connection. Returns DTLS_STEP_DATA: the endpoint is
+ * CONNECTED (no DTLS_STEP_CONNECTED is reported), dtls_core_restored() is 1. On failure (another
+ * mbedTLS version or build, corrupted bytes) DTLS_STEP_ERROR with DTLS_E_BAD_SESSION, and the endpoint
+ * is FAILED for good (mbedTLS frees the context): free it and start a new one.
+ */
+int dtls_core_context_available(void);
+size_t dtls_core_save_context(dtls_core *core, unsigned char *buf, size_t size);
+int dtls_core_load_context(dtls_core *core, const unsigned char *data, size_t len);
+int dtls_core_restored(const dtls_core *core);
 /* Peer leaf certificate (DER), NULL if none. */
 const unsigned char *dtls_core_peer_cert(const dtls_core *core, size_t *len);
 const char *dtls_core_ciphersuite(const dtls_core *core);
