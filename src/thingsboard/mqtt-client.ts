@@ -17,6 +17,14 @@
  *   the first update of subscribeAttributes is a requested snapshot, after the SUBACK and again
  *   after every reconnect's re-subscription.
  * - Provisioning opens its own short connection with user name "provision".
+ * - Firmware chunks (requestFirmwareChunk): PUBLISH v2/fw/request/{reqId}/chunk/{n} with the
+ *   chunk size, answer on v2/fw/response/{reqId}/chunk/{n} (zero-length past the end) or a status
+ *   name on v2/fw/error, after which ThingsBoard disconnects. One reqId per download (title,
+ *   version, chunk size); ThingsBoard caches the package per reqId for the session. The size is
+ *   sent with every request, never left to the session's memory: an empty payload on a session
+ *   that does not know the reqId (after a reconnect) would get the whole package in one PUBLISH.
+ *   The two filters are subscribed at QoS 0 (no PUBACK per chunk; ThingsBoard never resends a
+ *   downlink anyway) at the first request; the MQTT client subscribes again after each CONNACK.
  */
 import { MqttClient } from '../mqtt/client';
 import type { MqttControlMessage, MqttReconnectOptions } from '../mqtt/client';
@@ -30,6 +38,7 @@ import { answerRpc } from './client';
 import { TbError } from './errors';
 import type { AttributeSnapshot, AttributeUpdate, PayloadCodec, ProvisionRequest, ProvisionResult, RpcRequest, TbObject, TbValue, TelemetryRecord } from './payload';
 import { jsonCodec, PayloadError } from './payload';
+import { encodeUtf8 } from '../coap/utf8';
 import type { FirmwareChunkRequest, ThingsBoardDeviceApi } from './api';
 
 export type { ThingsBoardDeviceApi } from './api';
@@ -44,7 +53,17 @@ export const MqttTopics = Object.freeze({
   claim: 'v1/devices/me/claim',
   provisionRequest: '/provision/request',
   provisionResponse: '/provision/response',
+  /** v2/fw/request/{reqId}/chunk/{n}, payload the chunk size in ASCII decimal (reference §1.9). */
+  fwRequest: 'v2/fw/request/',
+  /** v2/fw/response/{reqId}/chunk/{n}: the chunk's bytes, zero-length past the end. */
+  fwResponse: 'v2/fw/response/',
+  /** The filters exactly as ThingsBoard's processSubscribe accepts them. */
+  fwResponses: 'v2/fw/response/+/chunk/+',
+  fwError: 'v2/fw/error',
 });
+
+/** Topic, packet id and length bytes a firmware chunk PUBLISH adds to its payload, at most. */
+const FW_PUBLISH_OVERHEAD = 64;
 
 /** Error codes of the TLS stream (same names as DTLS) that mean "do not talk to this server". */
 const SECURITY_CODES = Object.freeze([
@@ -119,12 +138,87 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
   /** MQTT serves firmware to any authenticated session (token or X.509). */
   readonly firmwareUnavailable: string | undefined = undefined;
 
-  /** Largest firmware chunk per PUBLISH this client accepts. */
-  readonly maxFirmwareChunk = 1024;
+  /** The download the current reqId belongs to (title, version, chunk size). */
+  #fwKey = '';
+  #fwRequestId = 0;
+  /** The MQTT client the v2/fw filters were given to (it re-subscribes them after every CONNACK). */
+  #fwSubscribedOn: MqttClient | undefined;
 
-  /** v2/fw/request/{id}/chunk/{n} -> v2/fw/response/{id}/chunk/{n} (reference thingsboard-mqtt.md §1.9). */
-  async requestFirmwareChunk(_req: FirmwareChunkRequest): Promise<Uint8Array | undefined> {
-    throw new TbError('protocol', 'firmware chunks over MQTT (v2/fw) are not implemented yet');
+  /**
+   * Largest firmware chunk per PUBLISH: what the receive buffer (maxPacketSize, default 16 KiB)
+   * holds after the topic, less ThingsBoard's 64 KiB limit; the OTA agent asks for at most 1024.
+   */
+  get maxFirmwareChunk(): number {
+    return Math.min(this.#o.maxPacketSize ?? 16384, 65536) - FW_PUBLISH_OVERHEAD;
+  }
+
+  /**
+   * v2/fw/request/{reqId}/chunk/{n} -> v2/fw/response/{reqId}/chunk/{n} (reference
+   * thingsboard-mqtt.md §1.9): the chunk's bytes (empty past the end), undefined without an answer
+   * within req.timeoutMs, TbError for a status on v2/fw/error (NOT_FOUND -> not-found;
+   * PAYLOAD_TOO_LARGE, FAILURE -> bad-request).
+   */
+  async requestFirmwareChunk(req: FirmwareChunkRequest): Promise<Uint8Array | undefined> {
+    if (!(req.size >= 1 && req.size <= this.maxFirmwareChunk && Math.floor(req.size) === req.size)) {
+      throw new TbError('bad-request', `firmware chunk size ${req.size}: this MQTT client takes 1..${this.maxFirmwareChunk} bytes per chunk (maxPacketSize)`);
+    }
+    if (!(req.chunk >= 0 && Math.floor(req.chunk) === req.chunk && req.chunk <= 0x7fffffff)) throw new TbError('bad-request', `firmware chunk index ${req.chunk}`);
+    this.#checkStopped('firmware chunk request');
+    const key = `${req.title}\n${req.version}\n${req.size}`;
+    if (key !== this.#fwKey) {
+      this.#fwKey = key;
+      this.#fwRequestId = this.#fwRequestId >= 0x7fffffff ? 1 : this.#fwRequestId + 1;
+    }
+    const mqtt = this.#client();
+    if (this.#fwSubscribedOn !== mqtt) {
+      try {
+        mqtt.write(undefined, { operation: MqttOp.SUBSCRIBE, items: [{ topic: MqttTopics.fwResponses, QoS: 0 }, { topic: MqttTopics.fwError, QoS: 0 }] });
+        this.#fwSubscribedOn = mqtt;
+      } catch (e) {
+        // Not fatal: ThingsBoard sends the chunk (at QoS 1) without a subscription too.
+        this.#log.warn(`firmware: subscribing to ${MqttTopics.fwResponses} failed: ${(e as Error).message}`);
+      }
+    }
+    const id = this.#fwRequestId;
+    try {
+      return await this.#request(
+        `firmware chunk ${req.chunk}`,
+        `${MqttTopics.fwRequest}${id}/chunk/${req.chunk}`,
+        `${MqttTopics.fwResponse}${id}/chunk/${req.chunk}`,
+        encodeUtf8(String(req.size)),
+        req.timeoutMs,
+      );
+    } catch (e) {
+      if (e instanceof TbError && e.code === 'timeout') return undefined;
+      throw e;
+    }
+  }
+
+  /** A status name on v2/fw/error: every firmware request waiting fails with it (ThingsBoard disconnects next). */
+  #onFirmwareError(payload: Uint8Array): void {
+    let status = '';
+    for (let i = 0; i < payload.length && i < 40; i++) {
+      const c = payload[i]!;
+      status += (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f ? String.fromCharCode(c) : '?';
+    }
+    const code = status === 'NOT_FOUND' ? 'not-found' : status === 'PAYLOAD_TOO_LARGE' || status === 'FAILURE' ? 'bad-request' : 'server-error';
+    const detail =
+      status === 'NOT_FOUND'
+        ? 'no firmware assigned to this device'
+        : status === 'FAILURE'
+          ? 'the package cannot be served over MQTT (an external fw_url package?)'
+          : status === 'PAYLOAD_TOO_LARGE'
+            ? "chunk size over the server's MQTT payload limit"
+            : 'refused';
+    let n = 0;
+    for (const [topic, w] of [...this.#responses]) {
+      if (!topic.startsWith(MqttTopics.fwResponse)) continue;
+      this.#responses.delete(topic);
+      this.#clock.clearTimer(w.timer);
+      w.reject(new TbError(code, `firmware chunk: v2/fw/error ${status || '(empty)'}: ${detail}`));
+      n++;
+    }
+    if (!n) this.#log.warn(`firmware: v2/fw/error ${status || '(empty)'} with no request waiting`);
   }
 
   constructor(options: MqttThingsBoardOptions) {
@@ -369,15 +463,22 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
   }
 
   /** PUBLISH to `topic`, then wait for a PUBLISH on `responseTopic`. */
-  #request(feature: string, topic: string, responseTopic: string, payload: Uint8Array): Promise<Uint8Array> {
+  #request(feature: string, topic: string, responseTopic: string, payload: Uint8Array, timeoutMs = this.#timeout): Promise<Uint8Array> {
     this.#checkStopped(feature);
+    // One waiter per response topic: an earlier request for the same answer gives up now.
+    const earlier = this.#responses.get(responseTopic);
+    if (earlier) {
+      this.#responses.delete(responseTopic);
+      this.#clock.clearTimer(earlier.timer);
+      earlier.reject(new TbError('timeout', `${feature}: asked again`));
+    }
     const id = this.#write(feature, topic, payload);
     return new Promise<Uint8Array>((resolve, reject) => {
       const timer = this.#clock.setTimer(() => {
         this.#responses.delete(responseTopic);
         if (this.#mqtt?.abandon(id)) this.#pubacks.delete(id);
         reject(new TbError('timeout', `${feature}: no response from server`));
-      }, this.#timeout);
+      }, timeoutMs);
       this.#responses.set(responseTopic, { resolve, reject, timer });
     });
   }
@@ -454,6 +555,7 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
       waiter.resolve(payload);
       return;
     }
+    if (topic === MqttTopics.fwError) return this.#onFirmwareError(payload);
     for (const s of this.#subs) {
       if (s.ended) continue;
       if (s.topic === topic || (s.topic.endsWith('/+') && topic.startsWith(s.topic.slice(0, -1)) && topic.indexOf('/', s.topic.length - 1) < 0)) {
@@ -476,7 +578,10 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
     if (op === MqttOp.SUBACK && msg.topics && msg.payload) {
       for (let i = 0; i < msg.topics.length; i++) {
         const sub = this.#subs.find((s) => s.topic === msg.topics![i] && !s.ended);
-        if (!sub) continue;
+        if (!sub) {
+          if (msg.payload[i] === 0x80 && msg.topics[i]!.startsWith('v2/fw/')) this.#log.warn(`firmware: subscription to ${msg.topics[i]} refused (SUBACK 0x80); chunks still come at QoS 1`);
+          continue;
+        }
         if (msg.payload[i] === 0x80) {
           this.#endSub(sub, new TbError('bad-request', `subscription to ${sub.topic} refused by the server (SUBACK 0x80)`));
           continue;
