@@ -25,16 +25,26 @@
 //   RpcRequest / ToServerRpcResponseMsg, claim ClaimDevice; provisioning tries JSON first, then
 //   ProvisionDeviceRequestMsg, and answers in the form it read. A body that does not decode
 //   closes the connection without PUBACK, as malformed JSON does.
+// - the v2 short topics (§1.1): v2/t, v2/a (publish and subscribe), v2/a/req/{id} -> v2/a/res/{id},
+//   v2/r/req/+ (server RPC) with replies on v2/r/res/{id}, client RPC on v2/r/req/{id}; each with
+//   /j (always JSON) and /p (always Protobuf) forms; plain v1/v2 follow the device profile. The
+//   downlink topic is that of the last attribute / RPC subscription, attribute request or client
+//   RPC of the session, as ThingsBoard's TopicType fields;
+// - firmware / software chunks (§1.9): v2/fw/request/{reqId}/chunk/{n} (and v2/sw/...), the size
+//   remembered per reqId, the package looked up once per reqId, zero-length past the end;
+//   PAYLOAD_TOO_LARGE / NOT_FOUND / FAILURE on v2/fw/error, then a close; from the packages the
+//   CoAP side serves (ota-packages.ts).
 
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { EventEmitter } from 'node:events';
 import * as mqtt from 'mqtt-packet';
 import type { Device, JsonObject, JsonValue, Store } from './store';
-import { certSha3FromPem, randomToken } from './store';
+import { certSha3FromPem, provisionDevice, randomToken } from './store';
 import type { TbCoapService } from './handler';
 import { RpcTimeoutError, isObject, parseJson, typeValues } from './handler';
 import { compileProfile, fixedMessages, ProtoConvertError } from './proto-profile';
+import { otaChunk, otaPackageBytes } from './ota-packages';
 import type { ProtoProfile } from './proto-profile';
 
 export interface MqttListenerOptions {
@@ -77,12 +87,61 @@ const TOPIC = Object.freeze({
   provisionResponse: '/provision/response',
 });
 
+/**
+ * Topic styles (ThingsBoard's TopicType): v1, v2 (the profile's payload type), v2j (always JSON),
+ * v2p (always Protobuf). The style of the last attribute / RPC subscription and of the last
+ * attribute request / client RPC picks the downlink topic (MqttTransportHandler l.1402-1583).
+ */
+type Style = 'v1' | 'v2' | 'v2j' | 'v2p';
+const STYLES: Record<Style, { telemetry: string; attributes: string; attrRequest: string; attrResponse: string; rpcRequest: string; rpcResponse: string }> = {
+  v1: { telemetry: TOPIC.telemetry, attributes: TOPIC.attributes, attrRequest: TOPIC.attrRequest, attrResponse: TOPIC.attrResponse, rpcRequest: TOPIC.rpcRequest, rpcResponse: TOPIC.rpcResponse },
+  v2: { telemetry: 'v2/t', attributes: 'v2/a', attrRequest: 'v2/a/req/', attrResponse: 'v2/a/res/', rpcRequest: 'v2/r/req/', rpcResponse: 'v2/r/res/' },
+  v2j: { telemetry: 'v2/t/j', attributes: 'v2/a/j', attrRequest: 'v2/a/req/j/', attrResponse: 'v2/a/res/j/', rpcRequest: 'v2/r/req/j/', rpcResponse: 'v2/r/res/j/' },
+  v2p: { telemetry: 'v2/t/p', attributes: 'v2/a/p', attrRequest: 'v2/a/req/p/', attrResponse: 'v2/a/res/p/', rpcRequest: 'v2/r/req/p/', rpcResponse: 'v2/r/res/p/' },
+};
+const STYLE_NAMES = Object.freeze(['v1', 'v2', 'v2j', 'v2p'] as Style[]);
+
+/** Firmware / software OTA topics (reference §1.9); errors of both go to v2/fw/error. */
+const OTA = Object.freeze({
+  fwResponses: 'v2/fw/response/+/chunk/+',
+  fwError: 'v2/fw/error',
+  swResponses: 'v2/sw/response/+/chunk/+',
+  swError: 'v2/sw/error',
+});
+/** ThingsBoard's FW/SW_REQUEST_PATTERN, matched with find() (unanchored). */
+const OTA_REQUEST = Object.freeze({ fw: /v2\/fw\/request\/(\d+)\/chunk\/(\d+)/, sw: /v2\/sw\/request\/(\d+)\/chunk\/(\d+)/ });
+
+/** Every filter processSubscribe accepts (exact strings), for a device session. */
 const DEVICE_FILTERS = Object.freeze([
-  TOPIC.attributes,
-  `${TOPIC.attrResponse}+`,
-  `${TOPIC.rpcRequest}+`,
-  `${TOPIC.rpcResponse}+`,
+  ...STYLE_NAMES.flatMap((st) => [STYLES[st].attributes, `${STYLES[st].attrResponse}+`, `${STYLES[st].rpcRequest}+`, `${STYLES[st].rpcResponse}+`]),
+  OTA.fwResponses,
+  OTA.fwError,
+  OTA.swResponses,
+  OTA.swError,
 ]);
+
+/** Java's Integer.parseInt: optional sign, decimal digits, int32 range; else NumberFormatException (=> close). */
+function parseJavaInt(s: string, what: string): number {
+  if (!/^[-+]?\d+$/.test(s)) throw new Disconnect(`NumberFormatException: ${what} ${JSON.stringify(s.slice(0, 16))}`);
+  const n = Number(s);
+  if (n > 2147483647 || n < -2147483648) throw new Disconnect(`NumberFormatException: ${what} out of int range`);
+  return n;
+}
+
+/** Does the (wildcard) filter match the topic? */
+function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length) return false;
+    if (f[i] !== '+' && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+/** OTA state of a session per reqId (ThingsBoard's chunkSizes / otaPackSessions; keyed by reqId alone, fw and sw alike). Bounded. */
+const MAX_OTA_REQUEST_IDS = 256;
 
 class Disconnect extends Error {}
 
@@ -107,11 +166,21 @@ export class MqttSession {
   device?: Device;
   provisioning = false;
   readonly subs = new Map<string, number>();
+  /** Style of the last attribute / RPC subscription (where updates and server RPCs go). */
+  attrSubStyle: Style | undefined;
+  rpcSubStyle: Style | undefined;
+  /** Style of the last attribute request / client RPC (where their answers go). */
+  attrReqStyle: Style = 'v1';
+  clientRpcStyle: Style = 'v1';
+  /** reqId -> chunk size, reqId -> package served to it (ThingsBoard keeps both per session). */
+  readonly otaSizes = new Map<string, number>();
+  readonly otaPackages = new Map<string, { type: 'fw' | 'sw'; data: Buffer }>();
   #nextId = 1;
   #parser = mqtt.parser({ protocolVersion: 4 });
   #buf: Buffer = Buffer.alloc(0);
   #connected = false;
   #closed = false;
+  #closing = false;
   #inactivity?: NodeJS.Timeout;
 
   constructor(
@@ -144,6 +213,18 @@ export class MqttSession {
     return this.#closed;
   }
 
+  /** Closes once what was written is flushed (a PUBLISH on v2/fw/error, then the disconnect). */
+  closeAfterFlush(reason: string): void {
+    if (this.#closed || this.#closing) return;
+    this.#closing = true;
+    const t = setTimeout(() => this.close(reason), 2000);
+    t.unref();
+    this.socket.end(() => {
+      clearTimeout(t);
+      this.close(reason);
+    });
+  }
+
   #touch(): void {
     if (this.#inactivity) clearTimeout(this.#inactivity);
     this.#inactivity = setTimeout(() => this.close('inactivity timeout'), this.listener.inactivityMs);
@@ -152,7 +233,7 @@ export class MqttSession {
 
   /** Frames packets ourselves first, to refuse an oversized one before buffering it (Netty's check). */
   #onData(d: Buffer): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#closing) return;
     this.#buf = this.#buf.length ? Buffer.concat([this.#buf, d]) : d;
     for (;;) {
       if (this.#buf.length < 2) return;
@@ -195,9 +276,18 @@ export class MqttSession {
     this.socket.write(bytes);
   }
 
-  /** Server -> device PUBLISH: QoS of the matching subscription, else 1 (ThingsBoard's rule). */
-  publish(topic: string, body: JsonValue | string | Buffer, filter?: string): void {
-    const granted = filter !== undefined ? this.subs.get(filter) : undefined;
+  /**
+   * Server -> device PUBLISH: QoS of the first subscription whose filter matches the topic, else 1
+   * (ThingsBoard's getQoSForTopic). `_filter` is not needed any more (kept for callers).
+   */
+  publish(topic: string, body: JsonValue | string | Buffer, _filter?: string): void {
+    let granted: number | undefined;
+    for (const [f, q] of this.subs) {
+      if (topicMatches(f, topic)) {
+        granted = q;
+        break;
+      }
+    }
     const qos = (granted ?? 1) as 0 | 1;
     const payload = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
     const p: mqtt.IPublishPacket = { cmd: 'publish', topic, payload, qos, dup: false, retain: false };
@@ -222,7 +312,11 @@ export class MqttSession {
         case 'publish': return this.#onPublish(p);
         case 'subscribe': return this.#onSubscribe(p);
         case 'unsubscribe':
-          for (const t of p.unsubscriptions) this.subs.delete(t);
+          for (const t of p.unsubscriptions) {
+            this.subs.delete(t);
+            if (this.attrSubStyle && t === STYLES[this.attrSubStyle].attributes) this.attrSubStyle = undefined;
+            if (this.rpcSubStyle && t === `${STYLES[this.rpcSubStyle].rpcRequest}+`) this.rpcSubStyle = undefined;
+          }
           return this.send({ cmd: 'unsuback', messageId: p.messageId!, granted: [] });
         case 'pingreq': return this.send({ cmd: 'pingresp' });
         case 'disconnect': return this.close('DISCONNECT');
@@ -292,7 +386,15 @@ export class MqttSession {
       const q = Math.min(s.qos, 1);
       this.subs.set(s.topic, q);
       granted.push(q);
-      if (s.topic === `${TOPIC.rpcRequest}+`) rpc = true;
+      if (!this.provisioning) {
+        for (const st of STYLE_NAMES) {
+          if (s.topic === STYLES[st].attributes) this.attrSubStyle = st;
+          if (s.topic === `${STYLES[st].rpcRequest}+`) {
+            this.rpcSubStyle = st;
+            rpc = true;
+          }
+        }
+      }
     }
     this.send({ cmd: 'suback', messageId: p.messageId!, granted });
     if (rpc && this.device) this.listener.sendPendingRpcs(this);
@@ -349,10 +451,24 @@ export class MqttSession {
       return;
     }
     const dev = this.device!;
-    const proto = this.proto;
     const body = p.payload as Buffer;
-    if (topic === TOPIC.telemetry) {
-      const json = proto ? this.#decode('telemetry', () => proto.telemetry.toJson(body)) : this.#json(p, 'telemetry');
+    const route = routeDevicePublish(topic);
+    if (!route) {
+      // Unknown topic: acknowledged and dropped, the connection stays (TOPIC_NAME_INVALID in MQTT 5).
+      return this.#puback(p);
+    }
+    if (route.kind === 'ota') return this.#onOtaRequest(p, route.type, route.reqId, route.chunk);
+    const style = route.style;
+    // Protobuf for v2/.../p, JSON for v2/.../j, the device profile's payload type for v1 and v2.
+    const useProto = this.usesProto(style);
+    /** The profile's dynamic schemas (telemetry, attributes, RPC reply) for a Protobuf topic. */
+    const profile = (what: string): ProtoProfile => {
+      const prof = this.proto;
+      if (!prof) throw new Disconnect(`${what}: Protobuf topic ${topic} on a device without a Protobuf profile`);
+      return prof;
+    };
+    if (route.kind === 'telemetry') {
+      const json = useProto ? this.#decode('telemetry', () => profile('telemetry').telemetry.toJson(body)) : this.#json(p, 'telemetry');
       const now = Date.now();
       const entries: { ts: number; values: Record<string, JsonValue> }[] = [];
       const one = (o: JsonValue): void => {
@@ -370,20 +486,20 @@ export class MqttSession {
       svc.events.emit('telemetry', { device: dev.name, deviceId: dev.id, entries });
       return this.#puback(p);
     }
-    if (topic === TOPIC.attributes) {
-      const json = proto ? this.#decode('attributes', () => proto.attributes.toJson(body)) : this.#json(p, 'attributes');
+    if (route.kind === 'attributes') {
+      const json = useProto ? this.#decode('attributes', () => profile('attributes').attributes.toJson(body)) : this.#json(p, 'attributes');
       if (!isObject(json)) throw new Disconnect('attributes: not an object');
       const values = typeValues(json);
       store.setClientAttributes(dev.id, values);
       svc.events.emit('attributes', { device: dev.name, deviceId: dev.id, scope: 'client', values });
       return this.#puback(p);
     }
-    if (topic.startsWith(TOPIC.attrRequest)) {
-      const id = requestId(topic, TOPIC.attrRequest);
-      const json: JsonValue = proto ? { ...this.#decode('attribute request', () => fixedMessages.attributeRequest(body)) } : this.#json(p, 'attribute request');
+    if (route.kind === 'attrRequest') {
+      const id = requestId(topic, route.prefix);
+      const json: JsonValue = useProto ? { ...this.#decode('attribute request', () => fixedMessages.attributeRequest(body)) } : this.#json(p, 'attribute request');
       if (!isObject(json)) throw new Disconnect('attribute request: not an object');
       // Protobuf: empty strings are absent keys (StringUtils.isEmpty in ProtoConverter)
-      if (proto) for (const k of ['clientKeys', 'sharedKeys']) if (json[k] === '') delete json[k];
+      if (useProto) for (const k of ['clientKeys', 'sharedKeys']) if (json[k] === '') delete json[k];
       const ck = keyList(json.clientKeys);
       const sk = keyList(json.sharedKeys);
       const all = store.attributes(dev.id);
@@ -393,16 +509,19 @@ export class MqttSession {
       const out: JsonObject = {};
       if (Object.keys(client).length) out.client = client;
       if (Object.keys(shared).length) out.shared = shared;
+      this.attrReqStyle = style;
       this.#puback(p);
+      // The response goes out in the style of the last attribute request (attrReqTopicType).
+      const rs = this.attrReqStyle;
       // Protobuf: TransportProtos.GetAttributeResponseMsg with the request id (ProtoMqttAdaptor)
-      this.publish(`${TOPIC.attrResponse}${id}`, proto ? fixedMessages.attributeResponse(client, shared, Date.now(), id) : out, `${TOPIC.attrResponse}+`);
+      this.publish(`${STYLES[rs].attrResponse}${id}`, this.usesProto(rs) ? fixedMessages.attributeResponse(client, shared, Date.now(), id) : out);
       return;
     }
-    if (topic.startsWith(TOPIC.rpcResponse)) {
-      const id = requestId(topic, TOPIC.rpcResponse);
-      if (proto) {
+    if (route.kind === 'rpcReply') {
+      const id = requestId(topic, route.prefix);
+      if (useProto) {
         // The profile's RPC response schema; its JSON form is the RPC result.
-        const json = this.#decode('RPC reply', () => proto.rpcResponse.toJson(body));
+        const json = this.#decode('RPC reply', () => profile('RPC reply').rpcResponse.toJson(body));
         this.listener.rpcReply(this, id, json);
         return this.#puback(p);
       }
@@ -412,37 +531,113 @@ export class MqttSession {
       this.listener.rpcReply(this, id, json === undefined ? text : json);
       return this.#puback(p);
     }
-    if (topic.startsWith(TOPIC.rpcRequest)) {
-      const id = requestId(topic, TOPIC.rpcRequest);
+    if (route.kind === 'clientRpc') {
+      const id = requestId(topic, route.prefix);
       let json: JsonValue;
-      if (proto) {
+      if (useProto) {
         // Fixed TransportApiProtos.RpcRequest {method, params: string}; the profile's schemas are not used.
         const r = this.#decode('client RPC', () => fixedMessages.clientRpcRequest(body));
         if (!r.method) throw new Disconnect('client RPC without method');
         json = { method: r.method, params: parseJson(Buffer.from(r.params)) ?? r.params };
       } else json = this.#json(p, 'client RPC');
       if (!isObject(json) || typeof json.method !== 'string') throw new Disconnect('client RPC without method');
+      this.clientRpcStyle = style;
       this.#puback(p);
       this.listener.clientRpc(this, id, json.method, json.params ?? null);
       return;
     }
-    if (topic === TOPIC.claim) {
-      let secretKey = '';
-      let durationMs = 0;
-      if (body.length && proto) {
-        ({ secretKey, durationMs } = this.#decode('claim', () => fixedMessages.claim(body)));
-      } else if (body.length) {
-        const json = this.#json(p, 'claim');
-        if (!isObject(json)) throw new Disconnect('claim: not an object');
-        if (typeof json.secretKey === 'string') secretKey = json.secretKey;
-        if (typeof json.durationMs === 'number') durationMs = json.durationMs;
-      }
-      store.updateDevice(dev, { claim: { secretKey, expiresAt: durationMs > 0 ? Date.now() + durationMs : 0 } });
-      return this.#puback(p);
+    // claim (v1 only)
+    let secretKey = '';
+    let durationMs = 0;
+    if (body.length && useProto) {
+      ({ secretKey, durationMs } = this.#decode('claim', () => fixedMessages.claim(body)));
+    } else if (body.length) {
+      const json = this.#json(p, 'claim');
+      if (!isObject(json)) throw new Disconnect('claim: not an object');
+      if (typeof json.secretKey === 'string') secretKey = json.secretKey;
+      if (typeof json.durationMs === 'number') durationMs = json.durationMs;
     }
-    // Unknown topic: acknowledged and dropped, the connection stays (TOPIC_NAME_INVALID in MQTT 5).
-    this.#puback(p);
+    store.updateDevice(dev, { claim: { secretKey, expiresAt: durationMs > 0 ? Date.now() + durationMs : 0 } });
+    return this.#puback(p);
   }
+
+  /** Does a message in this topic style carry Protobuf (v2/.../p, or v1/v2 on a Protobuf profile)? */
+  usesProto(style: Style): boolean {
+    return style === 'v2p' || (style !== 'v2j' && !!this.device?.protobuf);
+  }
+
+  /**
+   * v2/fw|sw/request/{reqId}/chunk/{n} (MqttTransportHandler.getOtaPackageCallback, reference §1.9):
+   * the payload is the chunk size in ASCII (Integer.parseInt: anything else closes the connection),
+   * remembered per reqId; empty (or not positive) = the remembered size, 0 if none = the whole
+   * package. A size over the 64 KiB packet limit: PAYLOAD_TOO_LARGE on v2/fw/error and a close;
+   * no package: NOT_FOUND (FAILURE for a package without data) on v2/fw/error and a close. Else
+   * PUBACK, then v2/{fw|sw}/response/{reqId}/chunk/{n} with the bytes, zero-length past the end.
+   * The package is looked up once per reqId and session and served from there on.
+   */
+  #onOtaRequest(p: mqtt.IPublishPacket, type: 'fw' | 'sw', reqId: string, chunkText: string): void {
+    const text = (p.payload as Buffer).toString('utf8');
+    let size = text.length ? parseJavaInt(text, 'chunk size') : 0;
+    const chunk = parseJavaInt(chunkText, 'chunk index');
+    if (size > 0) {
+      if (!this.otaSizes.has(reqId) && this.otaSizes.size >= MAX_OTA_REQUEST_IDS) this.otaSizes.delete(this.otaSizes.keys().next().value!);
+      this.otaSizes.set(reqId, size);
+    } else size = this.otaSizes.get(reqId) ?? 0;
+    if (size > this.listener.maxPacketSize) return this.#otaError('PAYLOAD_TOO_LARGE');
+    let pkg = this.otaPackages.get(reqId);
+    let responseType = type;
+    if (!pkg) {
+      const stored = this.listener.store.ota(this.device!.id, type);
+      if (!stored) return this.#otaError('NOT_FOUND');
+      const data = otaPackageBytes(stored);
+      if (!data.length) return this.#otaError('FAILURE');
+      pkg = { type: stored.type, data };
+      responseType = stored.type;
+      if (this.otaPackages.size >= MAX_OTA_REQUEST_IDS) this.otaPackages.delete(this.otaPackages.keys().next().value!);
+      this.otaPackages.set(reqId, pkg);
+    }
+    this.#puback(p);
+    const part = otaChunk(pkg.data, size, chunk);
+    if (!part) return this.listener.log(`mqtt: [${this.device!.name}] OTA chunk ${chunk} of ${size} bytes: start past the int range, nothing sent`);
+    this.listener.events.emit('ota-chunk', { device: this.device!.name, type: responseType, reqId, chunk, size, bytes: part.length });
+    this.publish(`v2/${responseType}/response/${reqId}/chunk/${chunk}`, part);
+  }
+
+  /** sendOtaPackageError: the status name on v2/fw/error (for software too), then the connection closes. */
+  #otaError(status: string): void {
+    this.listener.log(`mqtt: [${this.device!.name}] OTA request refused: ${status}`);
+    this.publish(OTA.fwError, Buffer.from(status));
+    this.closeAfterFlush(`OTA ${status}`);
+  }
+}
+
+type DeviceRoute =
+  | { kind: 'telemetry' | 'attributes' | 'claim'; style: Style }
+  | { kind: 'attrRequest' | 'rpcReply' | 'clientRpc'; style: Style; prefix: string }
+  | { kind: 'ota'; type: 'fw' | 'sw'; reqId: string; chunk: string };
+
+/** processDevicePublish's order: v1 topics, claim, the OTA patterns, then the v2 short topics. */
+function routeDevicePublish(topic: string): DeviceRoute | undefined {
+  const v1 = STYLES.v1;
+  if (topic === v1.attributes) return { kind: 'attributes', style: 'v1' };
+  if (topic === v1.telemetry) return { kind: 'telemetry', style: 'v1' };
+  if (topic.startsWith(v1.attrRequest)) return { kind: 'attrRequest', style: 'v1', prefix: v1.attrRequest };
+  if (topic.startsWith(v1.rpcResponse)) return { kind: 'rpcReply', style: 'v1', prefix: v1.rpcResponse };
+  if (topic.startsWith(v1.rpcRequest)) return { kind: 'clientRpc', style: 'v1', prefix: v1.rpcRequest };
+  if (topic === TOPIC.claim) return { kind: 'claim', style: 'v1' };
+  for (const type of ['fw', 'sw'] as const) {
+    const m = OTA_REQUEST[type].exec(topic);
+    if (m) return { kind: 'ota', type, reqId: m[1]!, chunk: m[2]! };
+  }
+  const v2 = ['v2', 'v2j', 'v2p'] as const;
+  for (const st of v2) if (topic === STYLES[st].telemetry) return { kind: 'telemetry', style: st };
+  for (const st of v2) if (topic === STYLES[st].attributes) return { kind: 'attributes', style: st };
+  // j and p before the plain prefix, which is a prefix of both
+  const order = ['v2j', 'v2p', 'v2'] as const;
+  for (const st of order) if (topic.startsWith(STYLES[st].rpcResponse)) return { kind: 'rpcReply', style: st, prefix: STYLES[st].rpcResponse };
+  for (const st of order) if (topic.startsWith(STYLES[st].rpcRequest)) return { kind: 'clientRpc', style: st, prefix: STYLES[st].rpcRequest };
+  for (const st of order) if (topic.startsWith(STYLES[st].attrRequest)) return { kind: 'attrRequest', style: st, prefix: STYLES[st].attrRequest };
+  return undefined;
 }
 
 interface PendingMqttRpc {
@@ -525,19 +720,21 @@ class MqttListenerImpl implements MqttListener {
     svc.sharedAttributesChanged = (dev, updated, deleted) => {
       origShared(dev, updated, deleted);
       const s = this.byDevice.get(dev.id);
-      if (!s || !s.subs.has(TOPIC.attributes)) return;
-      if (s.proto) {
-        // Protobuf: TransportProtos.AttributeUpdateNotificationMsg on the v1 topic
-        s.publish(TOPIC.attributes, fixedMessages.attributeUpdate(updated, deleted, Date.now()), TOPIC.attributes);
+      // On the topic of the last attribute subscription (v1/devices/me/attributes, v2/a, v2/a/j, v2/a/p).
+      const st = s?.attrSubStyle;
+      if (!s || !st) return;
+      if (s.usesProto(st)) {
+        // Protobuf: TransportProtos.AttributeUpdateNotificationMsg
+        s.publish(STYLES[st].attributes, fixedMessages.attributeUpdate(updated, deleted, Date.now()));
         return;
       }
       const body: JsonObject = { ...updated };
       if (deleted.length) body.deleted = deleted;
-      s.publish(TOPIC.attributes, body, TOPIC.attributes);
+      s.publish(STYLES[st].attributes, body);
     };
     svc.sendRpc = (dev, r) => {
       const s = this.byDevice.get(dev.id);
-      if (!s || !s.subs.has(`${TOPIC.rpcRequest}+`)) return origRpc(dev, r);
+      if (!s || !s.rpcSubStyle) return origRpc(dev, r);
       return this.#sendRpc(dev, r);
     };
     this.#restore = () => {
@@ -564,8 +761,15 @@ class MqttListenerImpl implements MqttListener {
   }
 
   #pushRpc(s: MqttSession, rec: PendingMqttRpc['rec']): void {
-    const proto = s.proto;
-    if (proto) {
+    // On the topic of the last RPC subscription (v1/devices/me/rpc/request/, v2/r/req/, .../j/, .../p/).
+    const st = s.rpcSubStyle ?? 'v1';
+    const topic = `${STYLES[st].rpcRequest}${rec.id}`;
+    if (s.usesProto(st)) {
+      const proto = s.proto;
+      if (!proto) {
+        this.log(`mqtt: [${s.device!.name}] Failed to convert device RPC command to MQTT msg: no Protobuf profile for ${STYLES[st].rpcRequest}`);
+        return;
+      }
       // The profile's RPC request schema, built from {"method","requestId","params"} as
       // ThingsBoard does; object params into a string field fail there too (the params pitfall):
       // ThingsBoard logs and the device gets nothing, so the RPC times out.
@@ -577,8 +781,8 @@ class MqttListenerImpl implements MqttListener {
         this.log(`mqtt: [${s.device!.name}] Failed to convert device RPC command to MQTT msg: ${e.message} (use string/primitive params or model params as a message in the RPC request schema)`);
         return;
       }
-      s.publish(`${TOPIC.rpcRequest}${rec.id}`, bytes, `${TOPIC.rpcRequest}+`);
-    } else s.publish(`${TOPIC.rpcRequest}${rec.id}`, { method: rec.method, params: rec.params }, `${TOPIC.rpcRequest}+`);
+      s.publish(topic, bytes);
+    } else s.publish(topic, { method: rec.method, params: rec.params });
     if (rec.status === 'QUEUED') this.store.updateRpc(rec, { status: 'SENT' });
   }
 
@@ -609,7 +813,9 @@ class MqttListenerImpl implements MqttListener {
       this.timers.delete(timer);
       if (done) return;
       done = true;
-      s.publish(`${TOPIC.rpcResponse}${id}`, s.proto ? fixedMessages.clientRpcResponse(JSON.stringify({ error: 'timeout' })) : { error: 'timeout' }, `${TOPIC.rpcResponse}+`);
+      // In the style of the session's last client RPC (toServerRpcSubTopicType)
+      const st = s.clientRpcStyle;
+      s.publish(`${STYLES[st].rpcResponse}${id}`, s.usesProto(st) ? fixedMessages.clientRpcResponse(JSON.stringify({ error: 'timeout' })) : { error: 'timeout' });
     }, this.clientRpcTimeoutMs);
     timer.unref();
     this.timers.add(timer);
@@ -625,7 +831,8 @@ class MqttListenerImpl implements MqttListener {
         clearTimeout(timer);
         this.timers.delete(timer);
         // Protobuf: TransportProtos.ToServerRpcResponseMsg, the result as JSON text in payload
-        s.publish(`${TOPIC.rpcResponse}${id}`, s.proto ? fixedMessages.clientRpcResponse(JSON.stringify(result)) : result, `${TOPIC.rpcResponse}+`);
+        const st = s.clientRpcStyle;
+        s.publish(`${STYLES[st].rpcResponse}${id}`, s.usesProto(st) ? fixedMessages.clientRpcResponse(JSON.stringify(result)) : result);
       });
   }
 
@@ -634,36 +841,11 @@ class MqttListenerImpl implements MqttListener {
     if (!isObject(json) || typeof json.provisionDeviceKey !== 'string' || typeof json.provisionDeviceSecret !== 'string') {
       throw new Disconnect('provision request without provisionDeviceKey/provisionDeviceSecret');
     }
-    const fail = (status: string, errorMsg: string): JsonObject => ({ errorMsg, status });
-    const prof = this.store.findProfile(json.provisionDeviceKey, json.provisionDeviceSecret);
-    if (!prof) return fail('NOT_FOUND', 'Provision data was not found!');
-    const credType = typeof json.credentialsType === 'string' ? json.credentialsType : 'ACCESS_TOKEN';
-    if (credType !== 'ACCESS_TOKEN' && credType !== 'X509_CERTIFICATE') return fail('FAILURE', 'Failed to provision device!');
-    const name = typeof json.deviceName === 'string' && json.deviceName ? json.deviceName : randomToken();
-    const wantedToken = typeof json.token === 'string' && json.token ? json.token : undefined;
-    const hash = typeof json.hash === 'string' && json.hash ? json.hash : undefined;
-    if (credType === 'X509_CERTIFICATE' && !hash) return fail('FAILURE', 'Failed to provision device!');
-    let dev = this.store.findDevice(name);
-    try {
-      if (prof.strategy === 'ALLOW_CREATE_NEW_DEVICES') {
-        if (dev) return fail('FAILURE', 'Failed to provision device!');
-        dev = this.store.createDevice(name, {
-          token: credType === 'ACCESS_TOKEN' ? wantedToken : randomToken(),
-          certSha3: hash ? certSha3FromPem(hash) : undefined,
-          provisioned: true,
-        });
-      } else {
-        if (!dev || dev.provisioned) return fail('FAILURE', 'Failed to provision device!');
-        const patch: Partial<Device> = { provisioned: true };
-        if (credType === 'ACCESS_TOKEN' && wantedToken) patch.token = wantedToken;
-        if (hash) patch.certSha3 = certSha3FromPem(hash);
-        this.store.updateDevice(dev, patch);
-      }
-    } catch {
-      return fail('FAILURE', 'Failed to provision device!');
-    }
-    this.log(`mqtt: provisioned device ${dev.name} (${prof.strategy})`);
-    return { credentialsValue: credType === 'ACCESS_TOKEN' ? dev.token : hash!, credentialsType: credType, status: 'SUCCESS' };
+    // The same rules as the CoAP endpoint (store.ts provisionDevice).
+    const reply = provisionDevice(this.store, json, randomToken);
+    if (reply.status !== 'SUCCESS') return { errorMsg: reply.errorMsg, status: reply.status };
+    this.log(`mqtt: provisioned device ${reply.device.name} (${reply.credentialsType === 'X509_CERTIFICATE' ? 'X.509 certificate registered' : 'access token'})`);
+    return { credentialsValue: reply.credentialsValue, credentialsType: reply.credentialsType, status: 'SUCCESS' };
   }
 
   async close(): Promise<void> {

@@ -117,3 +117,22 @@ export function fwStateHistory(store: Store, deviceId: string): JsonObject[] {
   }
   return [...rows.values()].filter((r) => r.fw_state !== undefined).sort((a, b) => (a.ts as number) - (b.ts as number));
 }
+
+/** The bytes of a package as the store keeps it (base64). */
+export function otaPackageBytes(pkg: { data: string }): Buffer {
+  return Buffer.from(pkg.data, 'base64');
+}
+
+/**
+ * ThingsBoard's OtaPackageDataCache.get(id, chunkSize, chunk) (CaffeineOtaPackageCache): the whole
+ * package for a size below 1, else bytes [size*chunk, size*(chunk+1)), zero-length past the end.
+ * The start is a Java int product: one that overflows to a negative index throws in
+ * System.arraycopy, and ThingsBoard sends nothing (undefined here).
+ */
+export function otaChunk(data: Buffer, size: number, chunk: number): Buffer | undefined {
+  if (size < 1) return data;
+  const start = Math.imul(size, chunk);
+  if (start < 0) return undefined;
+  const n = Math.min(data.length - start, size);
+  return start < data.length && n > 0 ? data.subarray(start, start + n) : Buffer.alloc(0);
+}
