@@ -27,8 +27,10 @@ export interface StoredCredentials {
   provisionKey?: string;
   provisionSecret?: string;
   /**
-   * Network provisioning progress: 'pending' = `token` was chosen by the device and saved before it
-   * asked the server to provision it with that token; 'done' = the server confirmed it.
+   * Network provisioning progress: 'pending' = the device is about to ask (or has asked) the server
+   * to provision it with the credentials in this record (`token`, chosen by the device and saved
+   * first, or `cert`, registered by its SHA3-256 hash); 'done' = the server confirmed them. A record
+   * with a provisioning key and `cert` but no state is still to be provisioned with X509_CERTIFICATE.
    */
   provisionState?: 'pending' | 'done';
 }
@@ -150,7 +152,8 @@ export function validateCredentials(c: StoredCredentials): void {
     throw new CredentialsError('invalid', 'credentials: provisionKey and provisionSecret go together', c.provisionKey ? 'provisionSecret' : 'provisionKey');
   if (c.provisionState !== undefined) {
     if (c.provisionState !== 'pending' && c.provisionState !== 'done') throw new CredentialsError('invalid', "credentials: provisionState is 'pending' or 'done'", 'provisionState');
-    if (!c.provisionKey || c.token === undefined) throw new CredentialsError('invalid', 'credentials: provisionState needs the provisioning key and a token', 'provisionState');
+    if (!c.provisionKey || (c.token === undefined && !c.cert))
+      throw new CredentialsError('invalid', 'credentials: provisionState needs the provisioning key and a token or certificate', 'provisionState');
   }
   if (server.secure && !c.ca) throw new CredentialsError('invalid', 'credentials: coaps:// needs ca (the server certificate is always verified)', 'ca');
   if (!server.secure && c.cert) throw new CredentialsError('invalid', 'credentials: an X.509 certificate needs a coaps:// server', 'server');
@@ -235,4 +238,142 @@ export class CredentialStore {
   clear(): void {
     this.#kv.delete(KEY_CREDENTIALS);
   }
+}
+
+// ------------------------------------------------------------------ X.509 certificates (no crypto)
+
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/** Standard base64 (padded) to bytes; the caller checked the alphabet (pemBlocks). */
+function base64Decode(s: string): Uint8Array {
+  const clean = s.replace(/=+$/, '');
+  const out = new Uint8Array(Math.floor((clean.length * 3) / 4));
+  let acc = 0;
+  let bits = 0;
+  let o = 0;
+  for (let i = 0; i < clean.length; i++) {
+    const v = B64.indexOf(clean[i]!);
+    if (v < 0) throw new Error('not base64');
+    acc = ((acc << 6) | v) & 0xffffff;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (acc >> bits) & 0xff;
+    }
+  }
+  return out.subarray(0, o);
+}
+
+/**
+ * The certificate as ThingsBoard stores an X509_CERTIFICATE credential (EncryptionUtil.certTrimNewLines):
+ * the base64 DER of the first CERTIFICATE block, no BEGIN/END lines, no line breaks. It is the `hash`
+ * of a provisioning request; ThingsBoard's credentials id is the SHA3-256 hex of this string.
+ */
+export function certificateBase64(pem: string): string {
+  const blocks = pemBlocks(pem);
+  const cert = typeof blocks === 'string' ? undefined : blocks.find((b) => b.label === 'CERTIFICATE');
+  if (!cert) throw new CredentialsError('invalid', 'credentials: cert is not a PEM certificate', 'cert');
+  return cert.body;
+}
+
+export interface CertificateValidity {
+  /** Epoch ms of notBefore / notAfter. */
+  notBefore: number;
+  notAfter: number;
+}
+
+/** One DER TLV at `o`: [tag, start of the value, end of the value]; throws when it does not fit. */
+function tlv(der: Uint8Array, o: number, end: number): [number, number, number] {
+  if (o + 2 > end) throw new Error('truncated');
+  const tag = der[o]!;
+  let len = der[o + 1]!;
+  let p = o + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n < 1 || n > 3 || p + n > end) throw new Error('bad length');
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + der[p + i]!;
+    p += n;
+  }
+  if (p + len > end) throw new Error('truncated');
+  return [tag, p, p + len];
+}
+
+/** UTCTime (0x17, YYMMDDHHMMSSZ; YY < 50 is 20YY) or GeneralizedTime (0x18, YYYYMMDDHHMMSSZ) as epoch ms. */
+function derTime(der: Uint8Array, tag: number, start: number, end: number): number {
+  let s = '';
+  for (let i = start; i < end; i++) s += String.fromCharCode(der[i]!);
+  const m = tag === 0x17 ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s) : tag === 0x18 ? /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s) : null;
+  if (!m) throw new Error('bad time');
+  let year = Number(m[1]);
+  if (tag === 0x17) year += year < 50 ? 2000 : 1900;
+  return Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
+}
+
+/** notBefore / notAfter of one DER certificate (Certificate > TBSCertificate > Validity, RFC 5280 §4.1). */
+function derValidity(der: Uint8Array): CertificateValidity {
+  const [t0, cs, ce] = tlv(der, 0, der.length);
+  if (t0 !== 0x30 || ce !== der.length) throw new Error('not one SEQUENCE');
+  const [t1, ts, te] = tlv(der, cs, ce);
+  if (t1 !== 0x30) throw new Error('no TBSCertificate');
+  let o = ts;
+  let [tag, , e] = tlv(der, o, te);
+  if (tag === 0xa0) [tag, , e] = tlv(der, (o = e), te); // [0] version
+  if (tag !== 0x02) throw new Error('no serial number');
+  for (const want of [0x30, 0x30]) {
+    // signature AlgorithmIdentifier, issuer Name
+    [tag, , e] = tlv(der, (o = e), te);
+    if (tag !== want) throw new Error('bad structure');
+  }
+  const [tv, vs, ve] = tlv(der, (o = e), te);
+  if (tv !== 0x30) throw new Error('no validity');
+  const [nbTag, nbs, nbe] = tlv(der, vs, ve);
+  const [naTag, nas, nae] = tlv(der, nbe, ve);
+  return { notBefore: derTime(der, nbTag, nbs, nbe), notAfter: derTime(der, naTag, nas, nae) };
+}
+
+/**
+ * The validity period of each certificate in `pem` (a device certificate, or a CA bundle), read
+ * from the DER without any cryptography. CredentialsError 'invalid' naming `field` when a block
+ * is not an X.509 certificate (PEM of the right shape around bytes that are not one).
+ */
+export function certificateValidity(field: 'cert' | 'ca', pem: string): CertificateValidity[] {
+  const blocks = pemBlocks(pem);
+  if (typeof blocks === 'string') throw new CredentialsError('invalid', `credentials: ${field} is not PEM (${blocks})`, field);
+  const out: CertificateValidity[] = [];
+  let n = 0;
+  for (const b of blocks) {
+    if (b.label !== 'CERTIFICATE') continue;
+    n++;
+    try {
+      out.push(derValidity(base64Decode(b.body)));
+    } catch (e) {
+      const which = field === 'ca' ? ` (certificate ${n})` : '';
+      throw new CredentialsError('invalid', `credentials: ${field}${which} is not an X.509 certificate: ${(e as Error).message} in its DER`, field);
+    }
+  }
+  if (!out.length) throw new CredentialsError('invalid', `credentials: ${field} holds no CERTIFICATE block`, field);
+  return out;
+}
+
+/**
+ * Epoch ms below which the device's clock is taken as not set (no RTC, no SNTP yet: it counts from
+ * 1970 or from the build): 2020-01-01. Certificate validity is not judged against such a clock.
+ */
+export const CLOCK_SET_AFTER_MS = Date.UTC(2020, 0, 1);
+
+/** ISO date (day precision) for messages: no secret, and the same on XS and Node. */
+export function isoDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+/**
+ * Why `v` is not valid at `nowMs`, or undefined when it is (or when the clock is not set: see
+ * CLOCK_SET_AFTER_MS; the caller checks again once it is).
+ */
+export function validityProblem(field: 'cert' | 'ca', v: CertificateValidity, nowMs: number): string | undefined {
+  if (nowMs < CLOCK_SET_AFTER_MS) return undefined;
+  if (nowMs > v.notAfter) return `credentials: the ${field === 'cert' ? 'device certificate' : 'CA certificate'} expired on ${isoDay(v.notAfter)} (today is ${isoDay(nowMs)})`;
+  if (nowMs < v.notBefore) return `credentials: the ${field === 'cert' ? 'device certificate' : 'CA certificate'} is not valid before ${isoDay(v.notBefore)} (today is ${isoDay(nowMs)})`;
+  return undefined;
 }

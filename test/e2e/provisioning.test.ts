@@ -72,7 +72,7 @@ describe('e2e: network provisioning with the token chosen and saved by the devic
     await waitFor('telemetry after the retry', () => e2e.server.store.latestTelemetry(dev.id).temperature, 10000);
     await waitFor('confirmed in flash', () => openDeviceStorage(flash).credentials.load().provisionState === 'done');
     assert.equal(openDeviceStorage(flash).credentials.load().token, dev.token);
-    assert.match(log.lines.join('\n'), /trying the token saved by an earlier attempt/);
+    assert.match(log.lines.join('\n'), /trying the access token saved by an earlier attempt/);
     assert.match(log.lines.join('\n'), /provisioning confirmed/);
   });
 
