@@ -104,6 +104,8 @@ interface Waiter {
   resolve: (v: Uint8Array) => void;
   reject: (e: Error) => void;
   timer: TimerHandle;
+  /** The request's QoS 1 packet id (response waiters). */
+  packetId?: number;
 }
 
 interface Sub {
@@ -215,6 +217,9 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
       if (!topic.startsWith(MqttTopics.fwResponse)) continue;
       this.#responses.delete(topic);
       this.#clock.clearTimer(w.timer);
+      // ThingsBoard never acknowledges a refused request: sent again after the reconnect it would
+      // be refused again, and the connection closed again, for ever.
+      if (w.packetId !== undefined && this.#mqtt?.abandon(w.packetId)) this.#pubacks.delete(w.packetId);
       w.reject(new TbError(code, `firmware chunk: v2/fw/error ${status || '(empty)'}: ${detail}`));
       n++;
     }
@@ -479,7 +484,7 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
         if (this.#mqtt?.abandon(id)) this.#pubacks.delete(id);
         reject(new TbError('timeout', `${feature}: no response from server`));
       }, timeoutMs);
-      this.#responses.set(responseTopic, { resolve, reject, timer });
+      this.#responses.set(responseTopic, { resolve, reject, timer, packetId: id });
     });
   }
 
