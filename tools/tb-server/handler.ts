@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { Device, JsonObject, JsonValue, OtaPackage, PowerSettings, RpcRecord, Store } from './store';
-import { randomToken, certSha3FromPem } from './store';
+import { provisionDevice } from './store';
 import { parseLenientJson } from './json';
 import { compileProfile, fixedMessages, ProtoConvertError } from './proto-profile';
 import type { ProtoProfile } from './proto-profile';
@@ -461,43 +461,19 @@ export class TbCoapService {
     const key = json.provisionDeviceKey;
     const secret = json.provisionDeviceSecret;
     if (typeof key !== 'string' || typeof secret !== 'string') return ctx.reply('4.00');
-    const prof = this.store.findProfile(key, secret);
-    const fail = (code: string, status: string, errorMsg: string): void =>
-      ctx.reply(code, proto ? fixedMessages.provisionResponse(status, 'ACCESS_TOKEN', '') : JSON.stringify({ errorMsg, status }));
-    if (!prof) return fail('4.00', 'NOT_FOUND', 'Provision data was not found!');
-    const credType = typeof json.credentialsType === 'string' ? json.credentialsType : 'ACCESS_TOKEN';
-    if (credType !== 'ACCESS_TOKEN' && credType !== 'X509_CERTIFICATE') {
-      return fail('4.00', 'FAILURE', 'Failed to provision device!');
+    // Same rules as the MQTT endpoint (store.ts provisionDevice); ThingsBoard's JSON reading
+    // (JsonConverter.buildProvisionRequestMsg) needs both fields, and a missing one is 4.00 with no body.
+    const reply = provisionDevice(this.store, json, () => randomBytes(15).toString('base64url').slice(0, 20));
+    if (reply.status !== 'SUCCESS') {
+      return ctx.reply('4.00', proto ? fixedMessages.provisionResponse(reply.status, 'ACCESS_TOKEN', '') : JSON.stringify({ errorMsg: reply.errorMsg, status: reply.status }));
     }
-    const name = typeof json.deviceName === 'string' && json.deviceName ? json.deviceName : randomBytes(15).toString('base64url').slice(0, 20);
-    const wantedToken = typeof json.token === 'string' && json.token ? json.token : undefined;
-    const hash = typeof json.hash === 'string' && json.hash ? json.hash : undefined;
-    if (credType === 'X509_CERTIFICATE' && !hash) return ctx.reply('4.00');
-    let dev = this.store.findDevice(name);
-    try {
-      if (prof.strategy === 'ALLOW_CREATE_NEW_DEVICES') {
-        if (dev) return fail('4.00', 'FAILURE', 'Failed to provision device!');
-        dev = this.store.createDevice(name, {
-          token: credType === 'ACCESS_TOKEN' ? wantedToken : randomToken(),
-          certSha3: hash ? certSha3FromPem(hash) : undefined,
-          provisioned: true,
-        });
-      } else {
-        if (!dev || dev.provisioned) return fail('4.00', 'FAILURE', 'Failed to provision device!');
-        const patch: Partial<Device> = { provisioned: true };
-        if (credType === 'ACCESS_TOKEN' && wantedToken) patch.token = wantedToken;
-        if (hash) patch.certSha3 = certSha3FromPem(hash);
-        this.store.updateDevice(dev, patch);
-      }
-    } catch {
-      return fail('4.00', 'FAILURE', 'Failed to provision device!');
-    }
+    const dev = reply.device;
     ctx.device = dev;
-    this.opts.log(`provisioned device ${dev.name} (${prof.strategy})`);
-    if (proto) return ctx.reply('2.01', fixedMessages.provisionResponse('SUCCESS', credType, credType === 'ACCESS_TOKEN' ? dev.token : hash!));
+    this.opts.log(`provisioned device ${dev.name} (${reply.credentialsType === 'X509_CERTIFICATE' ? 'X.509 certificate registered' : 'access token'})`);
+    if (proto) return ctx.reply('2.01', fixedMessages.provisionResponse('SUCCESS', reply.credentialsType, reply.credentialsValue));
     ctx.reply('2.01', JSON.stringify({
-      credentialsValue: credType === 'ACCESS_TOKEN' ? dev.token : hash,
-      credentialsType: credType,
+      credentialsValue: reply.credentialsValue,
+      credentialsType: reply.credentialsType,
       status: 'SUCCESS',
     }));
   }

@@ -189,11 +189,15 @@ export async function startTbServer(options: TbServerOptions = {}): Promise<TbSe
         return;
       }
       x509ByPeer.delete(key);
-      x509ByPeer.set(key, certSha3FromPem(Buffer.from(info.peerCertificate).toString('base64')));
+      // Only a certificate registered NOW is mapped (TB stores the entry on a match only): one
+      // registered later (provisioning inside this session) maps at the next full handshake.
+      const sha3 = certSha3FromPem(Buffer.from(info.peerCertificate).toString('base64'));
+      x509ByPeer.set(key, store.byCertSha3(sha3) ? sha3 : '');
       if (x509ByPeer.size > X509_SESSION_LIMIT) x509ByPeer.delete(x509ByPeer.keys().next().value!);
     });
     const dtlsAuth = (rinfo: { address: string; port: number }): Auth => {
       const certSha3 = x509ByPeer.get(`${rinfo.address}:${rinfo.port}`);
+      if (certSha3 === '') return { kind: 'x509' }; // a certificate no device had at the handshake: token-less requests get 4.01
       return certSha3 ? { kind: 'x509', certSha3 } : { kind: 'token' };
     };
     const dtls = makeServer(dtlsAuth);

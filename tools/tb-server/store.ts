@@ -97,8 +97,61 @@ export function randomToken(): string {
 
 /** ThingsBoard's X.509 credentials id: SHA3-256 hex of the certificate's base64 DER (PEM body, no newlines). */
 export function certSha3FromPem(pemOrBase64: string): string {
-  const b64 = pemOrBase64.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
-  return createHash('sha3-256').update(b64, 'utf8').digest('hex');
+  return createHash('sha3-256').update(certTrim(pemOrBase64), 'utf8').digest('hex');
+}
+
+/** The stored X509_CERTIFICATE credential value: the PEM without BEGIN/END lines and line breaks (EncryptionUtil.certTrimNewLines). */
+export function certTrim(pemOrBase64: string): string {
+  return pemOrBase64.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
+}
+
+/** What a provisioning request gets (JSON names of ThingsBoard's reply; `device` is set on SUCCESS). */
+export type ProvisionReply =
+  | { status: 'SUCCESS'; credentialsType: 'ACCESS_TOKEN' | 'X509_CERTIFICATE'; credentialsValue: string; device: Device }
+  | { status: 'NOT_FOUND' | 'FAILURE'; errorMsg: string };
+
+/**
+ * Device provisioning as ThingsBoard's DeviceProvisionServiceImpl + DeviceServiceImpl.saveDevice(ProvisionRequest)
+ * + DeviceCredentialsServiceImpl.formatCertData, shared by the CoAP and MQTT endpoints (each maps the reply to its
+ * wire form). The caller has checked that key and secret are strings.
+ * - unknown key/secret: NOT_FOUND;
+ * - ALLOW_CREATE_NEW_DEVICES: an existing name is FAILURE; else a new device with the requested credentials:
+ *   ACCESS_TOKEN with `token` (or a generated one), X509_CERTIFICATE with `hash` (the certificate, PEM or its
+ *   base64 DER: stored trimmed, registered by SHA3-256 of that, so the next DTLS/TLS handshake with it maps the
+ *   device; a certificate already registered is FAILURE and creates nothing). X509_CERTIFICATE with an empty
+ *   hash gets a generated access token, as ThingsBoard (no credentials data: the default credentials);
+ * - CHECK_PRE_PROVISIONED_DEVICES: the named device must exist and not be provisioned yet (else FAILURE).
+ *   Deviation: the requested token or certificate is set on it (ThingsBoard returns the device's existing
+ *   credentials unchanged), so a test can pre-create a bare device.
+ */
+export function provisionDevice(store: Store, req: { [k: string]: JsonValue | undefined }, genName: () => string): ProvisionReply {
+  const fail = (status: 'NOT_FOUND' | 'FAILURE'): ProvisionReply => ({ status, errorMsg: status === 'NOT_FOUND' ? 'Provision data was not found!' : 'Failed to provision device!' });
+  const prof = store.findProfile(String(req.provisionDeviceKey), String(req.provisionDeviceSecret));
+  if (!prof) return fail('NOT_FOUND');
+  const requested = typeof req.credentialsType === 'string' ? req.credentialsType : 'ACCESS_TOKEN';
+  if (requested !== 'ACCESS_TOKEN' && requested !== 'X509_CERTIFICATE') return fail('FAILURE');
+  const name = typeof req.deviceName === 'string' && req.deviceName.trim() ? req.deviceName.trim() : genName();
+  const wantedToken = typeof req.token === 'string' && req.token ? req.token : undefined;
+  const cert = typeof req.hash === 'string' && req.hash ? certTrim(req.hash) : undefined;
+  const credType = requested === 'X509_CERTIFICATE' && cert ? 'X509_CERTIFICATE' : 'ACCESS_TOKEN';
+  const certSha3 = credType === 'X509_CERTIFICATE' ? certSha3FromPem(cert!) : undefined;
+  let dev = store.findDevice(name);
+  try {
+    if (certSha3 && store.byCertSha3(certSha3) && store.byCertSha3(certSha3) !== dev) return fail('FAILURE'); // "Specified credentials are already registered!"
+    if (prof.strategy === 'ALLOW_CREATE_NEW_DEVICES') {
+      if (dev) return fail('FAILURE');
+      dev = store.createDevice(name, { token: credType === 'ACCESS_TOKEN' ? wantedToken : undefined, certSha3, provisioned: true });
+    } else {
+      if (!dev || dev.provisioned) return fail('FAILURE');
+      const patch: Partial<Device> = { provisioned: true };
+      if (credType === 'ACCESS_TOKEN' && wantedToken) patch.token = wantedToken;
+      if (certSha3) patch.certSha3 = certSha3;
+      store.updateDevice(dev, patch);
+    }
+  } catch {
+    return fail('FAILURE');
+  }
+  return { status: 'SUCCESS', credentialsType: credType, credentialsValue: credType === 'ACCESS_TOKEN' ? dev.token : cert!, device: dev };
 }
 
 export class Store {
@@ -175,6 +228,7 @@ export class Store {
     const token = opts.token ?? randomToken();
     if (this.byToken(token)) throw new StoreError(409, 'token already in use');
     const dev: Device = { id: randomUUID(), name, token, createdAt: Date.now() };
+    if (opts.certSha3 && this.byCertSha3(opts.certSha3)) throw new StoreError(409, 'certificate already registered to another device');
     if (opts.certSha3) dev.certSha3 = opts.certSha3.toLowerCase();
     if (opts.provisioned) dev.provisioned = true;
     this.devices.set(dev.id, dev);
@@ -205,6 +259,11 @@ export class Store {
   }
 
   updateDevice(dev: Device, patch: Partial<Pick<Device, 'power' | 'provisioned' | 'claim' | 'token' | 'certSha3' | 'protobuf'>>): Device {
+    if (patch.certSha3) {
+      const other = this.byCertSha3(patch.certSha3);
+      if (other && other !== dev) throw new StoreError(409, 'certificate already registered to another device');
+      patch = { ...patch, certSha3: patch.certSha3.toLowerCase() };
+    }
     Object.assign(dev, patch);
     if ('protobuf' in patch && patch.protobuf === undefined) delete dev.protobuf;
     this.dirty();
