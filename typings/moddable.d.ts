@@ -202,3 +202,17 @@ declare module 'file' {
     static rename(from: string, to: string): boolean;
   }
 }
+
+// $(MODDABLE)/modules/crypt/digest (esp32 OTA checksums: src/platform/moddable/esp32/ota.ts), as the SDK's typings/crypt.d.ts.
+declare module 'crypt' {
+  type DigestType = 'MD5' | 'SHA1' | 'SHA224' | 'SHA256' | 'SHA384' | 'SHA512';
+  export class Digest {
+    constructor(type: DigestType);
+    write(message: string | ArrayBuffer): void;
+    close(): ArrayBuffer;
+    reset(): void;
+    get blockSize(): number;
+    get outputSize(): number;
+    update(message: string | ArrayBuffer): void;
+  }
+}

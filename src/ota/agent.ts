@@ -24,9 +24,10 @@ import type { Clock, FirmwareSlots, Log, TimerHandle } from '../platform/types';
 import type { ThingsBoardDeviceApi } from '../thingsboard/api';
 import { FIRMWARE_X509_UNSUPPORTED, TbError } from '../thingsboard/errors';
 import type { TbObject, TbValue } from '../thingsboard/payload';
-import type { OtaRecord, OtaStore, OtaTarget } from './store';
+import type { OtaRecord, OtaStore, OtaTarget, PendingState } from './store';
 import { sameTarget } from './store';
 import { createChecksum, isChecksumAlgorithm } from './hash';
+import type { ChecksumAlgorithm, StreamingHash } from './hash';
 
 export type FwState = 'DOWNLOADING' | 'DOWNLOADED' | 'VERIFIED' | 'UPDATING' | 'UPDATED' | 'FAILED';
 
@@ -82,6 +83,11 @@ export interface OtaOptions {
   maxTrialBoots?: number;
   /** Time a new image gets, per boot, to reach the server before it restarts (counting a trial boot), ms. Default 10 min. */
   trialTimeoutMs?: number;
+  /**
+   * The platform's digest for an algorithm, or undefined to use src/ota/hash.ts (on Moddable: the
+   * SDK's `crypt` Digest for MD5 and SHA-*; CRC32 and MURMUR3 have none).
+   */
+  hash?: (algorithm: ChecksumAlgorithm) => StreamingHash | undefined;
 }
 
 export type OtaEvent =
@@ -121,6 +127,7 @@ export class OtaAgent {
   #timers = new Set<TimerHandle>();
   #failedLogged = '';
   #booted = false;
+  #flushing = false;
   #suspended: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(options: OtaOptions) {
@@ -188,10 +195,14 @@ export class OtaAgent {
     this.#o.log.info(`firmware ${r.title} ${r.version} on trial (boot ${r.trialBoots} of ${max}): confirmed once it reports UPDATED to the server`);
     // Noted in the progress record (from a fresh job: the store may be given just after attach()),
     // so that the old image, if it comes back, can tell a rollback from a switch that never happened.
-    void Promise.resolve().then(() => {
+    // At once when the store is there (main.ts gives it to the constructor): the sooner this is in
+    // flash, the fewer ways the new image can die before the old one can tell what happened.
+    const note = () => {
       const rec = this.#storeRef?.load();
       if (rec?.phase === 'updating' && rec.title === r.title && rec.version === r.version) this.#store.save({ ...rec, trialBoots: r.trialBoots });
-    });
+    };
+    if (this.#storeRef) note();
+    else void Promise.resolve().then(note);
     const ms = this.#o.trialTimeoutMs ?? 600_000;
     this.#trialTimer = this.#o.clock.setTimer(() => {
       this.#trialTimer = undefined;
@@ -255,11 +266,14 @@ export class OtaAgent {
   async #afterConnect(): Promise<void> {
     const tb = this.#tb;
     if (!tb) return;
+    // States an earlier connection (or boot) could not deliver go first, with their own ts.
+    await this.#flushPending();
     const running = this.#slots.running();
     const rec = this.#store.load();
     if (this.#trial && !this.#confirmed) {
       // The new image is up and talks to the server: say so, and keep it once the server has it.
-      if (await this.#report('UPDATED', running.title, running.version, undefined, { current_fw_title: running.title, current_fw_version: running.version })) {
+      // Not kept in flash when undelivered: it is sent again until confirmed, or the image rolls back.
+      if (await this.#report('UPDATED', running.title, running.version, undefined, { current_fw_title: running.title, current_fw_version: running.version }, false)) {
         this.#confirmed = true;
         if (this.#trialTimer !== undefined) this.#o.clock.clearTimer(this.#trialTimer);
         this.#slots.confirm();
@@ -275,11 +289,18 @@ export class OtaAgent {
       if (rec.title === running.title && rec.version === running.version) {
         // Confirmed before a power cut cleared the record.
         this.#store.clear();
+      } else if (!rec.trialBoots && rec.reswitched) {
+        // Switched twice and the new image never noted a boot: it dies before the agent runs (or
+        // the loader will not start it). Stay on this image.
+        const error = `${rec.version} did not start after the switch (twice): staying on ${running.version}`;
+        this.#o.log.error(`firmware update failed: ${error}`);
+        this.#store.save({ ...rec, phase: 'failed', error });
+        await this.#report('FAILED', rec.title, rec.version, error);
       } else if (!rec.trialBoots) {
         // The power went between this record and the switch: the new image never booted. Verify
-        // the slot again (every chunk is in it) and switch.
+        // the slot again (every chunk is in it) and switch, once.
         this.#o.log.warn(`firmware ${rec.version}: the switch did not happen before the restart; verifying the image again`);
-        this.#target = { ...rec, phase: 'downloading' };
+        this.#target = { ...rec, phase: 'downloading', reswitched: true };
         this.#store.save(this.#target);
         this.#startDownload();
       } else {
@@ -561,7 +582,7 @@ export class OtaAgent {
 
   /** The checksum over the slot's first `size` bytes, read back chunk by chunk (what will boot is what is checked). */
   async #digest(target: OtaTarget): Promise<string> {
-    const h = createChecksum(target.algorithm);
+    const h = this.#o.hash?.(target.algorithm) ?? createChecksum(target.algorithm);
     const slot = this.#slots.update;
     const step = slot.blockSize;
     for (let off = 0; off < target.size; off += step) {
@@ -572,27 +593,75 @@ export class OtaAgent {
     return h.digestHex();
   }
 
-  /** Sends fw_state (with fw_error / current_fw_*); true when the server confirmed it. */
-  async #report(state: FwState, title: string, version: string, error?: string, extra?: TbObject): Promise<boolean> {
+  /**
+   * Sends fw_state (with fw_error / current_fw_*); true when the server confirmed it. One the server
+   * did not confirm (offline, 3 tries) is kept in flash with its ts (`persist`, the default) and
+   * sent again after the next connect, before newer ones: the history survives outages and reboots.
+   */
+  async #report(state: FwState, title: string, version: string, error?: string, extra?: TbObject, persist = true): Promise<boolean> {
     this.onEvent?.({ type: 'state', state, title, version, ...(error !== undefined ? { error } : {}) });
-    const tb = this.#tb;
-    if (!tb || tb.stopped) return false;
-    const values: { [k: string]: TbValue } = { fw_state: state, ...(extra ?? {}) };
+    const values: { [k: string]: string } = { fw_state: state };
+    for (const k in extra ?? {}) values[k] = String(extra![k]);
     if (error !== undefined) values.fw_error = error;
     // The device's own, strictly increasing timestamp: states sent within one millisecond (DOWNLOADED
     // then VERIFIED) would otherwise share the server's arrival ts, and ThingsBoard's ts_kv keeps one.
     const ts = Math.max(this.#o.clock.epochMs(), this.#lastStateTs + 1);
     this.#lastStateTs = ts;
-    for (let attempt = 0; attempt < 3; attempt++) {
+    const entry: PendingState = { ts, values };
+    const tb = this.#tb;
+    if (tb && !tb.stopped) {
+      await this.#flushPending();
+      if (await this.#send(entry)) return true;
+    }
+    if (persist) this.#keepPending(entry);
+    return false;
+  }
+
+  /** One fw_state report, 3 tries. */
+  async #send(entry: PendingState): Promise<boolean> {
+    const tb = this.#tb;
+    for (let attempt = 0; attempt < 3 && tb && !tb.stopped && !this.#stopped; attempt++) {
       try {
-        await tb.sendTelemetry({ ts, values });
+        await tb.sendTelemetry({ ts: entry.ts, values: entry.values as { [k: string]: TbValue } });
         return true;
       } catch (e) {
-        this.#o.log.warn(`fw_state ${state} not delivered: ${(e as Error).message}`);
-        if (tb.stopped || this.#stopped) return false;
+        this.#o.log.warn(`fw_state ${entry.values.fw_state} not delivered: ${(e as Error).message}`);
       }
     }
     return false;
+  }
+
+  #keepPending(entry: PendingState): void {
+    const store = this.#storeRef;
+    if (!store) return;
+    try {
+      const list = store.pendingStates().filter((p) => p.ts !== entry.ts);
+      list.push(entry);
+      const dropped = store.setPendingStates(list);
+      this.#o.log.info(`fw_state ${entry.values.fw_state} kept in flash, sent after the next connect${dropped ? ` (${dropped} older dropped)` : ''}`);
+    } catch (e) {
+      this.#o.log.warn(`fw_state ${entry.values.fw_state} could not be kept in flash: ${(e as Error).message}`);
+    }
+  }
+
+  /** Sends the kept fw_state reports, oldest first; stops at the first that is not confirmed. */
+  async #flushPending(): Promise<void> {
+    const store = this.#storeRef;
+    if (!store || this.#flushing) return;
+    this.#flushing = true;
+    try {
+      for (let i = 0; i < 16; i++) {
+        const first = store.pendingStates()[0];
+        if (!first || !(await this.#send(first))) return;
+        // Re-read: a report may have been kept while this one was in flight.
+        store.setPendingStates(store.pendingStates().filter((p) => p.ts !== first.ts));
+        this.#lastStateTs = Math.max(this.#lastStateTs, first.ts);
+      }
+    } catch (e) {
+      this.#o.log.warn(`fw_state: kept reports: ${(e as Error).message}`);
+    } finally {
+      this.#flushing = false;
+    }
   }
 
   #restart(reason: string): void {

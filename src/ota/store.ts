@@ -7,6 +7,11 @@
  *   KEY_OTA_CHUNK  u32 next chunk | u32 tag: written after each chunk is in the update slot and read
  *                  back equal. The tag is a CRC-32 of the target's identity, so a counter left over
  *                  from another package (a cut between the two puts) counts as 0, never as progress.
+ *   KEY_OTA_STATES fw_state reports the server has not confirmed yet (JSON: [{ts, values}], oldest
+ *                  first, at most MAX_PENDING_STATES): sent again, with their own ts, after the next
+ *                  connect, so the state history survives an outage, a reboot or a power cut.
+ *   KEY_OTA_SLOTS  (src/platform/moddable/esp32/ota.ts) the title/version of the image activate()
+ *                  put in each app partition, with that image's ELF SHA-256 to recognise it.
  */
 import { decodeUtf8, encodeUtf8 } from '../coap/utf8';
 import type { KvStore } from '../storage/kv';
@@ -16,6 +21,18 @@ import { isChecksumAlgorithm } from './hash';
 
 export const KEY_OTA = 16;
 export const KEY_OTA_CHUNK = 17;
+export const KEY_OTA_STATES = 18;
+export const KEY_OTA_SLOTS = 19;
+/** Unconfirmed fw_state reports kept in flash (one update makes at most 6; older ones are dropped first). */
+export const MAX_PENDING_STATES = 8;
+/** Bytes of the pending-state record at most (the key/value sector also holds credentials). */
+const MAX_PENDING_BYTES = 1536;
+
+/** One fw_state report: the telemetry values and the device's timestamp. */
+export interface PendingState {
+  ts: number;
+  values: { [key: string]: string };
+}
 
 /** What ThingsBoard assigned (the fw_* shared attributes). */
 export interface OtaTarget {
@@ -40,6 +57,8 @@ export interface OtaRecord extends OtaTarget {
   fromVersion?: string;
   /** Boots the new image made on trial (written by the new image at each boot): 0 / absent = it never booted. */
   trialBoots?: number;
+  /** The switch was made again after a restart that found the new image never booted (made once only). */
+  reswitched?: boolean;
   error?: string;
 }
 
@@ -94,5 +113,37 @@ export class OtaStore {
   clear(): void {
     if (this.#kv.has(KEY_OTA_CHUNK)) this.#kv.delete(KEY_OTA_CHUNK);
     if (this.#kv.has(KEY_OTA)) this.#kv.delete(KEY_OTA);
+  }
+
+  /** fw_state reports not confirmed by the server, oldest first. */
+  pendingStates(): PendingState[] {
+    const bytes = this.#kv.get(KEY_OTA_STATES);
+    if (!bytes) return [];
+    try {
+      const v = JSON.parse(decodeUtf8(bytes)) as PendingState[];
+      if (!Array.isArray(v)) return [];
+      return v.filter((p) => p && typeof p.ts === 'number' && p.values && typeof p.values.fw_state === 'string');
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * Replaces the unconfirmed reports (an empty list deletes the record). Keeps the newest
+   * MAX_PENDING_STATES within MAX_PENDING_BYTES; returns how many older ones were dropped.
+   */
+  setPendingStates(states: PendingState[]): number {
+    let keep = states.slice(-MAX_PENDING_STATES);
+    let bytes = encodeUtf8(JSON.stringify(keep));
+    while (keep.length > 1 && bytes.length > MAX_PENDING_BYTES) {
+      keep = keep.slice(1);
+      bytes = encodeUtf8(JSON.stringify(keep));
+    }
+    if (!keep.length || bytes.length > MAX_PENDING_BYTES) {
+      if (this.#kv.has(KEY_OTA_STATES)) this.#kv.delete(KEY_OTA_STATES);
+      return states.length;
+    }
+    this.#kv.put(KEY_OTA_STATES, bytes);
+    return states.length - keep.length;
   }
 }

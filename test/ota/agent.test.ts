@@ -8,6 +8,8 @@ import { X509_UNSUPPORTED } from '../../src/ota/agent';
 import { ManualClock } from '../../tools/sim/clock';
 import { MemFlash, PowerCut } from '../../tools/sim/flash';
 import { SimFirmwareSlots } from '../../tools/sim/ota-slots';
+import { OtaStore } from '../../src/ota/store';
+import { openDeviceStorage } from '../../src/storage/index';
 import { bootAgent, drive, FakeThingsBoard, fwAttributes } from './fakes';
 import { bytesOf } from './vectors';
 
@@ -158,6 +160,87 @@ describe('ota agent (in-memory ThingsBoard)', function () {
     assert.deepEqual(s.fake.states(), ['FAILED']);
     assert.equal(s.fake.telemetry[0]!.fw_error, X509_UNSUPPORTED);
     assert.ok(log.lines.some((l) => l.startsWith('error') && l.includes('#13097')));
+  });
+
+  it('fw_state reports the server did not confirm are kept in flash and sent after the reboot with their own ts, before UPDATED', async () => {
+    const s = setup();
+    s.fake.telemetryDown = true; // chunks come, telemetry is refused: nothing reaches the history
+    const first = bootAgent({ ...s, options: { chunkSize: 256 } });
+    await drive(s.clock, () => s.restarts() > 0);
+    first.agent.stop();
+    assert.deepEqual(s.fake.states(), []);
+    const kept = new OtaStore(openDeviceStorage(s.storage).kv).pendingStates();
+    assert.deepEqual(kept.map((p) => p.values.fw_state), ['DOWNLOADING', 'DOWNLOADED', 'VERIFIED', 'UPDATING']);
+    const sentBy = s.clock.epochMs();
+    s.fake.telemetryDown = false;
+    s.clock.advance(60_000);
+    const second = bootAgent(s);
+    await drive(s.clock, () => !s.slots.running().trial);
+    second.agent.stop();
+    assert.deepEqual(s.fake.states(), ['DOWNLOADING', 'DOWNLOADED', 'VERIFIED', 'UPDATING', 'UPDATED']);
+    const ts = s.fake.records.map((r) => r.ts!);
+    assert.deepEqual(ts.slice(0, 4), kept.map((p) => p.ts), 'sent with the ts of the moment they happened');
+    assert.ok(ts[3]! <= sentBy && ts[4]! > sentBy, `ts ${ts}`);
+    assert.ok(ts.every((t, i) => i === 0 || t > ts[i - 1]!), 'strictly increasing');
+    assert.deepEqual(new OtaStore(openDeviceStorage(s.storage).kv).pendingStates(), [], 'removed once confirmed');
+  });
+
+  it('a power cut after a state was kept: it is still sent after the reboot, once', async () => {
+    const s = setup();
+    s.fake.pkg!.checksum = createHash('sha256').update('something else').digest('hex');
+    s.fake.telemetryDown = true;
+    const first = bootAgent({ ...s, options: { chunkSize: 256 } });
+    await drive(s.clock, () => new OtaStore(openDeviceStorage(s.storage).kv).pendingStates().some((p) => p.values.fw_state === 'FAILED'));
+    first.agent.stop(); // the power goes
+    s.fake.telemetryDown = false;
+    const second = bootAgent(s);
+    await drive(s.clock, () => s.fake.states().includes('FAILED'));
+    await drive(s.clock, () => s.clock.nextDue() === undefined);
+    second.agent.stop();
+    assert.deepEqual(s.fake.states(), ['DOWNLOADING', 'DOWNLOADED', 'FAILED']);
+    assert.match(String(s.fake.telemetry[2]!.fw_error), /checksum mismatch/);
+  });
+
+  it('uses the platform digest given in options.hash (the device passes crypt Digest for MD5/SHA)', async () => {
+    const s = setup();
+    const used: string[] = [];
+    const hash = (algorithm: string) => {
+      used.push(algorithm);
+      const h = createHash('sha256');
+      return { update: (b: Uint8Array, start = 0, end = b.length) => void h.update(b.subarray(start, end)), digestHex: () => h.digest('hex') };
+    };
+    const { agent } = bootAgent({ ...s, options: { chunkSize: 256, hash: hash as never } });
+    await drive(s.clock, () => s.restarts() > 0);
+    agent.stop();
+    assert.deepEqual(used, ['SHA256']);
+    assert.deepEqual(s.fake.states(), ['DOWNLOADING', 'DOWNLOADED', 'VERIFIED', 'UPDATING']);
+  });
+
+  it('a new image that dies before the agent runs: switched again once, then FAILED, the old image stays', async () => {
+    const s = setup();
+    const first = bootAgent({ ...s, options: { chunkSize: 256 } });
+    await drive(s.clock, () => s.restarts() > 0);
+    first.agent.stop();
+    for (let round = 0; round < 2; round++) {
+      s.slots.boot(); // the new image starts on trial and dies at once: nothing noted
+      assert.equal(s.slots.running().trial, true);
+      s.slots.rollback();
+      const old = bootAgent(s); // the loader goes back to the old image
+      assert.equal(s.slots.running().version, '1.0');
+      if (round === 0) {
+        await drive(s.clock, () => s.restarts() > 1);
+        old.agent.stop();
+      } else {
+        await drive(s.clock, () => s.fake.states().includes('FAILED'));
+        await drive(s.clock, () => s.clock.nextDue() === undefined);
+        old.agent.stop();
+      }
+    }
+    assert.equal(s.restarts(), 2, 'one switch, and one more after the first failed start');
+    const failed = s.fake.telemetry.find((t) => t.fw_state === 'FAILED')!;
+    assert.match(String(failed.fw_error), /did not start after the switch/);
+    s.slots.boot();
+    assert.equal(s.slots.running().version, '1.0');
   });
 
   it('PowerCut is what the flash throws (the harness relies on it)', () => {

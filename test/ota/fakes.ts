@@ -42,6 +42,10 @@ export function fwAttributes(p: FakePackage): TbObject {
 export class FakeThingsBoard {
   pkg: FakePackage | undefined;
   readonly telemetry: TbObject[] = [];
+  /** The same, with the ts the device gave (undefined: the server's arrival time). */
+  readonly records: { ts: number | undefined; values: TbObject }[] = [];
+  /** Telemetry refused (no response) while chunk requests still work: a partial outage. */
+  telemetryDown = false;
   /** Chunk indices requested, in order (with the version asked for). */
   readonly requests: { chunk: number; version: string; size: number }[] = [];
   lossRate = 0;
@@ -82,9 +86,11 @@ export class FakeThingsBoard {
     retryAfter: 0,
     sendTelemetry: (record: TbObject | { ts: number; values: TbObject }) =>
       this.#later(this.latencyMs, () => {
-        if (this.dead) throw Object.assign(new Error('no response'), { code: 'timeout' });
+        if (this.dead || this.telemetryDown) throw Object.assign(new Error('no response'), { code: 'timeout' });
         // the agent sends fw_state with its own increasing ts
-        this.telemetry.push('ts' in record && 'values' in record ? (record.values as TbObject) : (record as TbObject));
+        const timed = 'ts' in record && 'values' in record;
+        this.telemetry.push(timed ? (record.values as TbObject) : (record as TbObject));
+        this.records.push({ ts: timed ? (record.ts as number) : undefined, values: timed ? (record.values as TbObject) : (record as TbObject) });
       }),
     requestAttributes: () => this.#later(this.latencyMs, () => ({ client: {}, shared: this.pkg ? fwAttributes(this.pkg) : {} })),
     // the real CoAP ThingsBoardClient's /fw request over the fake CoAP client below

@@ -15,9 +15,10 @@ export default class Flash {
   readonly blockSize = BLOCK;
   #path: string;
 
-  constructor(partition = 'storage') {
+  /** `byteLength`: this partition's size (the OTA stand-in's image slots); default config.flash.size or 80 KB. */
+  constructor(partition = 'storage', byteLength?: number) {
     const c = (config.flash ?? {}) as { size?: number };
-    this.byteLength = Number(c.size ?? 80 * 1024);
+    this.byteLength = Number(byteLength ?? c.size ?? 80 * 1024);
     this.#path = `${config.file?.root ?? '/tmp/'}flash-${partition}.bin`;
     const exists = File.exists(this.#path);
     const f = new File(this.#path, true);
