@@ -1197,15 +1197,15 @@ size_t dtls_core_save_context(dtls_core *core, unsigned char *buf, size_t size) 
   size_t olen = 0;
   int ret;
   if (core->state != DTLS_STATE_CONNECTED || core->conf->stream || core->conf->role != DTLS_ROLE_CLIENT) return 0;
-  /* Size (and every precondition: handshake structure gone, nothing pending, AEAD, DTLS 1.2).
-   * Fails without touching the connection. */
+  /* Every precondition first (handshake structure gone, nothing pending, AEAD, DTLS 1.2): fails
+   * without touching the connection. */
   ret = mbedtls_ssl_context_save(&core->ssl, NULL, 0, &olen);
   if (ret != MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL || olen == 0) return 0;
-  if (!buf || size < olen) return olen;
 #if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE) && defined(MBEDTLS_X509_CRT_PARSE_C)
   {
     /* Leave the peer certificate out, as dtls_core_save_session does (~450 B of flash per save):
-     * nothing after the handshake looks at it, and the connection ends with this save anyway. */
+     * nothing after the handshake looks at it, and the connection ends with the save anyway. Also
+     * done by the size query, so that the size it returns is the size saved. */
     mbedtls_ssl_session *s = core->ssl.DTLS_PRIV(session);
     if (s != NULL && s->DTLS_PRIV(peer_cert) != NULL) {
       mbedtls_x509_crt_free(s->DTLS_PRIV(peer_cert));
@@ -1213,9 +1213,10 @@ size_t dtls_core_save_context(dtls_core *core, unsigned char *buf, size_t size) 
       s->DTLS_PRIV(peer_cert) = NULL;
     }
     ret = mbedtls_ssl_context_save(&core->ssl, NULL, 0, &olen);
-    if (ret != MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL || olen == 0 || size < olen) return 0;
+    if (ret != MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL || olen == 0) return 0;
   }
 #endif
+  if (!buf || size < olen) return olen;
   ret = mbedtls_ssl_context_save(&core->ssl, buf, size, &olen);
   if (ret != 0) return 0;
   /* mbedTLS has reset the context: this endpoint no longer holds the connection (no close_notify:

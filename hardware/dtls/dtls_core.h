@@ -224,7 +224,8 @@ size_t dtls_core_save_session(dtls_core *core, unsigned char *buf, size_t size);
  * once the server's first record has arrived), nothing pending. Returns the size needed (0 if the
  * connection cannot be saved now); copies if size is large enough, and then the endpoint is CLOSED:
  * mbedTLS resets the context, so the saved bytes are the only copy of the connection (no
- * close_notify is sent). The peer certificate is left out, as in dtls_core_save_session.
+ * close_notify is sent). The peer certificate is left out, as in dtls_core_save_session: already
+ * by the size query (buf NULL), after which dtls_core_peer_cert() returns NULL.
  * The same bytes must never be loaded twice (record sequence numbers, i.e. AEAD nonces, would repeat):
  * the caller invalidates its copy when it loads it.
  *

@@ -12,17 +12,19 @@ declare module 'dtls/native' {
     readonly timerGeneration: number;
     timerExpired(): number;
     saveSession(): Uint8Array | null;
+    saveContext(): Uint8Array | null;
     peerCertificate(): Uint8Array | null;
     close(): void;
     destroy(): void;
     readonly state: 'handshaking' | 'connected' | 'closed' | 'failed';
     readonly resumed: boolean;
+    readonly restored: boolean;
     readonly cidAvailable: boolean;
     readonly cidInUse: boolean;
     readonly maxPayload: number;
     readonly ciphersuite: string;
   }
   export function create(options: DtlsEngineOptions): DtlsEndpoint;
-  export const defaults: Readonly<{ tickets: boolean }>;
+  export const defaults: Readonly<{ tickets: boolean; restore: null }>;
   export default DtlsEndpoint;
 }

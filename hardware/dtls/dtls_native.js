@@ -13,11 +13,13 @@ class DtlsEndpoint @ "xs_dtls_destructor" {
   get timerGeneration() @ "xs_dtls_get_timer_generation";
   timerExpired() @ "xs_dtls_timer_expired";
   saveSession() @ "xs_dtls_save_session";
+  saveContext() @ "xs_dtls_save_context";
   peerCertificate() @ "xs_dtls_peer_certificate";
   close() @ "xs_dtls_close";
   destroy() @ "xs_dtls_destroy";
   get state() @ "xs_dtls_get_state";
   get resumed() @ "xs_dtls_get_resumed";
+  get restored() @ "xs_dtls_get_restored";
   get cidAvailable() @ "xs_dtls_get_cid_available";
   get cidInUse() @ "xs_dtls_get_cid_in_use";
   get maxPayload() @ "xs_dtls_get_max_payload";
@@ -25,10 +27,11 @@ class DtlsEndpoint @ "xs_dtls_destructor" {
 }
 
 /**
- * Client defaults of the engine options the C side reads (documentation; naming `tickets` here also
- * makes sure xsc generates the xsID_tickets symbol xs_binding.c uses, even if the app never names it).
+ * Client defaults of the engine options the C side reads (documentation; naming `tickets` and
+ * `restore` here also makes sure xsc generates the xsID_tickets and xsID_restore symbols xs_binding.c
+ * uses, even if the app never names them).
  */
-const defaults = Object.freeze({ tickets: false });
+const defaults = Object.freeze({ tickets: false, restore: null });
 
 /** DtlsEngineFactory for DtlsDatagram. */
 function create(options) {

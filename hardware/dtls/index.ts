@@ -41,6 +41,8 @@ export interface NativeDtlsEndpoint extends DtlsEngine {
   handshake(): number;
   read(): Buffer | null;
   saveSession(): Buffer | null;
+  saveContext(): Buffer | null;
+  readonly restored: boolean;
   peerCertificate(): Buffer | null;
   readonly error: DtlsError | null;
   readonly bytesSent: number;
@@ -70,6 +72,8 @@ export interface DtlsAddon {
   DtlsContext: new (options: DtlsEngineOptions) => NativeDtlsContext;
   DtlsEndpoint: new (options: NativeEndpointOptions) => NativeDtlsEndpoint;
   cidAvailable: boolean;
+  /** MBEDTLS_SSL_CONTEXT_SERIALIZATION compiled in: saveContext() / restore work. */
+  contextAvailable: boolean;
   mbedtlsVersion: string;
 }
 

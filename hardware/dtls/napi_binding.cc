@@ -204,6 +204,7 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
                            InstanceMethod<&DtlsEndpoint::TimerExpired>("timerExpired"),
                            InstanceMethod<&DtlsEndpoint::ResendFlight>("resendFlight"),
                            InstanceMethod<&DtlsEndpoint::SaveSession>("saveSession"),
+                           InstanceMethod<&DtlsEndpoint::SaveContext>("saveContext"),
                            InstanceMethod<&DtlsEndpoint::PeerCertificate>("peerCertificate"),
                            InstanceMethod<&DtlsEndpoint::Close>("close"),
                            InstanceMethod<&DtlsEndpoint::Destroy>("destroy"),
@@ -214,6 +215,7 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
                            InstanceAccessor<&DtlsEndpoint::State>("state"),
                            InstanceAccessor<&DtlsEndpoint::TimerGeneration>("timerGeneration"),
                            InstanceAccessor<&DtlsEndpoint::Resumed>("resumed"),
+                           InstanceAccessor<&DtlsEndpoint::Restored>("restored"),
                            InstanceAccessor<&DtlsEndpoint::CidInUse>("cidInUse"),
                            InstanceAccessor<&DtlsEndpoint::CidAvailable>("cidAvailable"),
                            InstanceAccessor<&DtlsEndpoint::Ciphersuite>("ciphersuite"),
@@ -250,16 +252,31 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
       own = true;
     }
     std::string hostname = GetString(o, "hostname", "");
-    std::vector<unsigned char> clientId, session;
+    std::vector<unsigned char> clientId, session, restore;
     GetBytes(o, "clientId", clientId);
     GetBytes(o, "session", session);
+    bool restoring = GetBytes(o, "restore", restore) && !restore.empty();
     unsigned mtu = GetUint(o, "mtu", 0);
     int err = 0;
     char msg[256];
     core_ = dtls_core_new(conf, hostname.empty() ? nullptr : hostname.c_str(), clientId.data(), clientId.size(),
                           session.data(), session.size(), mtu, &DtlsEndpoint::OnSendC, this, &err, msg, sizeof(msg));
     if (own) dtls_conf_unref(conf);  // the core holds its own reference
-    if (!core_) MakeError(env, err, msg).ThrowAsJavaScriptException();
+    if (!core_) {
+      MakeError(env, err, msg).ThrowAsJavaScriptException();
+      return;
+    }
+    if (restoring) {
+      // A saved connection (saveContext()) instead of a handshake: connected at once, or DTLS_BAD_SESSION.
+      int r = dtls_core_load_context(core_, restore.data(), restore.size());
+      std::fill(restore.begin(), restore.end(), 0);
+      if (r == DTLS_STEP_ERROR) {
+        Failure f = Capture();
+        dtls_core_free(core_);
+        core_ = nullptr;
+        MakeError(env, f.code, f.message.c_str(), f.mbed, f.alert).ThrowAsJavaScriptException();
+      }
+    }
   }
 
   ~DtlsEndpoint() override { dtls_core_free(core_); }
@@ -438,6 +455,22 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
     return b;
   }
 
+  // The whole connection for deep sleep (client, connected, nothing pending), or null. After a
+  // successful save this endpoint no longer holds the connection (state 'closed'): the bytes are its
+  // only copy and must be loaded once (restore option).
+  Napi::Value SaveContext(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!core_) return env.Null();
+    size_t n = dtls_core_save_context(core_, nullptr, 0);
+    if (n == 0) return env.Null();
+    std::vector<unsigned char> buf(n);
+    size_t m = dtls_core_save_context(core_, buf.data(), n);
+    if (m == 0 || m > n) return env.Null();
+    Napi::Buffer<unsigned char> b = Napi::Buffer<unsigned char>::Copy(env, buf.data(), m);
+    std::fill(buf.begin(), buf.end(), 0);
+    return b;
+  }
+
   Napi::Value PeerCertificate(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (!core_) return env.Null();
@@ -493,6 +526,9 @@ class DtlsEndpoint : public Napi::ObjectWrap<DtlsEndpoint> {
   Napi::Value Resumed(const Napi::CallbackInfo &info) {
     return Napi::Boolean::New(info.Env(), core_ && dtls_core_resumed(core_));
   }
+  Napi::Value Restored(const Napi::CallbackInfo &info) {
+    return Napi::Boolean::New(info.Env(), core_ && dtls_core_restored(core_));
+  }
   Napi::Value CidInUse(const Napi::CallbackInfo &info) {
     return Napi::Boolean::New(info.Env(), core_ && dtls_core_cid_in_use(core_));
   }
@@ -526,6 +562,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("DtlsContext", DtlsContext::Init(env));
   exports.Set("DtlsEndpoint", DtlsEndpoint::Init(env));
   exports.Set("cidAvailable", Napi::Boolean::New(env, dtls_core_cid_available() != 0));
+  exports.Set("contextAvailable", Napi::Boolean::New(env, dtls_core_context_available() != 0));
   exports.Set("mbedtlsVersion", Napi::String::New(env, dtls_core_mbedtls_version()));
   return exports;
 }

@@ -177,11 +177,12 @@ static void result(xsMachine *the, xsDtls *d, int r) {
   xsmcSetInteger(xsResult, r);
 }
 
-/* new DtlsEndpoint({role, ca, cert, key, psk, pskIdentity, hostname, authMode, mtu, session, retransmitMs, retransmitMaxMs, tickets, transport}) */
+/* new DtlsEndpoint({role, ca, cert, key, psk, pskIdentity, hostname, authMode, mtu, session, restore, retransmitMs, retransmitMaxMs, tickets, transport})
+ * restore: a saved connection (saveContext()) loaded instead of a handshake: connected at once. */
 void xs_dtls(xsMachine *the) {
   dtls_conf_options opt;
-  unsigned char *ca, *cert, *key, *psk, *pskId, *host, *session, *role, *auth, *transport;
-  size_t ca_len, cert_len, key_len, psk_len, pskId_len, host_len, session_len, role_len, auth_len, transport_len;
+  unsigned char *ca, *cert, *key, *psk, *pskId, *host, *session, *role, *auth, *transport, *restore;
+  size_t ca_len, cert_len, key_len, psk_len, pskId_len, host_len, session_len, role_len, auth_len, transport_len, restore_len;
   int err = 0;
   char msg[256];
   dtls_conf *conf;
@@ -213,6 +214,7 @@ void xs_dtls(xsMachine *the) {
   pskId = get_bytes(the, "pskIdentity", xsID_pskIdentity, &pskId_len);
   host = get_bytes(the, "hostname", xsID_hostname, &host_len);
   session = get_bytes(the, "session", xsID_session, &session_len);
+  restore = get_bytes(the, "restore", xsID_restore, &restore_len);
   opt.ca = ca; opt.ca_len = ca_len;
   opt.cert = cert; opt.cert_len = cert_len;
   opt.key = key; opt.key_len = key_len;
@@ -233,6 +235,14 @@ void xs_dtls(xsMachine *the) {
       d->core = dtls_core_new(conf, (const char *)host, NULL, 0, session, session_len,
                               (unsigned)get_int(the, xsID_mtu, 0), on_send, d, &err, msg, sizeof(msg));
       if (!d->core) { free(d); d = NULL; }
+      else if (restore && restore_len &&
+               dtls_core_load_context(d->core, restore, restore_len) == DTLS_STEP_ERROR) {
+        err = dtls_core_error(d->core);
+        snprintf(msg, sizeof(msg), "%s", dtls_core_message(d->core));
+        dtls_core_free(d->core);
+        free(d);
+        d = NULL;
+      }
     } else {
       err = DTLS_E_NO_MEMORY;
       strcpy(msg, "out of memory");
@@ -241,6 +251,8 @@ void xs_dtls(xsMachine *the) {
   }
   if (key) memset(key, 0, key_len);
   if (psk) memset(psk, 0, psk_len);
+  if (restore) memset(restore, 0, restore_len);
+  free(restore);
   free(ca); free(cert); free(key); free(psk); free(pskId); free(host); free(session);
   if (!d) throw_dtls(the, err, msg, -1);
   xsmcSetHostData(xsThis, d);
@@ -346,6 +358,32 @@ void xs_dtls_save_session(xsMachine *the) {
   xsResult = xsNew1(xsGlobal, xsID_Uint8Array, xsVar(0));
 }
 
+/* The whole connection for deep sleep (Uint8Array), or null when it cannot be saved now. After a
+ * save this endpoint no longer holds the connection (state 'closed'). */
+void xs_dtls_save_context(xsMachine *the) {
+  xsDtls *d = get_dtls(the);
+  size_t n = dtls_core_save_context(d->core, NULL, 0);
+  if (!n) {
+    xsmcSetNull(xsResult);
+    return;
+  }
+  xsmcVars(1);
+  {
+    unsigned char *buf = (unsigned char *)malloc(n);
+    size_t m;
+    if (!buf) xsUnknownError("out of memory");
+    m = dtls_core_save_context(d->core, buf, n);
+    if (m == 0 || m > n) {
+      free(buf);
+      xsmcSetNull(xsResult);
+      return;
+    }
+    set_bytes(the, &xsResult, buf, m);
+    memset(buf, 0, n);
+    free(buf);
+  }
+}
+
 void xs_dtls_peer_certificate(xsMachine *the) {
   xsDtls *d = get_dtls(the);
   size_t len = 0;
@@ -389,6 +427,11 @@ void xs_dtls_get_state(xsMachine *the) {
 void xs_dtls_get_resumed(xsMachine *the) {
   xsDtls *d = (xsDtls *)xsmcGetHostData(xsThis);
   xsmcSetBoolean(xsResult, d && d->core && dtls_core_resumed(d->core));
+}
+
+void xs_dtls_get_restored(xsMachine *the) {
+  xsDtls *d = (xsDtls *)xsmcGetHostData(xsThis);
+  xsmcSetBoolean(xsResult, d && d->core && dtls_core_restored(d->core));
 }
 
 void xs_dtls_get_cid_available(xsMachine *the) {

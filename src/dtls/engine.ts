@@ -61,6 +61,13 @@ export interface DtlsEngineOptions {
   mtu?: number;
   /** Client: a saved session (saveSession()) to resume. */
   session?: Uint8Array;
+  /**
+   * Client: a saved connection (saveContext()) to load instead of handshaking: the engine is
+   * 'connected' at once (`restored`), and its records continue the saved connection's. Throws
+   * DTLS_BAD_SESSION when the bytes come from another mbedTLS version or build, or are damaged.
+   * The same bytes must never be loaded twice (record sequence numbers, the AEAD nonces, would repeat).
+   */
+  restore?: Uint8Array;
   /** Initial handshake retransmission timeout, ms (engine default 2000); doubles on each retry. */
   retransmitMs?: number;
   /** Timeouts double up to this; after one wait at this value the handshake fails, ms (default 32000). */
@@ -99,6 +106,16 @@ export interface DtlsEngine {
   timerExpired(): number;
   /** Serialized session for resumption after sleep (client), or null before the handshake completes. */
   saveSession(): Uint8Array | null;
+  /**
+   * The whole connection (client, connected, nothing pending), to keep across deep sleep and load
+   * with `restore`; null when it cannot be saved now (handshaking; after a resumption until the
+   * server's first record; engine without MBEDTLS_SSL_CONTEXT_SERIALIZATION). After a save the
+   * engine no longer holds the connection (state 'closed', no close_notify sent). Optional: engines
+   * without it are always handshaken.
+   */
+  saveContext?(): Uint8Array | null;
+  /** True when this engine was loaded from a saved connection (restore) instead of handshaking. */
+  readonly restored?: boolean;
   /** DER of the peer's leaf certificate, or null. */
   peerCertificate(): Uint8Array | null;
   /** Sends close_notify. */

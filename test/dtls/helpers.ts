@@ -5,6 +5,7 @@ import { makeTestPki, type TestPki } from '../../tools/provision/certs';
 import { DtlsServer, loadDtlsEngine, type DtlsEngineModule, type DtlsServerOptions } from '../../hardware/dtls/index';
 import { UdpDatagram } from '../../tools/sim/udp';
 import { DtlsDatagram, type DtlsDatagramOptions } from '../../src/dtls';
+import type { DtlsConnectedInfo } from '../../src/dtls/datagram';
 import type { Clock } from '../../src/platform/types';
 
 let pki: TestPki | undefined;
@@ -58,7 +59,7 @@ export interface Client {
   errors: Error[];
   /** Bytes on the wire (both directions) when the handshake completed. */
   handshakeBytes: number;
-  connected: Promise<{ resumed: boolean }>;
+  connected: Promise<DtlsConnectedInfo>;
   failed: Promise<Error>;
 }
 
@@ -67,11 +68,12 @@ export function openClient(
   engine: DtlsDatagramOptions['engine'],
   extra: Partial<DtlsDatagramOptions> = {},
   host = '127.0.0.1',
+  localPort = 0,
 ): Client {
-  const udp = new UdpDatagram(host, port);
-  let onConn!: (v: { resumed: boolean }) => void;
+  const udp = new UdpDatagram(host, port, { localPort });
+  let onConn!: (v: DtlsConnectedInfo) => void;
   let onFail!: (e: Error) => void;
-  const connected = new Promise<{ resumed: boolean }>((r) => (onConn = r));
+  const connected = new Promise<DtlsConnectedInfo>((r) => (onConn = r));
   const failed = new Promise<Error>((r) => (onFail = r));
   const c: Client = { udp, dtls: undefined as unknown as DtlsDatagram, received: [], errors: [], handshakeBytes: 0, connected, failed };
   c.dtls = new DtlsDatagram({
@@ -235,8 +237,9 @@ export function usePeers() {
       const { port } = await s.listen(0, '127.0.0.1');
       return { s, port };
     },
-    client(port: number, engine: DtlsDatagramOptions['engine'], extra: Partial<DtlsDatagramOptions> = {}): Client {
-      const c = openClient(port, engine, extra);
+    /** localPort: come back from this local port (the same address as before sleep). */
+    client(port: number, engine: DtlsDatagramOptions['engine'], extra: Partial<DtlsDatagramOptions> = {}, localPort = 0): Client {
+      const c = openClient(port, engine, extra, '127.0.0.1', localPort);
       clients.push(c);
       return c;
     },

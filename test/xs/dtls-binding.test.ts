@@ -16,7 +16,7 @@ describe('XS host: dtls/native (xs_binding.c) on XS', function () {
   const pki = makeTestPki();
   const e2e = useEndpoint(() => ({ dtls: { port: 0, cert: pki.read('server.pem'), key: pki.read('server.key'), ca: pki.read('ca.pem') } }));
 
-  it('takes string options, hands Uint8Array to JavaScript (onSend, read, saveSession, peerCertificate), carries CoAP', async () => {
+  it('takes string options, hands Uint8Array to JavaScript (onSend, read, saveSession, peerCertificate, saveContext), carries CoAP, restores a saved connection', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'xs-dtls-'));
     try {
       writeFileSync(
@@ -48,6 +48,15 @@ describe('XS host: dtls/native (xs_binding.c) on XS', function () {
       const [b0, , mid0, mid1] = result.readBytes as number[];
       assert.ok(b0 === 0x60 || b0 === 0x70, `CoAP version 1, ACK or RST: ${result.readBytes}`);
       assert.deepEqual([mid0, mid1], [0x12, 0x34]);
+      // saveContext / restore (deep sleep without a handshake) on XS
+      assert.equal(result.context, 'Uint8Array');
+      assert.ok(result.contextBytes > 150 && result.contextBytes < 400, `context ${result.contextBytes} B`);
+      assert.equal(result.savedState, 'closed', 'the saving endpoint no longer holds the connection');
+      assert.equal(result.damaged, 'DTLS_BAD_SESSION');
+      assert.equal(result.restored, true);
+      assert.equal(result.restoredState, 'connected');
+      assert.equal(result.sent.length, result.sentBeforeRestoredWrite + 1, 'one record, no handshake');
+      assert.deepEqual(result.restoredReadBytes.slice(2, 4), [0x12, 0x35], 'the second ping answered in the restored connection');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

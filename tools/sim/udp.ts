@@ -40,10 +40,13 @@ export class UdpDatagram implements Datagram {
   #closed = false;
   #outIndex = 0;
   #inIndex = 0;
+  #localPort: number;
 
-  constructor(host: string, port: number) {
+  /** localPort: bind this local port (default any): a device that comes back from the same address. */
+  constructor(host: string, port: number, options: { localPort?: number } = {}) {
     this.#host = host;
     this.#port = port;
+    this.#localPort = options.localPort ?? 0;
     this.#socket = this.#open();
   }
 
@@ -67,8 +70,10 @@ export class UdpDatagram implements Datagram {
     // Loopback servers (the local endpoint, the tests) get a loopback-only socket; any other
     // server needs a socket that can reach it (bound to every interface).
     const loopback = this.#host === 'localhost' || this.#host === '::1' || this.#host.startsWith('127.');
-    if (loopback) socket.bind(0, this.#host.includes(':') ? '::1' : '127.0.0.1');
-    else socket.bind(0);
+    const local = this.#localPort;
+    this.#localPort = 0; // a rebind() takes a new port, as a NAT would
+    if (loopback) socket.bind(local, this.#host.includes(':') ? '::1' : '127.0.0.1');
+    else socket.bind(local);
     socket.unref();
     return socket;
   }

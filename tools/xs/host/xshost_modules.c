@@ -996,6 +996,8 @@ extern void xs_dtls_timer_ms(xsMachine*);
 extern void xs_dtls_get_timer_generation(xsMachine*);
 extern void xs_dtls_timer_expired(xsMachine*);
 extern void xs_dtls_save_session(xsMachine*);
+extern void xs_dtls_save_context(xsMachine*);
+extern void xs_dtls_get_restored(xsMachine*);
 extern void xs_dtls_peer_certificate(xsMachine*);
 extern void xs_dtls_close(xsMachine*);
 extern void xs_dtls_destroy(xsMachine*);
@@ -1025,5 +1027,6 @@ const host_function gHostFunctions[] = {
 	HOST(xs_dtls_save_session), HOST(xs_dtls_peer_certificate), HOST(xs_dtls_close), HOST(xs_dtls_destroy),
 	HOST(xs_dtls_get_state), HOST(xs_dtls_get_resumed), HOST(xs_dtls_get_cid_available),
 	HOST(xs_dtls_get_cid_in_use), HOST(xs_dtls_get_max_payload), HOST(xs_dtls_get_ciphersuite),
+	HOST(xs_dtls_save_context), HOST(xs_dtls_get_restored),
 	{ NULL, NULL }
 };
