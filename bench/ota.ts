@@ -7,6 +7,7 @@
  *   (2) wake cycles for a 256 KB image at a given activity window: the same agent on a virtual clock
  *       against an in-memory ThingsBoard with an NB-IoT-like response time, suspended at the end of
  *       each window and resumed at the next wake-up.
+ *   (1b) the same over MQTT and MQTTS (bench/mqtt-ota.ts: v2/fw chunks, TCP/TLS bytes at the socket).
  * Target (issue 9): (1) within 15 % of the payload.
  *
  * `npx tsx bench/ota.ts` alone, or through `npm run bench`.
@@ -26,6 +27,7 @@ import { OtaSimDevice } from '../tools/sim/ota-device';
 import { silentLog } from '../src/platform/types';
 import { bootAgent, drive, FakeThingsBoard } from '../test/ota/fakes';
 import { CountingProxy, sleep } from './lib/counting-proxy';
+import { run as mqttOta } from './mqtt-ota';
 
 async function bytesPerKb(size: number, otaOptions: Partial<OtaOptions>): Promise<{ bytes: number; datagrams: number; chunk: number; chunks: number }> {
   const pki = makeTestPki();
@@ -111,6 +113,8 @@ export async function run(): Promise<void> {
       `CoAPs download of ${size / 1024} KB, ${name}: ${r.chunks} chunks of ${r.chunk} B, ${r.datagrams} datagrams, ${r.bytes} B on the wire = ${perKb.toFixed(0)} B per KB of firmware (${(((r.bytes - size) / size) * 100).toFixed(1)} % over the payload; target <= 15 %)`,
     );
   }
+  // The same package size over MQTT and MQTTS (v2/fw, same chunk size as the agent's default), same run.
+  await mqttOta(size);
   await wakeTable();
 }
 
