@@ -126,7 +126,7 @@ export class LossyProxy {
     // This connection's fate: cut after this many packets, if cuts are left.
     let remaining = this.stats.cuts < this.#o.maxCuts ? 1 + Math.floor(this.#rand() * this.#o.cutWithin) : Infinity;
     const pipe = (from: net.Socket, to: net.Socket, up: boolean) => {
-      let buf = Buffer.alloc(0);
+      let buf: Buffer = Buffer.alloc(0);
       /** Writes queued behind a stall keep their order. */
       let chain = Promise.resolve();
       from.on('data', (d: Buffer) => {
