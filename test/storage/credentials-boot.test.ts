@@ -7,7 +7,11 @@
  */
 import { strict as assert } from 'node:assert';
 import { X509Certificate } from 'node:crypto';
-import { MemFlash } from '../../tools/sim/flash';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FileFlash, MemFlash } from '../../tools/sim/flash';
+import { provision } from '../../tools/provision/provision';
 import { makeTestPki } from '../../tools/provision/certs';
 import type { TestPki } from '../../tools/provision/certs';
 import { loadDtlsEngine } from '../../hardware/dtls/index';
@@ -114,5 +118,31 @@ describe('storage: credentials checked at boot (DER, validity, key pair)', funct
     openDeviceStorage(f2).credentials.save(good);
     const s = loadSecurity(openDeviceStorage(f2).credentials, memoryLog(), { dtls, clock: clockAt(1000) });
     assert.ok(s?.certificateValidity, 'clock not set: validity kept for the app');
+  });
+
+  it('npm run provision writes cert/key + provisioning key/secret (X.509 provisioning at first boot), no secret printed; refuses a mismatched key or an expired certificate', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'prov-x509-'));
+    try {
+      const flash = join(dir, 'flash.bin');
+      const env = { PK: 'prov-key-x509', PS: 'prov-secret-x509' };
+      const base = ['--server', 'mqtts://localhost:8883', '--ca', pki.path('ca.pem'), '--provision-key-env', 'PK', '--provision-secret-env', 'PS', '--flash', flash];
+      const r = provision([...base, '--cert', pki.path('device.pem'), '--key', pki.path('device.key')], env);
+      const printed = r.lines.join('\n');
+      assert.match(printed, /with an X\.509 certificate and a CA, provisioning key\/secret \(not shown\): registers the certificate \(X509_CERTIFICATE\) at first boot/);
+      for (const secret of [env.PK, env.PS, 'PRIVATE', 'MII']) assert.ok(!printed.includes(secret), `${secret} not printed`);
+      const f = new FileFlash(flash, 80 * 1024);
+      const c = openDeviceStorage(f).credentials.load();
+      f.close();
+      assert.equal(c.provisionKey, env.PK);
+      assert.equal(c.cert, pki.read('device.pem').toString());
+      assert.equal(c.provisionState, undefined);
+      // node:crypto checks at write time: nothing written for a key of another certificate or an expired one
+      const out = join(dir, 'bad.bin');
+      assert.throws(() => provision([...base.slice(0, -2), '--out', out, '--cert', pki.path('device.pem'), '--key', pki.path('rogue-device.key')], env), /does not belong to --cert/);
+      assert.throws(() => provision([...base.slice(0, -2), '--out', out, '--cert', pki.path('server-expired.pem'), '--key', pki.path('server-expired.key')], env), /expired on/);
+      assert.equal(existsSync(out), false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

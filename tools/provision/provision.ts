@@ -3,8 +3,10 @@
  *                      [--out creds.bin] [--flash .sim/flash.bin]
  * npm run provision -- --server coaps://HOST[:5684] --ca ca.pem (--token-file FILE | --token-env VAR
  *                      | --cert device.pem --key device.key) [--hostname NAME] [--out ...] [--flash ...]
- * Options: --provision-key-env VAR --provision-secret-env VAR (device provisioning),
- *          --blocks N (partition size in 4 KB blocks, default 20 = 80 KB), --block-size B.
+ * Options: --provision-key-env VAR --provision-secret-env VAR (device provisioning: with a token
+ *          or nothing, the device gets an access token at first boot; with --cert/--key it registers
+ *          its certificate, credentialsType X509_CERTIFICATE), --blocks N (partition size in 4 KB
+ *          blocks, default 20 = 80 KB), --block-size B.
  *
  * Writes the credentials record (src/storage/credentials.ts), checked first, with the device's own
  * storage code:
@@ -19,6 +21,7 @@ import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { EXIT, HELP_OPTION, UsageError, flag, helpText, integer, parseCommandLine, runMain } from '../cli/options';
 import type { CommandSpec } from '../cli/options';
 import { FileFlash } from '../sim/flash';
+import { checkDtlsMaterial } from '../sim/config-check';
 import { DEFAULT_LAYOUT, openDeviceStorage } from '../../src/storage/index';
 import type { StoredCredentials } from '../../src/storage/credentials';
 import { CredentialsError, encodeCredentials, validateCredentials } from '../../src/storage/credentials';
@@ -54,6 +57,7 @@ export const PROVISION_SPEC: CommandSpec = {
     'npm run provision -- --server coap://tb.example.com:5683 --token-file token.txt --out creds.bin',
     'TB_TOKEN=... npm run provision -- --server coap://127.0.0.1:5683 --flash .sim/flash.bin',
     'npm run provision -- --server coaps://tb.example.com --ca ca.pem --cert device.pem --key device.key --out creds.bin',
+    'TB_PK=... TB_PS=... npm run provision -- --server mqtts://tb.example.com --ca ca.pem --cert device.pem --key device.key --provision-key-env TB_PK --provision-secret-env TB_PS --out creds.bin',
   ],
 };
 
@@ -110,11 +114,17 @@ export function provision(argv: string[], env: Record<string, string | undefined
   if (pk) c.provisionKey = secretEnv(pk, env, '--provision-key-env');
   if (ps) c.provisionSecret = secretEnv(ps, env, '--provision-secret-env');
   validateCredentials(c); // before touching any file
+  // The device checks these again at boot (src/device/provisioned.ts); here node:crypto does, so a
+  // key that does not match its certificate, an expired certificate or a CA that is none never
+  // reaches a flash image.
+  if (c.ca) checkDtlsMaterial({ ca: Buffer.from(c.ca), ...(c.cert && c.key ? { cert: Buffer.from(c.cert), key: Buffer.from(c.key) } : {}) }, { ca: ca!, ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
   const blockSize = integer(args, 'block-size', 4096, 256)!;
   const blocks = integer(args, 'blocks', DEFAULT_BLOCKS, 1)!;
   const size = blocks * blockSize;
   const lines: string[] = [];
-  const what = `${c.server} with ${c.cert ? 'an X.509 certificate' : c.token !== undefined ? `an access token (${c.token.length} characters, not shown)` : 'provisioning credentials only'}${c.ca ? ' and a CA' : ''}${c.provisionKey ? ', provisioning key/secret (not shown)' : ''}`;
+  const what =
+    `${c.server} with ${c.cert ? 'an X.509 certificate' : c.token !== undefined ? `an access token (${c.token.length} characters, not shown)` : 'provisioning credentials only'}${c.ca ? ' and a CA' : ''}` +
+    `${c.provisionKey ? `, provisioning key/secret (not shown)${c.cert ? ': registers the certificate (X509_CERTIFICATE) at first boot' : c.token === undefined ? ': gets an access token at first boot' : ''}` : ''}`;
   if (out) {
     // A fresh image, written beside the target and renamed over it: never half a file.
     const tmp = `${out}.tmp`;
