@@ -35,6 +35,25 @@ export interface PowerProfile {
 /** transport.coap.psm_activity_timer / paging_transmission_window defaults. */
 export const TB_DEFAULT_WINDOW_MS = 10000;
 
+/**
+ * DTLS after a sleep, cheapest first. 'restore' (default): the whole connection saved before the
+ * sleep is loaded and used at once, no handshake; when the server does not answer it (it restarted,
+ * or a NAT gave us a new address) DtlsDatagram resumes the session, and the server answers with a
+ * full handshake if it forgot that too. 'resume': an abbreviated handshake every wake. 'full': a
+ * full handshake every wake. 'keep': nothing done (the connection stays as it was in RAM).
+ */
+export type DtlsAfterSleep = 'restore' | 'resume' | 'full' | 'keep';
+
+/** What the wake cycle uses of the app's DTLS datagram (DtlsDatagram). */
+export interface PoweredDtls {
+  reconnect(resume?: boolean): void;
+  readonly state: string;
+  /** The whole connection, handed out before sleep (the datagram is 'suspended' after), or null. */
+  saveContext?(): Uint8Array | null;
+  /** Loads the connection saveContext() handed out (or `context`) and uses it at once. */
+  restore?(context?: Uint8Array): boolean;
+}
+
 /** The part of DeviceApp the wake cycle drives (schedule: 'external'). */
 export interface PoweredApp {
   start(): Promise<void>;
@@ -42,7 +61,14 @@ export interface PoweredApp {
   flush(): Promise<void>;
   resubscribe(): Promise<void>;
   readonly intervalMs: number;
-  readonly dtls?: { reconnect(resume?: boolean): void; readonly state: string } | undefined;
+  readonly dtls?: PoweredDtls | undefined;
+  /**
+   * Before deep sleep ('restore'): save the DTLS connection where it survives a reboot too (the
+   * flash store's context record, beside the session) and return true; the datagram also keeps it
+   * for the wake. Without this method the cycle calls dtls.saveContext() itself (kept in RAM only,
+   * as in ESP32 RTC memory: a reboot then resumes the session from flash).
+   */
+  saveDtlsContext?(): boolean;
 }
 
 export type WakePhase = 'attach' | 'wake' | 'sample' | 'link' | 'dtls' | 'observe' | 'report' | 'release' | 'window' | 'sleep';
@@ -65,8 +91,8 @@ export interface WakeCycleOptions {
   registrationTimeoutMs?: number;
   /** How often the window checks for new uplinks (default 1000 ms). */
   pollMs?: number;
-  /** DTLS after a sleep: 'resume' (abbreviated handshake, default), 'full', 'keep' (the saved state). */
-  dtlsAfterSleep?: 'resume' | 'full' | 'keep';
+  /** DTLS after a sleep: 'restore' (default), 'resume', 'full' or 'keep': see DtlsAfterSleep. */
+  dtlsAfterSleep?: DtlsAfterSleep;
   /** Called at each phase (traces, the sim's pictures). */
   onPhase?: (phase: WakePhase) => void;
 }
@@ -98,6 +124,8 @@ export class WakeCycle {
   #stopped = false;
   #lastWarning: string | undefined;
   #started = false;
+  /** Connections saved before sleep / restored at wake (for traces and tests). */
+  readonly dtlsStats = { saved: 0, restored: 0, resumed: 0, full: 0 };
 
   constructor(options: WakeCycleOptions) {
     this.#o = options;
@@ -176,10 +204,20 @@ export class WakeCycle {
         }
       }
       const dtls = app.dtls;
-      const how = this.#o.dtlsAfterSleep ?? 'resume';
+      const how = this.#o.dtlsAfterSleep ?? 'restore';
       if (dtls && how !== 'keep') {
         this.#phase('dtls');
-        dtls.reconnect(how === 'resume');
+        if (how === 'restore' && dtls.state === 'suspended' && dtls.restore?.()) {
+          // Connected at once: the re-registration below is the first record of the restored
+          // connection; DtlsDatagram falls back to a handshake if the server does not answer it.
+          this.dtlsStats.restored++;
+        } else if (how === 'full') {
+          this.dtlsStats.full++;
+          dtls.reconnect(false);
+        } else {
+          this.dtlsStats.resumed++;
+          dtls.reconnect(true);
+        }
         // Re-register inside the new session, before any telemetry: wait for the handshake.
         for (let i = 0; i < 1200 && dtls.state === 'handshaking' && !this.#stopped; i++) await this.#o.sleep.idle(100);
       }
@@ -190,6 +228,20 @@ export class WakeCycle {
     }
     await this.#window(clock);
     this.cycles++;
+  }
+
+  /** Before the sleep ('restore'): the DTLS connection saved, the last act before sleeping. */
+  #saveDtls(): void {
+    const { app } = this.#o;
+    const dtls = app.dtls;
+    if ((this.#o.dtlsAfterSleep ?? 'restore') !== 'restore' || !dtls?.saveContext || dtls.state !== 'connected') return;
+    try {
+      const kept = app.saveDtlsContext ? app.saveDtlsContext() : dtls.saveContext() !== null;
+      if (kept) this.dtlsStats.saved++;
+      else this.#log.debug('DTLS connection not saved before sleep (not answered yet): the session is resumed at wake');
+    } catch (e) {
+      this.#log.warn(`DTLS connection not saved before sleep: ${(e as Error).message}`);
+    }
   }
 
   /** Release assistance, then reachable until the window after the last uplink has passed. */
@@ -239,6 +291,7 @@ export class WakeCycle {
         this.#log.warn(`wake cycle: ${(e as Error).message}`);
       }
       if (this.#stopped) break;
+      this.#saveDtls();
       this.#phase('sleep');
       const next = wokeAt + this.#o.app.intervalMs;
       await sleep.sleep(Math.max(0, next - clock.now()));

@@ -224,6 +224,66 @@ describe('power: wake cycle against the local endpoint (virtual clock)', functio
     assert.deepEqual(order.slice(2), Array.from({ length: 11 }, () => ['observe', 'telemetry']).flat());
   });
 
+  /** A CoAPs endpoint and a PSM device on it (dtlsAfterSleep left to the default: 'restore'). */
+  async function coapsDevice(name: string, modem: PowerSimOptions['modem'] = {}): Promise<{ dev: Device; order: string[] }> {
+    const pki = makeTestPki();
+    await tb.close();
+    tb = await startTbServer({ coapPort: 0, httpPort: 0, dataDir: dir, clock, dtls: { port: 0, cert: pki.read('server.pem'), key: pki.read('server.key'), ca: pki.read('ca.pem') } });
+    const dev = tb.store.createDevice(name);
+    tb.store.updateDevice(dev, { power: { powerMode: 'PSM', psmActivityTimer: 10000, pagingTransmissionWindow: 10000 } });
+    const order: string[] = [];
+    tb.events.on('request', (e: { method: string; path: string }) => {
+      if (e.method === 'GET' && e.path.endsWith('/attributes')) order.push('observe');
+      if (e.method === 'POST' && e.path.endsWith('/telemetry')) order.push('telemetry');
+    });
+    ps = createPowerSim({
+      clock,
+      server: { port: tb.coapsPort! },
+      token: dev.token,
+      profile: { powerMode: 'PSM', psmActivityTimer: 10000 },
+      reportingIntervalMs: 15 * MIN,
+      dtls: { ca: pki.read('ca.pem'), hostname: 'localhost' },
+      modem,
+      log: memoryLog(),
+    });
+    return { dev, order };
+  }
+
+  it('CoAPs, restore (the default): the connection saved before each PSM sleep is used at wake with no handshake while the address stays', async function () {
+    const { dev, order } = await coapsDevice('dtls-restore', { rebindOnWake: false });
+    ps!.start();
+    await ps!.runUntil(3 * 60 * MIN);
+    const points = tb.store.telemetry(dev.id, ['temperature']).temperature ?? [];
+    assert.equal(ps!.cycle.cycles, 12);
+    assert.equal(points.length, 12, 'every report');
+    assert.equal(ps!.cycle.dtlsStats.saved, 12, 'saved before each sleep (the last one too)');
+    assert.equal(ps!.cycle.dtlsStats.restored, 11, 'restored at each wake');
+    const d = ps!.app.dtls!;
+    assert.equal(d.path, 'restored');
+    assert.equal(d.stats.restored, 11, 'each restored connection answered by the server');
+    assert.equal(d.stats.restoreFallbacks, 0);
+    assert.equal(d.handshakes, 1, 'the first full handshake only');
+    assert.equal(tb.dtlsServer!.stats.handshakes, 1, 'no handshake at the server after the first');
+    assert.equal(ps!.app.state.failures, 0);
+    assert.deepEqual(order.slice(2), Array.from({ length: 11 }, () => ['observe', 'telemetry']).flat());
+  });
+
+  it('CoAPs, restore with a NAT rebinding at each wake: the server does not answer the restored connection, the session is resumed, every report stored', async function () {
+    const { dev } = await coapsDevice('dtls-restore-nat');
+    ps!.start();
+    await ps!.runUntil(3 * 60 * MIN);
+    const points = tb.store.telemetry(dev.id, ['temperature']).temperature ?? [];
+    assert.equal(ps!.cycle.cycles, 12);
+    assert.equal(points.length, 12, 'every report');
+    assert.ok(ps!.sim.stats.rebinds >= 11, 'from a new port each time');
+    const d = ps!.app.dtls!;
+    assert.equal(d.stats.restored, 0, 'never answered from a new address (no Connection ID)');
+    assert.ok(d.stats.restoreFallbacks >= 11, `${d.stats.restoreFallbacks} fallbacks`);
+    assert.ok(d.stats.resumed >= 11, `${d.stats.resumed} resumed`);
+    assert.equal(d.stats.full, 1, 'the first handshake only in full');
+    assert.equal(ps!.app.state.failures, 0);
+  });
+
   it('30 days, a report an hour, 1 % datagram loss each way: every reading stored once with its original ts', async function () {
     this.timeout(600_000);
     const dev = tb.store.createDevice('long-run');
