@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { CoapClient } from '../src/coap/client';
-import { TOKEN_LENGTH } from '../src/device/app';
+import { TOKEN_LENGTH } from '../src/thingsboard/connect';
 import { DtlsDatagram } from '../src/dtls/datagram';
 import { ThingsBoardClient } from '../src/thingsboard/client';
 import type { Credentials, UplinkMode } from '../src/thingsboard/client';

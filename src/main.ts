@@ -24,7 +24,7 @@ import type { Security } from './device/provisioned';
 import { DeviceApp } from './device/app';
 import { protoCodec } from './thingsboard/proto-codec';
 import { profile as deviceProtoProfile } from './proto/gen/device';
-import type { DtlsConfig } from './device/app';
+import type { DtlsConfig } from './thingsboard/connect';
 import type { BoardConfig } from './board/types';
 
 interface AppConfig extends BoardConfig {

@@ -7,73 +7,19 @@
  * params `{"interval": seconds}` (or a bare number) does the same and reports it back as the
  * client attribute `reportingInterval`.
  */
-import { CoapClient } from '../coap/client';
-import type { TransmissionParams } from '../coap/types';
-import { NBIOT_TRANSMISSION, RFC7252_TRANSMISSION } from '../coap/types';
-import type { Datagram, Platform, StreamFactory, TimerHandle } from '../platform/types';
-import type { Credentials, TbSubscription, UplinkMode } from '../thingsboard/client';
-import { ThingsBoardClient } from '../thingsboard/client';
-import { MqttThingsBoardClient } from '../thingsboard/mqtt-client';
-import type { MqttThingsBoardOptions, ThingsBoardDeviceApi } from '../thingsboard/mqtt-client';
-import { TlsStreamFactory } from '../mqtt/tls-stream';
+import type { Datagram, Platform, TimerHandle } from '../platform/types';
+import type { ThingsBoardDeviceApi } from '../thingsboard/api';
+import type { LinkConfig } from '../thingsboard/connect';
+import { ThingsBoardLink } from '../thingsboard/connect';
+import type { TbSubscription } from '../thingsboard/client';
 import { TbError } from '../thingsboard/errors';
-import type { PayloadCodec, RpcRequest, TbObject, TbValue } from '../thingsboard/payload';
-import { DtlsDatagram } from '../dtls/datagram';
-import type { DtlsError } from '../dtls/engine';
+import type { RpcRequest, TbObject, TbValue } from '../thingsboard/payload';
 import type { Reading, ReadingQueue } from '../storage/queue';
 import { RamQueue } from '../storage/queue';
 import type { SettingsStore } from '../storage/settings';
 import type { SessionStore } from '../storage/session';
-import { sessionTag } from '../storage/session';
 import type { ProvisioningConfig } from './provisioning';
 import { confirmProvisioned, needsProvisioning, provision } from './provisioning';
-
-/**
- * CoAP over DTLS 1.2 (coaps://, port 5684). One-way: `ca` + `hostname`, and the access token in the
- * URL. Mutual X.509: add `cert` + `key`; the device then sends no token (credentials kind 'x509').
- */
-export interface DtlsConfig {
-  ca: Uint8Array | string;
-  /** Name checked against the server certificate; always verified. */
-  hostname: string;
-  cert?: Uint8Array | string;
-  key?: Uint8Array | string;
-  /** A session saved before sleep (DeviceApp.dtlsSession()) to resume with an abbreviated handshake. */
-  session?: Uint8Array;
-  /** Initial handshake retransmission timeout, ms. */
-  retransmitMs?: number;
-  /**
-   * Resume a saved session with an X.509 client certificate too (default false). ThingsBoard maps a
-   * certificate to its device by the peer address at FULL handshakes only, so a resumed session from
-   * a new address (the usual case after sleep behind NAT) gets 4.01 (reference §3.5): X.509 devices
-   * do a full handshake after sleep unless this is set. Token devices always resume.
-   */
-  resumeX509?: boolean;
-  /** Resume by session ticket (default false: ThingsBoard's server resumes by session ID only). */
-  tickets?: boolean;
-}
-
-/**
- * CoAP token lengths. On plain UDP the token is the only defence against off-path spoofed
- * responses (RFC 7252 §5.3.1), so 4 random bytes; inside DTLS every record is authenticated and a
- * token only has to be unique among our own open exchanges, so 2 bytes (saved in each request and
- * each response: 4 B per report).
- */
-export const TOKEN_LENGTH = Object.freeze({ udp: 4, dtls: 2 });
-
-/** DTLS failures that mean "this server (or our certificate) is not to be trusted": fail closed. */
-const DTLS_AUTH_FAILURES = new Set([
-  'DTLS_UNKNOWN_CA',
-  'DTLS_HOSTNAME_MISMATCH',
-  'DTLS_CERT_EXPIRED',
-  'DTLS_CERT_NOT_YET_VALID',
-  'DTLS_CERT_INVALID',
-  'DTLS_NO_CLIENT_CERT',
-  'DTLS_BAD_CA_FILE',
-  'DTLS_BAD_CERT_FILE',
-  'DTLS_BAD_KEY_FILE',
-  'DTLS_CONFIG',
-]);
 
 /** Something that yields telemetry values for one cycle (a sensor mapped to ThingsBoard keys). */
 export interface TelemetrySource {
@@ -82,36 +28,14 @@ export interface TelemetrySource {
   read(): TbObject | undefined;
 }
 
-export interface DeviceConfig {
-  server: { host: string; port: number };
-  credentials: Credentials;
-  /** Set for coaps://: the DTLS layer between CoAP and UDP. */
-  dtls?: DtlsConfig;
-  /**
-   * The ThingsBoard transport, from the server URL's scheme: 'coap' (default: coap://, or coaps://
-   * with `dtls`) or 'mqtt' (mqtt://, or mqtts:// with `tls`; needs Platform.tcp). Everything else
-   * (queue, settings, RPC, shared attributes, provisioning) behaves the same over both.
-   */
-  transport?: 'coap' | 'mqtt';
-  /**
-   * Set for mqtts://: TLS 1.2 over TCP on the same mbedTLS core (Platform.dtls), with the fields of
-   * DtlsConfig (`ca`, `hostname`, `cert` + `key` for mutual X.509, `session`; the datagram-only
-   * ones are ignored). A saved session is offered to X.509 devices too: over MQTT the server
-   * checks the certificate at CONNECT on the connection, not per address.
-   */
-  tls?: DtlsConfig;
-  /** MQTT client settings beyond the defaults (keep-alive, response timeout, reconnect back-off, a packet tap for traces). */
-  mqtt?: Pick<MqttThingsBoardOptions, 'keepAliveMs' | 'responseTimeoutMs' | 'reconnect' | 'tap' | 'clientId'>;
+/**
+ * The device's configuration. Where and how it talks to ThingsBoard (server, credentials, the
+ * scheme's transport and security, payload codec) is a LinkConfig: src/thingsboard/connect.ts
+ * builds the transport from it; the app only sees the ThingsBoard device API.
+ */
+export interface DeviceConfig extends LinkConfig {
   /** Initial reporting interval; shared attribute `reportingInterval` (seconds) overrides it. */
   reportingIntervalMs?: number;
-  transmission?: 'rfc7252' | 'nbiot' | Partial<TransmissionParams>;
-  /**
-   * How reports travel (ThingsBoardClientOptions.uplink): 'con' (default) and 'non' are both
-   * confirmed by the server's 2.01 and kept queued until it comes ('non' saves the ACK and the
-   * separate CON response: two datagrams instead of three); 'non-no-response' is one datagram and
-   * unconfirmed: a lost datagram is a lost reading.
-   */
-  uplink?: UplinkMode;
   /** Records kept in RAM while the server is unreachable (oldest dropped and counted when full); without `storage.queue`. */
   queueSize?: number;
   /**
@@ -129,12 +53,6 @@ export interface DeviceConfig {
    * queued; provisioning is retried at each reading while the server does not answer).
    */
   provisioning?: ProvisioningConfig;
-  /**
-   * Payload format of the device profile (default JSON). A Protobuf profile's codec
-   * (protoCodec(profile) from src/thingsboard/proto-codec.ts) carries one record per message, so
-   * replays then go one record per POST.
-   */
-  codec?: PayloadCodec;
   /** Records per telemetry POST when replaying the queue. */
   batchSize?: number;
   /** Pause between replay batches: ThingsBoard rate-limits bursts (answers 5.00). */
@@ -202,14 +120,11 @@ export class DeviceApp {
   onEvent?: (event: DeviceEvent) => void;
   /** The ThingsBoard device API over the configured transport (CoAP or MQTT). */
   readonly tb: ThingsBoardDeviceApi;
-  #coap: CoapClient | undefined;
-  #mqtt: MqttThingsBoardClient | undefined;
-  #tls: TlsStreamFactory | undefined;
+  /** The transport under `tb` (src/thingsboard/connect.ts): its security layer, stats and hooks. */
+  readonly link: ThingsBoardLink;
   #platform: Platform;
   #config: DeviceConfig;
   #sources: TelemetrySource[];
-  #transport: Datagram | undefined;
-  #dtls: DtlsDatagram | undefined;
   #intervalMs: number;
   #timer: TimerHandle | undefined;
   #startedAt = 0;
@@ -243,9 +158,6 @@ export class DeviceApp {
   #timeouts = 0;
   #running = false;
   #subscriptions: TbSubscription[] = [];
-  #dtlsConnections = 0;
-  #x509Recovered = false;
-  #sessionTag = 0;
 
   constructor(platform: Platform, config: DeviceConfig, sources: TelemetrySource[], transport?: Datagram) {
     this.#platform = platform;
@@ -264,181 +176,32 @@ export class DeviceApp {
     if (config.provisioning && config.credentials.kind === 'token' && needsProvisioning(config.provisioning.store.load())) this.#provisioned = false;
     this.#batchSize = Math.min(config.batchSize ?? 10, config.codec?.maxTelemetryRecords ?? Infinity);
     this.#replayPaceMs = config.replayPaceMs ?? 1000;
-    if (config.transport === 'mqtt') {
-      // The Datagram, when one is passed, stays owned (closed at stop) and unused.
-      if (config.ota) throw new Error('firmware updates (ota) run over CoAP only so far: MQTT has no v2/fw client yet');
-      this.#transport = transport;
-      this.#mqtt = this.#openMqtt(platform, config);
-      this.tb = this.#mqtt;
-    } else {
-      if (config.tls) throw new Error('tls is for mqtts:// (coaps:// takes dtls)');
-      const tb = this.#openCoap(platform, config, transport);
-      this.tb = tb;
-      config.ota?.attach({ tb });
-    }
-  }
-
-  /** coap:// or coaps://: CoAP over UDP, or over DTLS when `dtls` is set. */
-  #openCoap(platform: Platform, config: DeviceConfig, transport: Datagram | undefined): ThingsBoardClient {
-    let udp = transport ?? platform.net.open(config.server.host, config.server.port);
-    if (config.dtls) {
-      if (!platform.dtls) throw new Error('coaps:// configured but this platform has no DTLS engine');
-      let d = config.dtls;
-      const store = config.storage?.session;
-      if (store) {
-        this.#sessionTag = sessionTag([config.server.host, String(config.server.port), d.hostname, d.cert, d.key]);
-        const saved = d.session ? undefined : store.load(this.#sessionTag);
-        if (saved) d = { ...d, session: saved };
-      }
-      this.#dtls = new DtlsDatagram({
-        transport: udp,
-        clock: platform.clock,
-        createEngine: platform.dtls,
-        engine: {
-          ca: d.ca,
-          hostname: d.hostname,
-          ...(d.cert ? { cert: d.cert } : {}),
-          ...(d.key ? { key: d.key } : {}),
-          ...(d.tickets !== undefined ? { tickets: d.tickets } : {}),
+    this.link = new ThingsBoardLink(platform, config, {
+      ...(transport ? { datagram: transport } : {}),
+      ...(config.storage?.session ? { sessions: config.storage.session } : {}),
+      events: {
+        onStopped: (reason) => this.onEvent?.({ type: 'stopped', reason: reason.message }),
+        onSecureSession: (info) => {
+          // A new session after the first one (server restart, reconnect after silence) carries no
+          // observe relations: the server forgot them with the old session. Register them again.
+          // With an external schedule the power layer re-registers after each wake's handshake
+          // itself, before it sends the telemetry (src/power/cycle.ts): registering here too would double it.
+          if (info.forgetsObservations && info.count > 1 && this.#running && this.#subscriptions.length && this.#config.schedule !== 'external') void this.resubscribe();
         },
-        ...(d.session && (!(d.cert && d.key) || d.resumeX509) ? { session: d.session } : {}),
-        ...(d.retransmitMs ? { retransmitMs: d.retransmitMs } : {}),
-        onConnected: (info) => this.#onDtlsConnected(info.resumed),
-      });
-      udp = this.#dtls;
-    }
-    this.#transport = udp;
-    const t = config.transmission;
-    const transmission = t === 'nbiot' ? NBIOT_TRANSMISSION : t === 'rfc7252' || t === undefined ? RFC7252_TRANSMISSION : { ...RFC7252_TRANSMISSION, ...t };
-    const coap = new CoapClient(this.#transport, {
-      clock: platform.clock,
-      random: platform.random,
-      log: platform.log,
-      transmission,
-      tokenLength: config.dtls ? TOKEN_LENGTH.dtls : TOKEN_LENGTH.udp,
+      },
     });
-    const tb = new ThingsBoardClient(coap, {
-      credentials: config.credentials,
-      clock: platform.clock,
-      log: platform.log,
-      uplink: config.uplink ?? 'con',
-      ...(config.codec ? { codec: config.codec } : {}),
-    });
-    coap.onTransportError = (e) => this.#onTransportError(e as DtlsError);
-    this.#coap = coap;
-    return tb;
+    this.tb = this.link.tb;
+    config.ota?.attach({ tb: this.tb });
   }
 
-  /** mqtt:// or mqtts://: MQTT over the platform's TCP, in TLS when `tls` is set. */
-  #openMqtt(platform: Platform, config: DeviceConfig): MqttThingsBoardClient {
-    if (config.dtls) throw new Error('dtls is for coaps:// (mqtts:// takes tls)');
-    const tcp = platform.tcp;
-    if (!tcp) throw new Error('mqtt:// configured but this platform has no TCP');
-    let stream: StreamFactory = tcp;
-    const t = config.tls;
-    if (t) {
-      if (!platform.dtls) throw new Error('mqtts:// configured but this platform has no TLS engine');
-      let session = t.session;
-      const store = config.storage?.session;
-      if (store) {
-        this.#sessionTag = sessionTag(['mqtts', config.server.host, String(config.server.port), t.hostname, t.cert, t.key]);
-        session ??= store.load(this.#sessionTag);
-      }
-      this.#tls = new TlsStreamFactory(tcp, {
-        clock: platform.clock,
-        createEngine: platform.dtls,
-        engine: { ca: t.ca, hostname: t.hostname, ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}) },
-        ...(session ? { session } : {}),
-        onHandshake: (info) => this.#onTlsHandshake(info.resumed),
-      });
-      stream = this.#tls;
-    }
-    return new MqttThingsBoardClient({
-      stream,
-      host: config.server.host,
-      port: config.server.port,
-      credentials: config.credentials,
-      clock: platform.clock,
-      random: platform.random,
-      log: platform.log,
-      ...(config.codec ? { codec: config.codec } : {}),
-      ...config.mqtt,
-    });
+  /** The security session (DTLS or TLS) to keep across sleep (pass back as dtls.session / tls.session), or null. */
+  securitySession(): Uint8Array | null {
+    return this.link.securitySession();
   }
 
-  /** The CoAP client (coap:// and coaps:// only: throws for an MQTT device). */
-  get coap(): CoapClient {
-    if (!this.#coap) throw new Error('not a CoAP device (the server URL is mqtt:// or mqtts://)');
-    return this.#coap;
-  }
-
-  /** The TLS layer, when mqtts:// is configured (`last` is the current connection). */
-  get tls(): TlsStreamFactory | undefined {
-    return this.#tls;
-  }
-
-  /** A TLS handshake verified the server (MQTTS): keep the session for the next boot. */
-  #onTlsHandshake(resumed: boolean): void {
-    this.#platform.log.info(`TLS session established (${resumed ? 'resumed' : 'full handshake'})`);
-    this.#saveSession(this.#tls?.session);
-  }
-
-  #saveSession(session: Uint8Array | null | undefined): void {
-    const store = this.#config.storage?.session;
-    if (!store || !session) return;
-    try {
-      store.save(this.#sessionTag, session);
-    } catch (e) {
-      this.#platform.log.warn(`DTLS session not saved: ${(e as Error).message}`);
-    }
-  }
-
-  /** The DTLS (coaps://) or TLS (mqtts://) session to keep across sleep (pass back as dtls.session / tls.session), or null. */
-  dtlsSession(): Uint8Array | null {
-    return this.#dtls?.session() ?? this.#tls?.session ?? null;
-  }
-
-  /** The DTLS layer, when coaps:// is configured. */
-  get dtls(): DtlsDatagram | undefined {
-    return this.#dtls;
-  }
-
-  /**
-   * A new DTLS session after the first one (server restart, reconnect after silence) carries no
-   * observe relations: the server forgot them with the old session. Register them again.
-   */
-  #onDtlsConnected(resumed: boolean): void {
-    this.#dtlsConnections++;
-    this.#platform.log.info(`DTLS session established (${resumed ? 'resumed' : 'full handshake'})`);
-    this.#saveSession(this.#dtls?.session());
-    // With an external schedule the power layer re-registers after each wake's handshake itself,
-    // before it sends the telemetry (src/power/cycle.ts): registering here too would double it.
-    if (this.#dtlsConnections > 1 && this.#running && this.#subscriptions.length && this.#config.schedule !== 'external') void this.resubscribe();
-  }
-
-  /**
-   * 4.01 inside a RESUMED X.509 session: ThingsBoard did not see our certificate on this session
-   * (its certificate map is filled at full handshakes, keyed by address). Handshake in full once,
-   * and let the caller retry, instead of stopping on a 4.01 that new credentials would not fix.
-   */
-  #recoverX509(e: unknown): boolean {
-    const dtls = this.#dtls;
-    if (!(e instanceof TbError) || e.code !== 'unauthorized' || !dtls?.resumed) return false;
-    if (this.#config.credentials.kind !== 'x509' || this.#x509Recovered) return false;
-    this.#x509Recovered = true;
-    this.#platform.log.warn('4.01 on a resumed X.509 session (the server maps certificates at full handshakes): full handshake');
-    this.tb.resume();
-    dtls.reconnect(false);
-    return true;
-  }
-
-  #onTransportError(error: DtlsError): void {
-    if (!this.#dtls || typeof error.code !== 'string' || !DTLS_AUTH_FAILURES.has(error.code)) return;
-    // Fail closed: no token and no data goes to a server we could not verify.
-    const reason = new TbError('security', `DTLS ${error.code}: ${error.message}`);
-    this.tb.halt(reason);
-    this.#coap?.failPending(reason);
-    this.onEvent?.({ type: 'stopped', reason: reason.message });
+  /** The secure datagram layer the power layer re-handshakes after a wake (coaps:// only). */
+  get dtls(): ThingsBoardLink['dtls'] {
+    return this.link.dtls;
   }
 
   get intervalMs(): number {
@@ -552,7 +315,7 @@ export class DeviceApp {
         }
         break;
       } catch (e) {
-        if (this.#recoverX509(e)) continue;
+        if (this.link.recoverUnauthorized(e)) continue;
         log.warn((e as Error).message);
         break;
       }
@@ -581,7 +344,7 @@ export class DeviceApp {
     if (stopped) log.error(`device started but not sending: ${stopped.message}`);
     else log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
     // MQTT refuses (CONNACK 5) or fails closed (TLS) on the connection, before any request: say so.
-    if (stopped && this.#mqtt) this.onEvent?.({ type: 'stopped', reason: stopped.message });
+    if (stopped && this.link.connectionOriented) this.onEvent?.({ type: 'stopped', reason: stopped.message });
     this.#mappingMayHaveChanged = false; // just registered
     this.#noteTraffic();
     if (!this.tb.stopped) this.#config.ota?.onConnected();
@@ -601,9 +364,7 @@ export class DeviceApp {
     this.#timer = undefined;
     for (const s of this.#subscriptions) void s.cancel().catch(() => undefined);
     this.#subscriptions = [];
-    this.#coap?.close();
-    this.#transport?.close();
-    this.#mqtt?.close();
+    this.link.close();
   }
 
   /** Takes one reading of every source into the queue, without sending it (the wake cycle sends later). */
@@ -645,7 +406,7 @@ export class DeviceApp {
     // A confirmed uplink just went out through the current NAT mapping. If it followed a silence
     // long enough for the old mapping to expire, or an outage, the server's observe relations may
     // point at a dead address: register them again from here.
-    const refresh = this.#mqtt ? 0 : (this.#config.observeRefreshMs ?? OBSERVE_REFRESH_MS);
+    const refresh = this.link.connectionOriented ? 0 : (this.#config.observeRefreshMs ?? OBSERVE_REFRESH_MS);
     const stale = this.#mappingMayHaveChanged || this.#failedSinceReport;
     this.#mappingMayHaveChanged = false;
     this.#failedSinceReport = false;
@@ -672,7 +433,7 @@ export class DeviceApp {
         try {
           await this.tb.sendTelemetry(records.length === 1 ? records[0]! : records);
         } catch (e) {
-          if (this.#recoverX509(e)) continue;
+          if (this.link.recoverUnauthorized(e)) continue;
           if ((e as { code?: unknown }).code === 'too-large' && batch.length > 1) {
             // The transport refused the request's datagram (larger than one DTLS record: the record
             // limit can be smaller than the block size chosen before the handshake). Halve the batch
@@ -691,16 +452,10 @@ export class DeviceApp {
             this.#platform.log.error(`telemetry rejected (4.00), ${batch.length} records dropped`);
             continue;
           }
-          if (e instanceof TbError && (e.code === 'unauthorized' || (e.code === 'security' && this.#mqtt))) this.onEvent?.({ type: 'stopped', reason: err.message });
+          if (e instanceof TbError && (e.code === 'unauthorized' || (e.code === 'security' && this.link.connectionOriented))) this.onEvent?.({ type: 'stopped', reason: err.message });
           if (e instanceof TbError && e.code === 'timeout') this.#timeouts++;
-          // No answer inside an established DTLS session: the server may have restarted and silently
-          // dropped our records. Handshake again (resuming if it still knows us). A CON timeout is
-          // already a minute of silence; a NON one may be a single lost datagram, so wait for two.
-          if (this.#dtls && this.#timeouts >= (this.#config.uplink === 'non' ? 2 : 1)) {
-            this.#platform.log.warn('no response over DTLS: starting a new handshake');
-            this.#timeouts = 0;
-            this.#dtls.reconnect(true);
-          }
+          // No answer at all: the link may have lost its security session (the server restarted).
+          if (this.link.noAnswer(this.#timeouts)) this.#timeouts = 0;
           this.#platform.log.warn(`telemetry not delivered, ${this.#queue.length} queued: ${err.message}`);
           break;
         }

@@ -115,7 +115,7 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
     const first = device({ credentials: { kind: 'token', token: dev.token }, dtls });
     await first.app.start();
     await waitFor('first report', () => first.app.state.reports >= 1);
-    const session = first.app.dtlsSession();
+    const session = first.app.securitySession();
     assert.ok(session && session.length > 0, 'session saved');
     const fullBytes = first.wire.reduce((n, b) => n + b.length, 0);
     first.app.stop();
@@ -139,7 +139,7 @@ describe('e2e: CoAP over DTLS (coaps://) against the local endpoint', function (
       const first = device({ credentials: { kind: 'x509' }, dtls: x509() });
       await first.app.start();
       await waitFor('first report', () => first.app.state.reports >= 1);
-      const session = first.app.dtlsSession()!;
+      const session = first.app.securitySession()!;
       first.app.stop();
       return session;
     }

@@ -39,7 +39,7 @@ describe('e2e: network faults (real UDP with fault injection)', function () {
     // ts; the server (like ThingsBoard's ts_kv) keeps one point per (key, ts).
     const points = stored(dev.id);
     assert.equal(points.length, 1 + 8, 'the start-up reading and eight more, each once');
-    assert.ok(d.app.coap.stats.retransmissions > 0, 'losses were retransmitted');
+    assert.ok(d.app.link.coap!.stats.retransmissions > 0, 'losses were retransmitted');
   });
 
   it('every datagram duplicated: the server processes each request once, the device each response once', async () => {

@@ -86,9 +86,10 @@ for (const secure of [false, true]) {
       assert.equal(d.app.state.queued, 0);
       assert.equal(d.udp.stats.datagramsSent, 0, 'nothing over UDP');
       assert.ok(d.tcp.stats.bytesSent > 0, 'over TCP');
-      if (secure) assert.equal(d.app.tls!.last!.connected, true);
-      else assert.equal(d.app.tls, undefined);
-      assert.throws(() => d.app.coap, /not a CoAP device/);
+      if (secure) assert.equal(d.app.link.tls!.last!.connected, true);
+      else assert.equal(d.app.link.tls, undefined);
+      assert.equal(d.app.link.coap, undefined, 'no CoAP client');
+      assert.equal(d.app.link.scheme, secure ? 'mqtts' : 'mqtt');
     });
 
     it('takes reportingInterval from the shared attributes present at start, then from each update', async () => {
@@ -193,23 +194,23 @@ for (const secure of [false, true]) {
           const first = device({ credentials, tls, flash });
           await first.app.start();
           await waitFor('first report', () => first.app.state.reports >= 1);
-          assert.equal(first.app.tls!.last!.resumed, false);
-          assert.ok(first.app.dtlsSession(), 'session available for sleep');
+          assert.equal(first.app.link.tls!.last!.resumed, false);
+          assert.ok(first.app.securitySession(), 'session available for sleep');
           first.app.stop();
           const second = device({ credentials, tls, flash });
           await second.app.start();
           await waitFor('second report', () => second.app.state.reports >= 1);
-          assert.equal(second.app.tls!.last!.resumed, true, 'resumed from the session in flash');
+          assert.equal(second.app.link.tls!.last!.resumed, true, 'resumed from the session in flash');
           assert.equal(second.app.tb.stopped, undefined);
           assert.equal(server.store.telemetry(dev.id, ['temperature']).temperature!.length, 2);
           // Kept in RAM across sleep instead (tls.session, as dtls.session for coaps): resumed too.
-          const session = second.app.dtlsSession();
+          const session = second.app.securitySession();
           assert.ok(session);
           second.app.stop();
           const third = device({ credentials, tls: { ...tls, session } });
           await third.app.start();
           await waitFor('third report', () => third.app.state.reports >= 1);
-          assert.equal(third.app.tls!.last!.resumed, true, 'resumed from tls.session');
+          assert.equal(third.app.link.tls!.last!.resumed, true, 'resumed from tls.session');
         }
       });
 

@@ -31,7 +31,7 @@ describe('npm run sim -- --engine xs', function () {
       '--hostname', 'localhost',
       '--token', dev.token,
       '--interval', '2',
-      '--speed', '10',
+      '--speed', '2',
       '--duration', '10',
     ]);
     const output = `${r.stdout}\n${r.stderr}`;
@@ -41,8 +41,10 @@ describe('npm run sim -- --engine xs', function () {
     assert.match(r.stdout, /reporting every 2 s/);
     assert.match(r.stdout, /DTLS session established/);
     const points = e2e.server.store.telemetry(dev.id, ['temperature']).temperature ?? [];
-    // 10 s of device time, a report every 2 s: 5 or 6 reports
-    assert.ok(points.length >= 5, `${points.length} reports stored\n${output}`);
+    // 10 s of device time, a report at start and every 2 s: 5 or 6 reports once the handshake is
+    // done; the handshake runs in wall time on a shared machine (at 2x a 2 s wall handshake costs
+    // 4 s of device time, and at 10x a loaded CI run got 4): at least 4
+    assert.ok(points.length >= 4, `${points.length} reports stored\n${output}`);
     assert.ok(!output.includes(dev.token), 'token never printed');
   });
 

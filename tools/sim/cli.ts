@@ -9,7 +9,7 @@ import { existsSync, statSync } from 'node:fs';
 import { runSimOnXs } from '../xs/sim-engine';
 import type { Log, LogLevel } from '../../src/platform/types';
 import type { Credentials } from '../../src/thingsboard/client';
-import type { DtlsConfig } from '../../src/device/app';
+import type { DtlsConfig } from '../../src/thingsboard/connect';
 import type { Security } from '../../src/device/provisioned';
 import { FileFlash } from './flash';
 import { createSimBoard } from './board';

@@ -15,7 +15,7 @@ import { ScaledClock } from './clock';
 import { consoleLog, createSimDevice } from './device';
 import { createSimBoard } from './board';
 import { makeCerts } from '../provision/certs';
-import type { DtlsConfig } from '../../src/device/app';
+import type { DtlsConfig } from '../../src/thingsboard/connect';
 import type { Credentials } from '../../src/thingsboard/client';
 import type { LogLevel } from '../../src/platform/types';
 import {

@@ -7,7 +7,8 @@
  * Event-driven time: the clock jumps from timer to timer; between two timers the harness waits
  * (bounded) until the loopback traffic is quiet, so a day of device time takes seconds.
  */
-import type { DeviceConfig, DeviceEvent, DtlsConfig } from '../../../src/device/app';
+import type { DeviceConfig, DeviceEvent } from '../../../src/device/app';
+import type { DtlsConfig } from '../../../src/thingsboard/connect';
 import { loadDtlsEngine } from '../../../hardware/dtls/index';
 import { DeviceApp } from '../../../src/device/app';
 import { AtChannel } from '../../../src/modem/at';
@@ -53,8 +54,8 @@ export interface PowerSimOptions {
   memory?: MemoryNetwork;
   /** coaps://: DTLS over the modem's socket (the endpoint's CoAPs port in `server.port`). */
   dtls?: DtlsConfig;
-  /** DTLS after each sleep: resume (default), full handshake, or keep the session (saved state). */
-  dtlsAfterSleep?: 'resume' | 'full' | 'keep';
+  /** DTLS after each sleep: restore the saved connection (default), resume, full handshake, or keep (see DtlsAfterSleep). */
+  dtlsAfterSleep?: 'restore' | 'resume' | 'full' | 'keep';
 }
 
 export interface PowerSim {
