@@ -118,7 +118,7 @@ const MAX_INTERVAL_MS = 24 * 3600 * 1000;
 
 export class DeviceApp {
   onEvent?: (event: DeviceEvent) => void;
-  /** The ThingsBoard device API over the configured transport (CoAP or MQTT). */
+  /** The ThingsBoard device API over the transport the server URL names. */
   readonly tb: ThingsBoardDeviceApi;
   /** The transport under `tb` (src/thingsboard/connect.ts): its security layer, stats and hooks. */
   readonly link: ThingsBoardLink;
@@ -343,7 +343,7 @@ export class DeviceApp {
     const stopped = this.tb.stopped;
     if (stopped) log.error(`device started but not sending: ${stopped.message}`);
     else log.info(`device started: reporting every ${this.#intervalMs / 1000} s`);
-    // MQTT refuses (CONNACK 5) or fails closed (TLS) on the connection, before any request: say so.
+    // A connection-oriented link refuses bad credentials, or fails closed, when the connection opens, before any request: say so.
     if (stopped && this.link.connectionOriented) this.onEvent?.({ type: 'stopped', reason: stopped.message });
     this.#mappingMayHaveChanged = false; // just registered
     this.#noteTraffic();
@@ -435,9 +435,9 @@ export class DeviceApp {
         } catch (e) {
           if (this.link.recoverUnauthorized(e)) continue;
           if ((e as { code?: unknown }).code === 'too-large' && batch.length > 1) {
-            // The transport refused the request's datagram (larger than one DTLS record: the record
-            // limit can be smaller than the block size chosen before the handshake). Halve the batch
-            // and go on; the halves are sized from the transport's current limit.
+            // The transport refused the message as too large for it (its record limit can be smaller
+            // than the size chosen before its handshake). Halve the batch and go on; the halves are
+            // sized from the transport's current limit.
             limit = Math.max(1, Math.floor(batch.length / 2));
             this.#platform.log.warn(`telemetry batch of ${batch.length} too large for the transport: sending ${limit} at a time`);
             continue;
