@@ -123,6 +123,9 @@ const METHOD_CODES: Record<Method, number> = Object.freeze<Record<Method, number
 });
 
 /** Options that the client itself manages and strips from follow-up block requests. */
+/** Bytes a response needs beside its body when it fits one message: header 4, token up to 8, Content-Format and spare. */
+const RESPONSE_HEADROOM = 16;
+
 const MANAGED_OPTIONS = new Set<number>([OptionNumber.OBSERVE, OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.SIZE1]);
 
 function tokenKey(token: Uint8Array): string {
@@ -344,7 +347,9 @@ export class CoapClient {
     const code = METHOD_CODES[req.method];
     if (code === undefined) throw new CoapError(`unknown method ${String(req.method)}`, 'method');
     const fit = szxForMtu(this.#transport.mtu);
-    if (req.block2Szx === undefined && fit < 6 && (req.method === 'GET' || req.method === 'FETCH')) {
+    const mtu = this.#transport.mtu;
+    const fitsWhole = req.maxResponseBody !== undefined && mtu !== undefined && req.maxResponseBody + RESPONSE_HEADROOM <= mtu;
+    if (req.block2Szx === undefined && fit < 6 && !fitsWhole && (req.method === 'GET' || req.method === 'FETCH')) {
       // RFC 7959 §2.4 early negotiation: ask for blocks that fit our transport. A server's default
       // 1024-byte block does not fit one DTLS record (libcoap's coap-server-openssl then fails to
       // send it, and the GET ends in re-handshakes and timeouts).

@@ -139,6 +139,12 @@ export interface CoapRequest {
   /** Block size exponent for Block1 (request body) and Block2 (response) : 0..6 (16..1024 bytes). */
   block1Szx?: number;
   block2Szx?: number;
+  /**
+   * The caller knows the response body is at most this many bytes (a firmware chunk of a given
+   * size): when it fits the transport in one message, no early Block2 negotiation (which would
+   * split a body that fits into smaller blocks, one more round trip each).
+   */
+  maxResponseBody?: number;
   /** Per-request override of the client's transmission parameters. */
   transmission?: Partial<TransmissionParams>;
 }

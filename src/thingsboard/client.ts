@@ -160,6 +160,7 @@ export class ThingsBoardClient {
         method: 'GET',
         path: `/fw/${this.#credentials.token}`,
         query,
+        maxResponseBody: req.size,
         confirmable: req.confirmable ?? false,
         transmission: { responseTimeout: req.timeoutMs },
       });

@@ -697,6 +697,17 @@ describe('coap client', () => {
       }
     });
 
+    it('no early Block2 negotiation when the caller says the body fits one message (maxResponseBody: a firmware chunk)', async () => {
+      // a 960-byte chunk over a 995-byte DTLS datagram: one response, not two 512-byte blocks
+      for (const [max, szx] of [[960, undefined], [979, undefined], [980, 5], [2000, 5]] as const) {
+        const { net, client } = setup({}, 995);
+        net.responder = () => ({ code: Code.CONTENT, payload: new Uint8Array(max > 979 ? 10 : max) });
+        await client.request({ method: 'GET', path: 'fw', maxResponseBody: max });
+        const b2 = getOption(net.sent[0]!.msg, OptionNumber.BLOCK2);
+        assert.equal(b2 ? decodeBlock(b2.value).szx : undefined, szx, `maxResponseBody ${max}`);
+      }
+    });
+
     it('an error response mid-Block1 ends the transfer with that response', async () => {
       const { net, client, clock } = setup();
       net.responder = (req) => {
