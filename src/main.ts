@@ -26,6 +26,10 @@ import { protoCodec } from './thingsboard/proto-codec';
 import { profile as deviceProtoProfile } from './proto/gen/device';
 import type { DtlsConfig } from './thingsboard/connect';
 import type { BoardConfig } from './board/types';
+import { openFirmwareSlots, platformHash } from 'ota/platform';
+import { OtaAgent } from './ota/agent';
+import { OtaStore } from './ota/store';
+import type { FirmwareSlots, Flash } from './platform/types';
 
 interface AppConfig extends BoardConfig {
   /**
@@ -49,6 +53,8 @@ interface AppConfig extends BoardConfig {
   deviceName?: string;
   /** Payload format of the device profile: "json" (default) or "protobuf" (tools/proto/profiles/device), over CoAP and MQTT. */
   payload?: string;
+  /** Firmware updates over the air (docs/ota.md): on unless false (`ota=false` on the command line). */
+  ota?: boolean | string;
 }
 
 interface SecureConfig {
@@ -117,7 +123,7 @@ function securityFromConfig(): Security {
 // The storage partition is opened once: two stores over the same flash would corrupt it.
 const partition = cfg.partition || 'storage';
 let storage: DeviceStorage;
-let flash;
+let flash: Flash;
 try {
   flash = moddableFlash(partition);
   storage = openDeviceStorage(flash);
@@ -146,19 +152,46 @@ log.info(`board ${board.description}`);
 const scheme = `${security.transport === 'mqtt' ? 'mqtt' : 'coap'}${security.dtls || security.tls ? 's' : ''}`;
 log.info(`ThingsBoard ${scheme}://${security.server.host}:${security.server.port} (${x509 ? 'X.509' : 'access token'}, from ${source}), ${payload === 'protobuf' ? `Protobuf (profile ${deviceProtoProfile.name})` : 'JSON'}`);
 
-const app = new DeviceApp(
-  { ...moddablePlatform, flash, dtls: createDtlsEngine, tcp: moddableTcp },
-  {
-    ...security,
-    reportingIntervalMs: reportingInterval * 1000,
-    transmission: cfg.transmission,
-    firmware: cfg.firmware,
-    ...(observeRefresh !== undefined ? { observeRefreshMs: observeRefresh * 1000 } : {}),
-    storage: { queue: storage.queue, settings: storage.settings, session: storage.session },
-    // Created here, at run time: the codec owns a scratch buffer, which a preloaded module could not write.
-    ...(payload === 'protobuf' ? { codec: protoCodec(deviceProtoProfile) } : {}),
-    ...(storage.credentials.present ? { provisioning: { store: storage.credentials, deviceName: cfg.deviceName || 'tb-coap-device' } } : {}),
-  },
-  board.sources,
-);
-app.start().catch((e: Error) => log.error(`start failed: ${e.message}`));
+// Firmware updates (docs/ota.md): the platform's A/B slots (ESP32: ota_0/ota_1 with ESP-IDF
+// rollback; lin: a stand-in over files), progress and unsent fw_state in the storage partition.
+let slots: FirmwareSlots | undefined;
+if (cfg.ota === false || cfg.ota === 'false' || cfg.ota === '0') log.info('firmware updates off (config ota=false)');
+else
+  try {
+    slots = openFirmwareSlots({ partition, firmware: cfg.firmware, log, kv: storage.kv, onRestart: () => restartInPlace() });
+  } catch (e) {
+    log.warn(`firmware updates off: ${(e as Error).message}`);
+  }
+
+let app: DeviceApp;
+/** Starts the firmware app (again after a lin stand-in restart: a reboot in place, same storage). */
+function startFirmware(): void {
+  const ota = slots && new OtaAgent({ slots, clock, log, store: new OtaStore(storage.kv), ...(platformHash ? { hash: platformHash } : {}) });
+  app = new DeviceApp(
+    { ...moddablePlatform, flash, dtls: createDtlsEngine, tcp: moddableTcp },
+    {
+      ...security,
+      reportingIntervalMs: reportingInterval * 1000,
+      transmission: cfg.transmission,
+      firmware: slots ? slots.running() : cfg.firmware,
+      ...(ota ? { ota } : {}),
+      ...(observeRefresh !== undefined ? { observeRefreshMs: observeRefresh * 1000 } : {}),
+      storage: { queue: storage.queue, settings: storage.settings, session: storage.session },
+      // Created here, at run time: the codec owns a scratch buffer, which a preloaded module could not write.
+      ...(payload === 'protobuf' ? { codec: protoCodec(deviceProtoProfile) } : {}),
+      ...(storage.credentials.present ? { provisioning: { store: storage.credentials, deviceName: cfg.deviceName || 'tb-coap-device' } } : {}),
+    },
+    board.sources,
+  );
+  // Chunks sized to the DTLS record the link carries (CoAPs); MQTT and CoAP take the transport's own limit.
+  if (ota && app.dtls) ota.setMaxMessage(app.dtls.mtu);
+  app.start().catch((e: Error) => log.error(`start failed: ${e.message}`));
+}
+
+/** lin stand-in's restart(): stop everything, then start as after a reset (ESP32 restarts for real). */
+function restartInPlace(): void {
+  app.stop();
+  clock.setTimer(() => startFirmware(), 1000);
+}
+
+startFirmware();

@@ -66,4 +66,38 @@ describe('Moddable manifest (manifest.json and its sub-manifests)', () => {
     }
     assert.ok(end <= 4 * 1024 * 1024);
   });
+
+  it('has the two-OTA layout on ESP32 (otadata, ota_0, ota_1 of one size on 64 KB boundaries), storage still at 0x3E0000', () => {
+    const rows = readFileSync(join(ROOT, 'hardware/esp32/partitions.csv'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() && !l.startsWith('#'))
+      .map((l) => l.split(',').map((c) => c.trim()));
+    const get = (name: string) => rows.find((r) => r[0] === name);
+    assert.deepEqual(get('otadata')?.slice(1, 3), ['data', 'ota']);
+    assert.equal(parseInt(get('otadata')![4]!, 16), 0x2000);
+    assert.ok(!get('factory'), 'no factory app: ESP-IDF rolls back between ota_0 and ota_1');
+    const apps = ['ota_0', 'ota_1'].map((n) => get(n)!);
+    for (const a of apps) {
+      assert.deepEqual(a.slice(1, 3), ['app', a[0]]);
+      assert.equal(parseInt(a[3]!, 16) % 0x10000, 0, `${a[0]} on a 64 KB boundary`);
+    }
+    assert.equal(apps[0]![4], apps[1]![4], 'both slots take the same image');
+    assert.ok(parseInt(apps[0]![4]!, 16) >= 1536 * 1024, 'room for the firmware image');
+    assert.equal(parseInt(get('storage')![3]!, 16), 0x3e0000, 'provisioning images are written at 0x3E0000');
+  });
+
+  it('switches on ESP-IDF app rollback through the esp32 sdkconfig fragment, and maps the OTA modules per platform', () => {
+    const m = json('manifest.json');
+    const dir = m.platforms.esp32.build.SDKCONFIGPATH as string;
+    assert.ok(dir, 'platforms.esp32.build.SDKCONFIGPATH');
+    const defaults = readFileSync(join(ROOT, dir, 'sdkconfig.defaults'), 'utf8');
+    assert.match(defaults, /^CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE=y$/m);
+    assert.equal(m.platforms.esp32.modules['ota/platform'], './src/platform/moddable/esp32/ota');
+    assert.equal(m.platforms.lin.modules['ota/platform'], './src/platform/moddable/lin/ota');
+    assert.ok((m.include as string[]).includes('./hardware/ota/manifest.json'));
+    const ota = json('hardware/ota/manifest.json');
+    assert.ok(ota.platforms.esp32.modules['ota/native']);
+    assert.ok((ota.platforms.esp32.include as string[]).some((i) => i.endsWith('modules/crypt/digest/manifest.json')), 'native MD5/SHA on esp32');
+    for (const p of ['ota/agent', 'ota/hash', 'ota/store', 'ota/platform']) assert.ok((m.preload as string[]).includes(p), p);
+  });
 });

@@ -82,9 +82,11 @@ class LinFirmwareSlots implements FirmwareSlots {
 
   constructor(options: PlatformSlotsOptions) {
     this.#o = options;
-    const c = (config.ota ?? {}) as { slotSize?: number | string; maxTrialBoots?: number | string };
-    const bytes = Number(c.slotSize ?? 512 * 1024);
-    this.#maxTrialBoots = Number(c.maxTrialBoots ?? 3);
+    // config keys (strings when set on the mcconfig command line): otaSlotSize, otaTrialBoots
+    const c = config as { otaSlotSize?: number | string; otaTrialBoots?: number | string };
+    const bytes = Number(c.otaSlotSize ?? 512 * 1024);
+    this.#maxTrialBoots = Number(c.otaTrialBoots ?? 3);
+    if (!(bytes >= 4096 && bytes % 4096 === 0)) throw new RangeError(`otaSlotSize ${c.otaSlotSize}: a multiple of 4096`);
     this.#slots = [partitionFlash(`${options.partition}-ota-a`, bytes), partitionFlash(`${options.partition}-ota-b`, bytes)];
     this.#path = `${config.file?.root ?? '/tmp/'}flash-${options.partition}-ota-boot.json`;
     this.#record = this.#load() ?? { active: 0, images: [{ ...options.firmware, size: 0 }, null], trial: false, trialBoots: 0, pending: null, rollback: false };
