@@ -32,6 +32,7 @@ import type { CredentialStore, StoredCredentials } from '../storage/credentials'
 import { certificateBase64 } from '../storage/credentials';
 import type { ThingsBoardDeviceApi } from '../thingsboard/mqtt-client';
 import type { Credentials } from '../thingsboard/client';
+import type { ProvisionResult } from '../thingsboard/payload';
 import { TbError } from '../thingsboard/errors';
 
 export interface ProvisioningConfig {
@@ -92,26 +93,14 @@ export async function provision(tb: Pick<ThingsBoardDeviceApi, 'provision'>, cfg
   }
   const hash = x509 ? certificateBase64(c.cert!) : undefined;
   const what = x509 ? 'X.509 certificate' : 'access token';
+  let res: ProvisionResult;
   try {
-    const res = await tb.provision({
+    res = await tb.provision({
       provisionDeviceKey: c.provisionKey!,
       provisionDeviceSecret: c.provisionSecret!,
       ...(cfg.deviceName ? { deviceName: cfg.deviceName } : {}),
       ...(x509 ? { credentialsType: 'X509_CERTIFICATE' as const, hash } : { credentialsType: 'ACCESS_TOKEN' as const, token: c.token! }),
     });
-    if (x509) {
-      // ThingsBoard answers with the stored credential: our certificate's base64 (line breaks removed).
-      if (res.credentialsType !== 'X509_CERTIFICATE')
-        return { kind: 'refused', reason: `provisioning: the server issued ${res.credentialsType} credentials for this device, not the certificate (a device pre-provisioned with other credentials?)` };
-      if (res.credentialsValue.replace(/[\r\n]/g, '') !== hash) return { kind: 'refused', reason: 'provisioning: the server registered another certificate for this device' };
-      cfg.store.save({ ...c, provisionState: 'done' });
-    } else {
-      if (res.credentialsType !== 'ACCESS_TOKEN' || !res.credentialsValue) return { kind: 'refused', reason: `provisioning: the server issued ${res.credentialsType} credentials, expected an access token` };
-      cfg.store.save({ ...c, token: res.credentialsValue, provisionState: 'done' });
-    }
-    log.info(`provisioned${cfg.deviceName ? ` as ${cfg.deviceName}` : ''}: ${x509 ? 'X.509 certificate registered, state' : 'access token'} saved in flash (not shown)`);
-    const token = x509 ? '' : res.credentialsValue;
-    return { kind: 'done', credentials: credentialsOf(c, token), token };
   } catch (e) {
     const err = e as Error & { code?: string };
     if (err instanceof TbError && err.code === 'bad-request' && /NOT_FOUND/.test(err.message))
@@ -131,6 +120,20 @@ export async function provision(tb: Pick<ThingsBoardDeviceApi, 'provision'>, cfg
     // No answer, 5.xx, a dropped connection, a TLS failure: the next reading tries again.
     return { kind: 'retry', reason: `provisioning: ${err.message}` };
   }
+  // Outside the try: a flash failure saving the outcome is the caller's error, not a 'retry'.
+  if (x509) {
+    // ThingsBoard answers with the stored credential: our certificate's base64 (line breaks removed).
+    if (res.credentialsType !== 'X509_CERTIFICATE')
+      return { kind: 'refused', reason: `provisioning: the server issued ${res.credentialsType} credentials for this device, not the certificate (a device pre-provisioned with other credentials?)` };
+    if (res.credentialsValue.replace(/[\r\n]/g, '') !== hash) return { kind: 'refused', reason: 'provisioning: the server registered another certificate for this device' };
+    cfg.store.save({ ...c, provisionState: 'done' });
+  } else {
+    if (res.credentialsType !== 'ACCESS_TOKEN' || !res.credentialsValue) return { kind: 'refused', reason: `provisioning: the server issued ${res.credentialsType} credentials, expected an access token` };
+    cfg.store.save({ ...c, token: res.credentialsValue, provisionState: 'done' });
+  }
+  log.info(`provisioned${cfg.deviceName ? ` as ${cfg.deviceName}` : ''}: ${x509 ? 'X.509 certificate registered, state' : 'access token'} saved in flash (not shown)`);
+  const token = x509 ? '' : res.credentialsValue;
+  return { kind: 'done', credentials: credentialsOf(c, token), token };
 }
 
 /** Records that the server accepted the credentials from an 'unverified' outcome. */
