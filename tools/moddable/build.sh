@@ -28,11 +28,13 @@ node -e '
 const fs = require("fs"), path = require("path");
 const [base, root, out] = process.argv.slice(1);
 const b = JSON.parse(fs.readFileSync(base, "utf8"));
-const paths = { ...b.compilerOptions.paths, "board/sensors": [path.join(root, "src/board/esp32")] };
+const paths = { ...b.compilerOptions.paths, "board/sensors": [path.join(root, "src/board/esp32")],
+  "ota/platform": [path.join(root, "src/platform/moddable/esp32/ota")] };
 fs.writeFileSync(out, JSON.stringify({ extends: base, compilerOptions: { noEmit: true, paths },
-  files: [path.join(root, "src/board/esp32.ts"), path.join(root, "src/main.ts")] }, null, 1));
+  files: [path.join(root, "src/board/esp32.ts"), path.join(root, "src/platform/moddable/esp32/ota.ts"),
+    path.join(root, "hardware/ota/ota_native.d.ts"), path.join(root, "src/main.ts")] }, null, 1));
 ' "$BASE" "$ROOT" "$OUT/esp32-typecheck.json"
-echo "== esp32: tsc against the SDK typings (src/board/esp32.ts, src/main.ts)"
+echo "== esp32: tsc against the SDK typings (src/board/esp32.ts, src/platform/moddable/esp32/ota.ts, src/main.ts)"
 tsc -p "$OUT/esp32-typecheck.json"
 
 if [ -n "${IDF_PATH:-}" ]; then

@@ -26,7 +26,7 @@
  */
 import Flash from 'flash';
 import { Digest } from 'crypt';
-import * as native from 'ota/native';
+import { activate as nativeActivate, confirm as nativeConfirm, imageHash, restart as nativeRestart, rollback as nativeRollback, state as nativeState } from 'ota/native';
 import type { FirmwareImage, FirmwareSlots, Flash as FlashPartition, Log } from '../../types';
 import type { KvStore } from '../../../storage/kv';
 import type { ChecksumAlgorithm, StreamingHash } from '../../../ota/hash';
@@ -112,7 +112,7 @@ class Esp32FirmwareSlots implements FirmwareSlots {
       write: (offset, data) => f.write(offset, data.byteLength, data),
       erase: (block) => f.erase(block),
     };
-    const s = native.state();
+    const s = nativeState();
     options.log.info(`ota: running ${s.running}${s.trial ? ' on trial (ESP_OTA_IMG_PENDING_VERIFY)' : ''}, updates go to ${s.next ?? 'nothing'} (${f.byteLength} bytes)`);
   }
 
@@ -128,16 +128,16 @@ class Esp32FirmwareSlots implements FirmwareSlots {
   }
 
   running(): FirmwareImage & { trial: boolean; trialBoots: number } {
-    const s = native.state();
+    const s = nativeState();
     const name = this.#names()[s.running];
-    const sha = native.imageHash(false);
+    const sha = imageHash(false);
     const image = name && sha && name.sha === hex(sha) ? name : this.#o.firmware;
     return { title: image.title, version: image.version, trial: s.trial, trialBoots: s.trial ? 1 : 0 };
   }
 
   activate(_size: number, image: FirmwareImage): void {
-    const s = native.state();
-    const sha = native.imageHash(true);
+    const s = nativeState();
+    const sha = imageHash(true);
     if (!s.next || !sha) throw new Error('the update partition holds no app image (no esp_app_desc_t)');
     // The name first, the switch second: a name without a switch is never read (the image it
     // names does not run); esp_ota_set_boot_partition() checks the image and throws if it is bad.
@@ -148,20 +148,20 @@ class Esp32FirmwareSlots implements FirmwareSlots {
       const json = JSON.stringify(names).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
       this.#o.kv.put(KEY_OTA_SLOTS, latin1(json));
     }
-    native.activate();
+    nativeActivate();
   }
 
   confirm(): void {
-    native.confirm();
+    nativeConfirm();
   }
 
   rollback(): void {
-    native.rollback();
+    nativeRollback();
   }
 
   restart(): void {
     this.#o.log.info('ota: restarting (esp_restart)');
-    native.restart();
+    nativeRestart();
   }
 }
 
