@@ -18,8 +18,10 @@ import type { Reading, ReadingQueue } from '../storage/queue';
 import { RamQueue } from '../storage/queue';
 import type { SettingsStore } from '../storage/settings';
 import type { SessionStore } from '../storage/session';
+import type { CertificateValidity } from '../storage/credentials';
+import { CLOCK_SET_AFTER_MS, validityProblem } from '../storage/credentials';
 import type { ProvisioningConfig } from './provisioning';
-import { confirmProvisioned, needsProvisioning, provision } from './provisioning';
+import { ProvisionBackoff, confirmProvisioned, needsProvisioning, provision } from './provisioning';
 
 /** Something that yields telemetry values for one cycle (a sensor mapped to ThingsBoard keys). */
 export interface TelemetrySource {
@@ -53,6 +55,12 @@ export interface DeviceConfig extends LinkConfig {
    * queued; provisioning is retried at each reading while the server does not answer).
    */
   provisioning?: ProvisioningConfig;
+  /**
+   * The device certificate's validity, when the boot check could not judge it because the clock was
+   * not set (loadSecurity's certificateValidity): judged before the first exchange once the clock is
+   * set; outside it, the device stops with the reason instead of sending.
+   */
+  certificateValidity?: CertificateValidity;
   /** Records per telemetry POST when replaying the queue. */
   batchSize?: number;
   /** Pause between replay batches: ThingsBoard rate-limits bursts (answers 5.00). */
@@ -153,6 +161,10 @@ export class DeviceApp {
   #provisioning: Promise<boolean> | undefined;
   /** A token from an earlier provisioning attempt, to mark 'done' once the server accepts it. */
   #provisionUnverified = false;
+  /** Refusals (NOT_FOUND / FAILURE) wait before the next attempt, doubling. */
+  #provisionBackoff: ProvisionBackoff | undefined;
+  /** Not judged at boot (clock not set): judged once it is. */
+  #certificateValidity: CertificateValidity | undefined;
   #startedEmitted = false;
   /** Consecutive reports that got no response at all. */
   #timeouts = 0;
@@ -173,7 +185,11 @@ export class DeviceApp {
       this.#intervalSource = 'server';
     }
     this.#queue = config.storage?.queue ?? new RamQueue(config.queueSize ?? 64);
-    if (config.provisioning && config.credentials.kind === 'token' && needsProvisioning(config.provisioning.store.load())) this.#provisioned = false;
+    if (config.provisioning && needsProvisioning(config.provisioning.store.load())) {
+      this.#provisioned = false;
+      this.#provisionBackoff = new ProvisionBackoff(config.provisioning.retryMs);
+    }
+    this.#certificateValidity = config.certificateValidity;
     this.#batchSize = Math.min(config.batchSize ?? 10, config.codec?.maxTelemetryRecords ?? Infinity);
     this.#replayPaceMs = config.replayPaceMs ?? 1000;
     this.link = new ThingsBoardLink(platform, config, {
@@ -264,22 +280,29 @@ export class DeviceApp {
    * after POST /api/v1/provision (one attempt at a time).
    */
   async #ready(): Promise<boolean> {
+    if (!this.#certificateStillValid()) return false;
     if (this.#provisioned) return true;
     if (this.tb.stopped || !this.#config.provisioning) return false;
     const cfg = this.#config.provisioning;
-    this.#provisioning ??= provision(this.tb, cfg, this.#platform.random, this.#platform.log)
+    const { clock, log } = this.#platform;
+    if (this.#provisionBackoff?.waiting(clock.now())) return false;
+    this.#provisioning ??= provision(this.tb, cfg, this.#platform.random, log)
       .then((outcome) => {
         if (outcome.kind === 'done' || outcome.kind === 'unverified') {
-          this.tb.resume({ kind: 'token', token: outcome.token });
+          this.tb.resume(outcome.credentials);
           this.#provisionUnverified = outcome.kind === 'unverified';
           this.#provisioned = true;
+          // ThingsBoard maps a certificate to its device only while verifying it (CoAP: full DTLS
+          // handshake; MQTT: CONNECT, on the connection opened next): the session the request
+          // went through predates the registration.
+          if (outcome.credentials.kind === 'x509' && outcome.kind === 'done') this.link.dtls?.reconnect(false);
           return true;
         }
         if (outcome.kind === 'refused') {
-          const reason = new TbError('unauthorized', outcome.reason);
-          this.tb.halt(reason);
-          this.onEvent?.({ type: 'stopped', reason: reason.message });
-        } else this.#platform.log.warn(outcome.reason);
+          // Reported, not fatal: the profile may be created or fixed at the server later.
+          const wait = this.#provisionBackoff!.refused(clock.now());
+          log.error(`${outcome.reason}; next attempt in ${Math.round(wait / 1000)} s (readings are kept)`);
+        } else log.warn(outcome.reason);
         return false;
       })
       .catch((e: Error) => {
@@ -290,6 +313,25 @@ export class DeviceApp {
         this.#provisioning = undefined;
       });
     return this.#provisioning;
+  }
+
+  /** False (and stopped) once a certificate not judged at boot is judged outside its validity. */
+  #certificateStillValid(): boolean {
+    const v = this.#certificateValidity;
+    if (!v) return true;
+    const now = this.#platform.clock.epochMs();
+    const problem = validityProblem('cert', v, now);
+    if (now < CLOCK_SET_AFTER_MS) return true; // still not set: judged later
+    if (!problem) {
+      this.#certificateValidity = undefined; // judged: valid
+      return true;
+    }
+    this.#certificateValidity = undefined;
+    const reason = new TbError('security', problem);
+    this.#platform.log.error(`${problem} (judged now that the clock is set)`);
+    this.tb.halt(reason);
+    this.onEvent?.({ type: 'stopped', reason: reason.message });
+    return false;
   }
 
   #emitStarted(): void {
@@ -316,6 +358,17 @@ export class DeviceApp {
         break;
       } catch (e) {
         if (this.link.recoverUnauthorized(e)) continue;
+        if (this.#provisionUnverified && e instanceof TbError && e.code === 'unauthorized') {
+          // Refused to provision again AND the saved credentials are unknown: provisioning failed.
+          // Back to provisioning, after the back-off (never a loop).
+          this.#provisionUnverified = false;
+          this.#provisioned = false;
+          this.#setup = undefined;
+          this.tb.resume();
+          const wait = this.#provisionBackoff?.refused(this.#platform.clock.now()) ?? 0;
+          log.error(`provisioning failed: the server refuses to provision this device and does not know its saved credentials (${e.message}); next attempt in ${Math.round(wait / 1000)} s`);
+          return;
+        }
         log.warn((e as Error).message);
         break;
       }
@@ -395,10 +448,12 @@ export class DeviceApp {
 
   /** Flushes the queue, then re-registers the observations if they may be stale. */
   async #deliver(): Promise<void> {
+    if (!this.#certificateStillValid()) return;
     if (!this.#provisioned) {
       // Not provisioned at start: try again now, and set up once it worked.
       if (!(await this.#ready())) return;
       await (this.#setup ??= this.#announceAndSubscribe());
+      if (!this.#provisioned) return; // the saved credentials were refused: backing off
     }
     const reportsBefore = this.#reports;
     await this.flush();

@@ -17,10 +17,12 @@
  *    CONNECT), so a session opened before the registration would keep getting 4.01.
  *
  * Either way:
- * 3. FAILURE while the state was already 'pending': an earlier attempt may have succeeded and lost
- *    its response (or the power went before 'done' was saved), and ThingsBoard refuses to provision
- *    the same device twice. Use the saved credentials: the caller marks them 'done' when the server
- *    accepts them (confirmProvisioned), and a 4.01 / CONNACK refusal then means provisioning failed.
+ * 3. FAILURE while the state was already 'pending' (X.509: any FAILURE): an earlier attempt may have
+ *    succeeded and lost its response (or the power went before 'done' was saved), and ThingsBoard
+ *    refuses to provision the same device twice; a certificate may also have been registered by an
+ *    administrator. Use the saved credentials ('unverified'): the caller marks them 'done' when the
+ *    server accepts them (confirmProvisioned); a 4.01 / CONNACK refusal then means provisioning
+ *    failed, and the caller backs off as for 4.
  * 4. NOT_FOUND (unknown key/secret) and FAILURE otherwise (name taken, certificate registered to
  *    another device) are 'refused': reported clearly, and tried again only after a back-off that
  *    doubles from `retryMs.first` to `retryMs.max` (the profile may be created or fixed later; a
@@ -105,8 +107,11 @@ export async function provision(tb: Pick<ThingsBoardDeviceApi, 'provision'>, cfg
     const err = e as Error & { code?: string };
     if (err instanceof TbError && err.code === 'bad-request' && /NOT_FOUND/.test(err.message))
       return { kind: 'refused', reason: 'provisioning refused: the server does not know this provisioning key/secret (NOT_FOUND)' };
-    if (err instanceof TbError && err.code === 'bad-request' && wasPending) {
-      log.warn(`provisioning: the server refuses to provision again; trying the ${what} saved by an earlier attempt`);
+    // X.509: whatever the attempt, a FAILURE may mean the certificate is registered already (by an
+    // earlier attempt whose answer was lost, or by an administrator): ThingsBoard authenticates by
+    // it, so try it. A token chosen at random can only be known if our own earlier attempt got through.
+    if (err instanceof TbError && err.code === 'bad-request' && (wasPending || x509)) {
+      log.warn(`provisioning: the server refuses to provision (${x509 ? 'FAILURE' : 'again'}); trying the ${what} saved ${x509 ? 'in flash (registered earlier?)' : 'by an earlier attempt'}`);
       return { kind: 'unverified', credentials: credentialsOf(c, c.token), token: x509 ? '' : c.token! };
     }
     if (err instanceof TbError && err.code === 'bad-request' && /FAILURE/.test(err.message))

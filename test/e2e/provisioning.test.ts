@@ -17,7 +17,7 @@ const SECRET = 'prov-secret-456';
 const FAST = { ackTimeout: 100, ackRandomFactor: 1, maxRetransmit: 2, responseTimeout: 400 };
 
 describe('e2e: network provisioning with the token chosen and saved by the device', function () {
-  this.timeout(30000);
+  this.timeout(40000);
   const e2e = useEndpoint();
 
   function provisionedFlash(secret = SECRET): MemFlash {
@@ -76,13 +76,22 @@ describe('e2e: network provisioning with the token chosen and saved by the devic
     assert.match(log.lines.join('\n'), /provisioning confirmed/);
   });
 
-  it('a wrong secret stops the device with a clear reason and no secret in the log', async () => {
-    e2e.server.store.addProfile({ key: KEY, secret: SECRET, strategy: 'ALLOW_CREATE_NEW_DEVICES' });
+  it('a wrong secret is reported clearly and retried with a doubling back-off (no secret in the log); once the profile exists it provisions', async () => {
     const log = memoryLog();
-    const d = boot(provisionedFlash('wrong-secret-789'), log);
+    const flash = provisionedFlash('wrong-secret-789');
+    const security = securityFromFlash(flash, log)!;
+    const d = e2e.device({ ...security, flash, log, reportingIntervalMs: 100, transmission: FAST, deviceName: 'prov-e2e', provisionRetryMs: { first: 1500, max: 3000 } });
     await d.app.start();
-    assert.match(d.app.tb.stopped?.message ?? '', /provisioning refused: .*NOT_FOUND/);
+    assert.equal(d.app.tb.stopped, undefined, 'not stopped: retried later');
+    await new Promise((r) => setTimeout(r, 4500));
+    const refusals = log.lines.filter((l) => /provisioning refused: the server does not know this provisioning key\/secret \(NOT_FOUND\); next attempt in/.test(l));
+    // readings every second (0..4 s); attempts at 0 and 2 s (waits 1.5 s, then 3 s): not one per reading
+    assert.equal(refusals.length, 2, `${refusals.length} attempts in 4.5 s:\n${log.lines.join('\n')}`);
+    assert.ok(d.app.state.queued >= 4, `readings kept (${d.app.state.queued})`);
     assert.ok(!log.lines.join('\n').includes('wrong-secret-789'));
-    assert.equal(d.app.state.queued, 1, 'the reading is kept');
+    // the profile appears with this secret: the next attempt succeeds and the queue drains
+    e2e.server.store.addProfile({ key: KEY, secret: 'wrong-secret-789', strategy: 'ALLOW_CREATE_NEW_DEVICES' });
+    const dev = await waitFor('device provisioned after the back-off', () => e2e.server.store.findDevice('prov-e2e'), 5000);
+    await waitFor('telemetry under it', () => e2e.server.store.latestTelemetry(dev.id).temperature, 5000);
   });
 });

@@ -37,6 +37,8 @@ export interface SimDeviceOptions extends DeviceConfig {
   storageLayout?: StorageLayout;
   /** With `flash`: the name to provision under when its credentials ask for network provisioning. */
   deviceName?: string;
+  /** With `flash`: ProvisioningConfig.retryMs (back-off after NOT_FOUND / FAILURE). */
+  provisionRetryMs?: { first?: number; max?: number };
 }
 
 export interface SimDevice {
@@ -88,7 +90,7 @@ export function createSimDevice(options: SimDeviceOptions): SimDevice {
       ...config,
       ...(options.storage ? {} : { storage: { queue: storage.queue, settings: storage.settings, session: storage.session } }),
       // The same store instance as the queue's: one KvStore per partition (it caches its index).
-      ...(options.provisioning || !storage.credentials.present ? {} : { provisioning: { store: storage.credentials, deviceName: options.deviceName ?? 'sim-device' } }),
+      ...(options.provisioning || !storage.credentials.present ? {} : { provisioning: { store: storage.credentials, deviceName: options.deviceName ?? 'sim-device', ...(options.provisionRetryMs ? { retryMs: options.provisionRetryMs } : {}) } }),
     };
   }
   const sources = options.sources ? options.sources(clock) : [createSimBoard(clock, log).source];
