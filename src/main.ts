@@ -134,7 +134,9 @@ try {
 let security: Security;
 let source: string;
 if (storage.credentials.present) {
-  const s = loadSecurity(storage.credentials, log);
+  // Checked at boot, not only at the first handshake: DER and dates, and the key against the
+  // certificate by mbedTLS (src/device/provisioned.ts). Dates wait for the clock when it is not set.
+  const s = loadSecurity(storage.credentials, log, { clock, dtls: createDtlsEngine });
   if (!s) configError('the credentials record in flash was rejected (see above): write a new one with npm run provision');
   security = s;
   source = 'flash';
