@@ -215,6 +215,11 @@ export class DeviceApp {
     return this.link.securitySession();
   }
 
+  /** Before deep sleep (WakeCycle, 'restore'): the DTLS connection saved to the flash store. */
+  saveDtlsContext(): boolean {
+    return this.link.saveSecurityContext();
+  }
+
   /** The secure datagram layer the power layer re-handshakes after a wake (coaps:// only). */
   get dtls(): ThingsBoardLink['dtls'] {
     return this.link.dtls;

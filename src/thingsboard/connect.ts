@@ -194,6 +194,11 @@ export class ThingsBoardLink {
         const saved = d.session ? undefined : store.load(this.#sessionTag);
         if (saved) d = { ...d, session: saved };
       }
+      // The connection saved before the last deep sleep (saveSecurityContext): used at once, no
+      // handshake; invalidated in flash before its first record leaves (onRestore), so a reboot
+      // never loads it twice. X.509 too: restored from the same address the server still maps our
+      // certificate; from a new one it does not answer (no CID), and the fallback follows the rule above.
+      const context = store?.loadContext(this.#sessionTag);
       dtls = new DtlsDatagram({
         transport: udp,
         clock: platform.clock,
@@ -207,7 +212,10 @@ export class ThingsBoardLink {
         },
         ...(d.session && (!(d.cert && d.key) || d.resumeX509) ? { session: d.session } : {}),
         ...(d.retransmitMs ? { retransmitMs: d.retransmitMs } : {}),
-        onConnected: (info) => this.#onSecureSession('DTLS', info.resumed, true),
+        ...(context ? { context } : {}),
+        ...(store ? { onRestore: () => this.#clearContext() } : {}),
+        // A restored connection is the same one: the server kept its observations.
+        onConnected: (info) => this.#onSecureSession('DTLS', info.resumed, info.path !== 'restored', info.path === 'restored'),
       });
       udp = dtls;
     }
@@ -271,9 +279,9 @@ export class ThingsBoardLink {
   }
 
   /** A DTLS or TLS handshake verified the server: keep the session for the next boot, tell the app. */
-  #onSecureSession(kind: 'DTLS' | 'TLS', resumed: boolean, forgetsObservations: boolean): void {
+  #onSecureSession(kind: 'DTLS' | 'TLS', resumed: boolean, forgetsObservations: boolean, restored = false): void {
     this.#secureSessions++;
-    this.#platform.log.info(`${kind} session established (${resumed ? 'resumed' : 'full handshake'})`);
+    this.#platform.log.info(`${kind} session established (${restored ? 'restored: no handshake' : resumed ? 'resumed' : 'full handshake'})`);
     this.#saveSession(this.securitySession());
     this.#events.onSecureSession?.({ resumed, count: this.#secureSessions, forgetsObservations });
   }
@@ -293,6 +301,36 @@ export class ThingsBoardLink {
     return this.dtls?.session() ?? this.tls?.session ?? null;
   }
 
+  /**
+   * Before deep sleep (coaps://): the whole DTLS connection into the flash store beside the session
+   * (DtlsDatagram.saveContext(): the datagram is suspended until the wake restores it). True when
+   * saved; false when the connection cannot be saved now (the wake then resumes the session).
+   */
+  saveSecurityContext(): boolean {
+    const dtls = this.dtls;
+    if (!dtls) return false;
+    this.#saveSession(dtls.session());
+    const ctx = dtls.saveContext();
+    if (!ctx) return false;
+    const store = this.#sessions;
+    if (store) {
+      try {
+        store.saveContext(this.#sessionTag, ctx);
+      } catch (e) {
+        this.#platform.log.warn(`DTLS connection not saved to flash: ${(e as Error).message}`);
+      }
+    }
+    return true;
+  }
+
+  #clearContext(): void {
+    try {
+      this.#sessions?.clearContext();
+    } catch (e) {
+      this.#platform.log.warn(`saved DTLS connection not cleared: ${(e as Error).message}`);
+    }
+  }
+
   #onTransportError(error: DtlsError): void {
     if (!this.dtls || typeof error.code !== 'string' || !DTLS_AUTH_FAILURES.includes(error.code)) return;
     // Fail closed: no token and no data goes to a server we could not verify.
@@ -310,7 +348,9 @@ export class ThingsBoardLink {
    */
   recoverUnauthorized(e: unknown): boolean {
     const dtls = this.dtls;
-    if (!(e instanceof TbError) || e.code !== 'unauthorized' || !dtls?.resumed) return false;
+    // A restored connection counts as resumed here: with Connection ID it is answered from a new
+    // address too, where ThingsBoard's certificate map (keyed by address) does not find us.
+    if (!(e instanceof TbError) || e.code !== 'unauthorized' || !(dtls?.resumed || dtls?.path === 'restored')) return false;
     if (this.#config.credentials.kind !== 'x509' || this.#x509Recovered) return false;
     this.#x509Recovered = true;
     this.#platform.log.warn('4.01 on a resumed X.509 session (the server maps certificates at full handshakes): full handshake');

@@ -39,6 +39,8 @@ export interface SimDeviceOptions extends DeviceConfig {
   deviceName?: string;
   /** With `flash`: ProvisioningConfig.retryMs (back-off after NOT_FOUND / FAILURE). */
   provisionRetryMs?: { first?: number; max?: number };
+  /** Bind the UDP socket to this local port: a device that comes back from the same address. */
+  localPort?: number;
 }
 
 export interface SimDevice {
@@ -67,7 +69,7 @@ export function consoleLog(minLevel: LogLevel = 'info', clock?: Clock, write: (l
 
 export function createSimDevice(options: SimDeviceOptions): SimDevice {
   const clock = options.clock ?? new ScaledClock(options.speed ?? 1);
-  const udp = new UdpDatagram(options.server.host, options.server.port);
+  const udp = new UdpDatagram(options.server.host, options.server.port, { localPort: options.localPort ?? 0 });
   if (options.trace) {
     const trace = options.trace;
     udp.tap = (dir, data) => trace(`${dir === 'out' ? '->' : '<-'} ${describeDatagram(data, options.describePayload)}`);
