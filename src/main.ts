@@ -25,6 +25,7 @@ import { DeviceApp } from './device/app';
 import { protoCodec } from './thingsboard/proto-codec';
 import { profile as deviceProtoProfile } from './proto/gen/device';
 import type { DtlsConfig } from './thingsboard/connect';
+import { linkFor } from './thingsboard/connect';
 import type { BoardConfig } from './board/types';
 import { openFirmwareSlots, platformHash } from 'ota/platform';
 import { OtaAgent } from './ota/agent';
@@ -113,11 +114,7 @@ function securityFromConfig(): Security {
   }
   const x509 = !!secure?.cert;
   if (!x509 && !cfg.token) configError('no access token (config.token) and no credentials in flash: provision the device (npm run provision), or build with token=...');
-  return {
-    server: { host: server.host, port: server.port },
-    credentials: x509 ? { kind: 'x509' } : { kind: 'token', token: cfg.token },
-    ...(server.mqtt ? { transport: 'mqtt' as const, ...(secure ? { tls: secure } : {}) } : secure ? { dtls: secure } : {}),
-  };
+  return linkFor(server, x509 ? { kind: 'x509' } : { kind: 'token', token: cfg.token }, secure);
 }
 
 // The storage partition is opened once: two stores over the same flash would corrupt it.

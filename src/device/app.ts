@@ -297,10 +297,8 @@ export class DeviceApp {
           this.tb.resume(outcome.credentials);
           this.#provisionUnverified = outcome.kind === 'unverified';
           this.#provisioned = true;
-          // ThingsBoard maps a certificate to its device only while verifying it (CoAP: full DTLS
-          // handshake; MQTT: CONNECT, on the connection opened next): the session the request
-          // went through predates the registration.
-          if (outcome.credentials.kind === 'x509' && outcome.kind === 'done') this.link.dtls?.reconnect(false);
+          // The server maps a certificate to its device only while verifying it.
+          if (outcome.credentials.kind === 'x509' && outcome.kind === 'done') this.link.certificateRegistered();
           return true;
         }
         if (outcome.kind === 'refused') {

@@ -14,33 +14,26 @@ import type { DtlsEngine, DtlsEngineFactory, DtlsError } from '../dtls/engine';
 import type { Clock, Log } from '../platform/types';
 import type { CertificateValidity, CredentialStore, StoredCredentials } from '../storage/credentials';
 import { CLOCK_SET_AFTER_MS, CredentialsError, certificateValidity, isoDay, parseServerUrl, validityProblem } from '../storage/credentials';
-import type { DeviceConfig } from './app';
+import type { DtlsConfig, LinkSecurity } from '../thingsboard/connect';
+import { linkFor } from '../thingsboard/connect';
 
-export type Security = Pick<DeviceConfig, 'server' | 'credentials' | 'dtls' | 'transport' | 'tls'>;
+export type Security = LinkSecurity;
 
 /** DeviceConfig's server, credentials and (D)TLS settings from a (validated) credentials record. */
 export function securityFromCredentials(c: StoredCredentials): Security {
   const url = parseServerUrl(c.server);
   if (!url) throw new CredentialsError('invalid', 'credentials: server is not a coap://, coaps://, mqtt:// or mqtts:// URL', 'server');
-  const server = { host: url.host, port: url.port };
-  const transport = url.mqtt ? { transport: 'mqtt' as const } : {};
   // A device to be provisioned over the network has no token yet: DeviceApp gets one first
   // (DeviceConfig.provisioning) and sends nothing else before.
   const token = c.token ?? (c.provisionKey ? '' : undefined);
   if (!url.secure) {
     if (token === undefined) throw new CredentialsError('invalid', `credentials: ${url.scheme}:// needs a token`, 'token');
-    return { server, ...transport, credentials: { kind: 'token', token } };
+    return linkFor(url, { kind: 'token', token });
   }
-  // coaps:// takes it as `dtls`, mqtts:// as `tls` (same fields)
-  const secure: NonNullable<DeviceConfig['dtls']> = { ca: c.ca ?? '', hostname: c.hostname ?? url.host };
-  const wrap = url.mqtt ? { tls: secure } : { dtls: secure };
-  if (c.cert && c.key) {
-    secure.cert = c.cert;
-    secure.key = c.key;
-    return { server, ...transport, credentials: { kind: 'x509' }, ...wrap };
-  }
+  const secure: DtlsConfig = { ca: c.ca ?? '', hostname: c.hostname ?? url.host };
+  if (c.cert && c.key) return linkFor(url, { kind: 'x509' }, { ...secure, cert: c.cert, key: c.key });
   if (token === undefined) throw new CredentialsError('invalid', `credentials: one-way ${url.scheme}:// needs a token`, 'token');
-  return { server, ...transport, credentials: { kind: 'token', token }, ...wrap };
+  return linkFor(url, { kind: 'token', token }, secure);
 }
 
 /** What the boot check uses from the platform (both optional: without them only the shape and the DER are checked). */

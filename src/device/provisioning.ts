@@ -32,7 +32,7 @@
 import type { Log, Random } from '../platform/types';
 import type { CredentialStore, StoredCredentials } from '../storage/credentials';
 import { certificateBase64 } from '../storage/credentials';
-import type { ThingsBoardDeviceApi } from '../thingsboard/mqtt-client';
+import type { ThingsBoardDeviceApi } from '../thingsboard/api';
 import type { Credentials } from '../thingsboard/client';
 import type { ProvisionResult } from '../thingsboard/payload';
 import { TbError } from '../thingsboard/errors';

@@ -109,6 +109,19 @@ export interface LinkConfig {
   codec?: PayloadCodec;
 }
 
+/** Where to connect and how to authenticate: the part of LinkConfig a server URL and the credentials decide. */
+export type LinkSecurity = Pick<LinkConfig, 'server' | 'credentials' | 'transport' | 'dtls' | 'tls'>;
+
+/**
+ * The LinkSecurity for a parsed server URL (storage/credentials parseServerUrl): the scheme picks
+ * the transport, and `secure` (CA, host name, certificate + key) becomes the DTLS block of coaps://
+ * or the TLS block of mqtts:// (same fields); it is ignored for coap:// and mqtt://.
+ */
+export function linkFor(url: { host: string; port: number; secure: boolean; mqtt: boolean }, credentials: Credentials, secure?: DtlsConfig): LinkSecurity {
+  const sec = url.secure && secure ? (url.mqtt ? { tls: secure } : { dtls: secure }) : {};
+  return { server: { host: url.host, port: url.port }, credentials, ...(url.mqtt ? { transport: 'mqtt' as const } : {}), ...sec };
+}
+
 /** What the link tells its owner (the device app). */
 export interface LinkEvents {
   /** Sending stopped for a security reason found below the ThingsBoard API (an unverifiable server). */
@@ -371,6 +384,16 @@ export class ThingsBoardLink {
     this.#platform.log.warn('no response over DTLS: starting a new handshake');
     this.dtls.reconnect(true);
     return true;
+  }
+
+  /**
+   * The device's certificate was just registered at the server (X.509 provisioning): ThingsBoard
+   * maps a certificate to its device only while verifying it, and the DTLS session the request went
+   * through predates the registration, so handshake in full now. Over MQTT the server checks the
+   * certificate at CONNECT on the connection opened next: nothing to do.
+   */
+  certificateRegistered(): void {
+    this.dtls?.reconnect(false);
   }
 
   close(): void {
