@@ -37,6 +37,23 @@ export type DtlsErrorCode =
   | 'DTLS_NO_MEMORY'
   | 'DTLS_INTERNAL';
 
+/**
+ * Failures that mean "this server, or our own credentials, cannot be trusted": a reconnect cannot
+ * fix them, so DTLS (coaps://) and TLS (mqtts://) clients fail closed on them.
+ */
+export const AUTH_FAILURES: readonly string[] = Object.freeze<DtlsErrorCode[]>([
+  'DTLS_UNKNOWN_CA',
+  'DTLS_HOSTNAME_MISMATCH',
+  'DTLS_CERT_EXPIRED',
+  'DTLS_CERT_NOT_YET_VALID',
+  'DTLS_CERT_INVALID',
+  'DTLS_NO_CLIENT_CERT',
+  'DTLS_CONFIG',
+  'DTLS_BAD_CA_FILE',
+  'DTLS_BAD_CERT_FILE',
+  'DTLS_BAD_KEY_FILE',
+]);
+
 /** An Error thrown by an engine. `alert` is the TLS alert number received (DTLS_FATAL_ALERT). */
 export interface DtlsError extends Error {
   code: DtlsErrorCode | string;

@@ -1,4 +1,5 @@
 /* Typed MQTT errors: a stable `code` for the layers above to switch on, and the CONNACK code. */
+import { AUTH_FAILURES } from '../dtls/engine';
 
 export type MqttErrorCode =
   | 'refused' // CONNACK with a non-zero return code (see returnCode)
@@ -13,19 +14,6 @@ export type MqttErrorCode =
 
 /** CONNACK return codes that retrying with the same configuration cannot fix. */
 const FATAL_CONNACK = Object.freeze([1, 2, 4, 5]);
-
-/** TLS failures (codes shared with DTLS) that a reconnect cannot fix: fail closed. */
-const FATAL_TRANSPORT = Object.freeze([
-  'DTLS_UNKNOWN_CA',
-  'DTLS_HOSTNAME_MISMATCH',
-  'DTLS_CERT_EXPIRED',
-  'DTLS_CERT_NOT_YET_VALID',
-  'DTLS_CERT_INVALID',
-  'DTLS_CONFIG',
-  'DTLS_BAD_CA_FILE',
-  'DTLS_BAD_CERT_FILE',
-  'DTLS_BAD_KEY_FILE',
-]);
 
 const CONNACK_TEXT = Object.freeze([
   'accepted',
@@ -59,7 +47,7 @@ export class MqttError extends Error {
   get fatal(): boolean {
     if (this.code === 'refused') return FATAL_CONNACK.includes(this.returnCode ?? -1);
     const cause = (this.cause as (Error & { code?: unknown }) | undefined)?.code;
-    return this.code === 'socket' && typeof cause === 'string' && FATAL_TRANSPORT.includes(cause);
+    return this.code === 'socket' && typeof cause === 'string' && AUTH_FAILURES.includes(cause);
   }
 }
 

@@ -15,6 +15,7 @@ import { CoapClient } from '../coap/client';
 import type { TransmissionParams } from '../coap/types';
 import { NBIOT_TRANSMISSION, RFC7252_TRANSMISSION } from '../coap/types';
 import { DtlsDatagram } from '../dtls/datagram';
+import { AUTH_FAILURES } from '../dtls/engine';
 import type { DtlsError } from '../dtls/engine';
 import { TlsStreamFactory } from '../mqtt/tls-stream';
 import type { Datagram, Platform, StreamFactory } from '../platform/types';
@@ -62,20 +63,6 @@ export interface DtlsConfig {
  * each response: 4 B per report).
  */
 export const TOKEN_LENGTH = Object.freeze({ udp: 4, dtls: 2 });
-
-/** DTLS failures that mean "this server (or our certificate) is not to be trusted": fail closed. */
-const DTLS_AUTH_FAILURES = Object.freeze([
-  'DTLS_UNKNOWN_CA',
-  'DTLS_HOSTNAME_MISMATCH',
-  'DTLS_CERT_EXPIRED',
-  'DTLS_CERT_NOT_YET_VALID',
-  'DTLS_CERT_INVALID',
-  'DTLS_NO_CLIENT_CERT',
-  'DTLS_BAD_CA_FILE',
-  'DTLS_BAD_CERT_FILE',
-  'DTLS_BAD_KEY_FILE',
-  'DTLS_CONFIG',
-]);
 
 /** Where and how the device talks to ThingsBoard (from the server URL and the credentials). */
 export interface LinkConfig {
@@ -345,7 +332,7 @@ export class ThingsBoardLink {
   }
 
   #onTransportError(error: DtlsError): void {
-    if (!this.dtls || typeof error.code !== 'string' || !DTLS_AUTH_FAILURES.includes(error.code)) return;
+    if (!this.dtls || typeof error.code !== 'string' || !AUTH_FAILURES.includes(error.code)) return;
     // Fail closed: no token and no data goes to a server we could not verify.
     const reason = new TbError('security', `DTLS ${error.code}: ${error.message}`);
     this.tb.halt(reason);

@@ -26,6 +26,7 @@
  *   The two filters are subscribed at QoS 0 (no PUBACK per chunk; ThingsBoard never resends a
  *   downlink anyway) at the first request; the MQTT client subscribes again after each CONNACK.
  */
+import { AUTH_FAILURES } from '../dtls/engine';
 import { MqttClient } from '../mqtt/client';
 import type { MqttControlMessage, MqttReconnectOptions } from '../mqtt/client';
 import type { MqttError } from '../mqtt/errors';
@@ -64,19 +65,6 @@ export const MqttTopics = Object.freeze({
 
 /** Topic, packet id and length bytes a firmware chunk PUBLISH adds to its payload, at most. */
 const FW_PUBLISH_OVERHEAD = 64;
-
-/** Error codes of the TLS stream (same names as DTLS) that mean "do not talk to this server". */
-const SECURITY_CODES = Object.freeze([
-  'DTLS_UNKNOWN_CA',
-  'DTLS_HOSTNAME_MISMATCH',
-  'DTLS_CERT_EXPIRED',
-  'DTLS_CERT_NOT_YET_VALID',
-  'DTLS_CERT_INVALID',
-  'DTLS_NO_CLIENT_CERT',
-  'DTLS_CONFIG',
-  'DTLS_BAD_CERT',
-  'DTLS_BAD_KEY',
-]);
 
 export interface MqttThingsBoardOptions {
   /** TCP (mqtt://) or TLS over TCP (mqtts://). */
@@ -607,7 +595,7 @@ export class MqttThingsBoardClient implements ThingsBoardDeviceApi {
       this.#stoppedReason = reason;
       this.#log.error(`${reason.message}; sending stopped until the credentials are fixed`);
       this.#shutdown(reason);
-    } else if (causeCode && SECURITY_CODES.includes(causeCode)) {
+    } else if (causeCode && AUTH_FAILURES.includes(causeCode)) {
       // Fail closed, as over DTLS: no token or data goes to a server that did not prove itself.
       this.halt(new TbError('security', `TLS ${causeCode}: ${e.cause!.message}`));
     } else if (e.fatal) {
