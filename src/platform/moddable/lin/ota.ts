@@ -25,21 +25,8 @@ import config from 'mc/config';
 import type { FirmwareImage, FirmwareSlots, Flash as FlashPartition, Log } from '../../types';
 import type { KvStore } from '../../../storage/kv';
 import type { ChecksumAlgorithm, StreamingHash } from '../../../ota/hash';
-
-interface SlotImage extends FirmwareImage {
-  size: number;
-}
-
-interface BootRecord {
-  active: 0 | 1;
-  images: [SlotImage | null, SlotImage | null];
-  trial: boolean;
-  trialBoots: number;
-  /** Set by activate(): the slot to boot next, on trial. */
-  pending: 0 | 1 | null;
-  /** Set by rollback(): boot the other slot next. */
-  rollback: boolean;
-}
+import { AbFirmwareSlots, checkBootRecord, freshBootRecord } from 'ota/ab-slots';
+import type { BootRecord } from 'ota/ab-slots';
 
 export interface PlatformSlotsOptions {
   /** The storage partition's name: the slot and record files are named after it. */
@@ -73,73 +60,23 @@ function partitionFlash(name: string, byteLength: number): FlashPartition {
   };
 }
 
-class LinFirmwareSlots implements FirmwareSlots {
-  readonly #slots: [FlashPartition, FlashPartition];
+class LinFirmwareSlots extends AbFirmwareSlots {
   readonly #path: string;
   readonly #o: PlatformSlotsOptions;
-  readonly #maxTrialBoots: number;
-  #record: BootRecord;
 
-  constructor(options: PlatformSlotsOptions) {
+  constructor(options: PlatformSlotsOptions, path: string, slots: [FlashPartition, FlashPartition], maxTrialBoots: number) {
+    super(slots, freshBootRecord(options.firmware), maxTrialBoots);
     this.#o = options;
-    // config keys (strings when set on the mcconfig command line): otaSlotSize, otaTrialBoots
-    const c = config as { otaSlotSize?: number | string; otaTrialBoots?: number | string };
-    const bytes = Number(c.otaSlotSize ?? 512 * 1024);
-    this.#maxTrialBoots = Number(c.otaTrialBoots ?? 3);
-    if (!(bytes >= 4096 && bytes % 4096 === 0)) throw new RangeError(`otaSlotSize ${c.otaSlotSize}: a multiple of 4096`);
-    this.#slots = [partitionFlash(`${options.partition}-ota-a`, bytes), partitionFlash(`${options.partition}-ota-b`, bytes)];
-    this.#path = `${config.file?.root ?? '/tmp/'}flash-${options.partition}-ota-boot.json`;
-    this.#record = this.#load() ?? { active: 0, images: [{ ...options.firmware, size: 0 }, null], trial: false, trialBoots: 0, pending: null, rollback: false };
+    this.#path = path;
+    const stored = this.#load();
+    if (stored) this.record = stored;
     this.boot();
   }
 
-  /** The loader: picks the image for this boot. */
-  boot(): void {
-    const r = this.#record;
-    if (r.pending !== null) {
-      r.active = r.pending;
-      r.pending = null;
-      r.trial = true;
-      r.trialBoots = 0;
-    } else if (r.rollback || (r.trial && r.trialBoots >= this.#maxTrialBoots)) {
-      r.active = r.active === 0 ? 1 : 0;
-      r.trial = false;
-      r.trialBoots = 0;
-    }
-    r.rollback = false;
-    if (r.trial) r.trialBoots++;
-    this.#save();
+  protected override booted(): void {
+    const r = this.record;
     const img = r.images[r.active]!;
-    this.#o.log.info(`ota (lin stand-in): boot slot ${r.active === 0 ? 'A' : 'B'}: ${img.title} ${img.version}${r.trial ? ` on trial, boot ${r.trialBoots} of ${this.#maxTrialBoots}` : ''}`);
-  }
-
-  get update(): FlashPartition {
-    return this.#slots[this.#record.active === 0 ? 1 : 0];
-  }
-
-  running(): FirmwareImage & { trial: boolean; trialBoots: number } {
-    const r = this.#record;
-    const img = r.images[r.active]!;
-    return { title: img.title, version: img.version, trial: r.trial, trialBoots: r.trialBoots };
-  }
-
-  activate(size: number, image: FirmwareImage): void {
-    const inactive = this.#record.active === 0 ? 1 : 0;
-    if (!(size > 0 && size <= this.#slots[inactive].byteLength)) throw new Error(`image of ${size} bytes does not fit the ${this.#slots[inactive].byteLength}-byte slot`);
-    this.#record.images[inactive] = { title: image.title, version: image.version, size };
-    this.#record.pending = inactive;
-    this.#save();
-  }
-
-  confirm(): void {
-    this.#record.trial = false;
-    this.#record.trialBoots = 0;
-    this.#save();
-  }
-
-  rollback(): void {
-    this.#record.rollback = true;
-    this.#save();
+    this.#o.log.info(`ota (lin stand-in): boot slot ${r.active === 0 ? 'A' : 'B'}: ${img.title} ${img.version}${r.trial ? ` on trial, boot ${r.trialBoots} of ${this.maxTrialBoots}` : ''}`);
   }
 
   restart(): void {
@@ -158,9 +95,7 @@ class LinFirmwareSlots implements FirmwareSlots {
       } finally {
         f.close();
       }
-      const r = JSON.parse(text) as BootRecord;
-      if ((r.active !== 0 && r.active !== 1) || !Array.isArray(r.images) || !r.images[r.active]) return undefined;
-      return r;
+      return checkBootRecord(JSON.parse(text));
     } catch {
       this.#o.log.warn(`ota (lin stand-in): ${this.#path} unreadable: starting from slot A`);
       return undefined;
@@ -168,12 +103,12 @@ class LinFirmwareSlots implements FirmwareSlots {
   }
 
   /** Written to a new file and renamed over the old one: old or new after a cut, never neither. */
-  #save(): void {
+  protected save(): void {
     const tmp = `${this.#path}.tmp`;
     if (File.exists(tmp)) File.delete(tmp);
     const f = new File(tmp, true);
     try {
-      f.write(JSON.stringify(this.#record));
+      f.write(JSON.stringify(this.record));
     } finally {
       f.close();
     }
@@ -182,5 +117,11 @@ class LinFirmwareSlots implements FirmwareSlots {
 }
 
 export function openFirmwareSlots(options: PlatformSlotsOptions): FirmwareSlots {
-  return new LinFirmwareSlots(options);
+  // config keys (strings when set on the mcconfig command line): otaSlotSize, otaTrialBoots
+  const c = config as { otaSlotSize?: number | string; otaTrialBoots?: number | string };
+  const bytes = Number(c.otaSlotSize ?? 512 * 1024);
+  if (!(bytes >= 4096 && bytes % 4096 === 0)) throw new RangeError(`otaSlotSize ${c.otaSlotSize}: a multiple of 4096`);
+  const slots: [FlashPartition, FlashPartition] = [partitionFlash(`${options.partition}-ota-a`, bytes), partitionFlash(`${options.partition}-ota-b`, bytes)];
+  const path = `${config.file?.root ?? '/tmp/'}flash-${options.partition}-ota-boot.json`;
+  return new LinFirmwareSlots(options, path, slots, Number(c.otaTrialBoots ?? 3));
 }
