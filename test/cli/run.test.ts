@@ -82,3 +82,13 @@ describe('cli: --duration, summary and exit code', function () {
     assert.doesNotMatch(fresh.stdout, /overrides --interval|reporting interval now/);
   });
 });
+
+describe('cli: npm start -- --ota', function () {
+  this.timeout(180000);
+  it('shows a firmware update end to end: package assigned, downloaded, verified, switched, UPDATED from the new image (exit 0)', async () => {
+    const r = await runTool(TOOLS.start, ['--ota'], { timeoutMs: 170000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    for (const s of ['DOWNLOADING', 'DOWNLOADED', 'VERIFIED', 'UPDATING', 'UPDATED']) assert.match(r.stdout, new RegExp(`fw_state ${s}\\b`));
+    assert.match(r.stdout, /--- boots: A 1\.0\.0 \| B 1\.1\.0 trial 1; running 1\.1\.0/);
+  });
+});

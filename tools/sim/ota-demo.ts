@@ -3,6 +3,7 @@
  * a simulated device with A/B image slots and a storage flash, a package uploaded and assigned, and
  * the device downloading, verifying, switching and confirming it, with each fw_state as it happens.
  *
+ *   npm start -- --ota [--coaps]      (the same demo with its defaults)
  *   npx tsx tools/sim/ota-demo.ts [--size 65536] [--algorithm SHA256] [--coaps] [--loss 0.2] [--bad-checksum] [--unreachable]
  *
  * --unreachable: the new image cannot reach the server, so the loader rolls it back after 3 boots.
@@ -23,8 +24,9 @@ import { MemFlash } from './flash';
 import { OtaSimDevice } from './ota-device';
 import { SimFirmwareSlots } from './ota-slots';
 
-async function main(): Promise<number> {
+export async function otaDemo(args: string[] = process.argv.slice(2)): Promise<number> {
   const { values } = parseArgs({
+    args,
     options: {
       size: { type: 'string', default: '65536' },
       algorithm: { type: 'string', default: 'SHA256' },
@@ -107,7 +109,9 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => process.exit(code), (e: unknown) => {
-  console.error(e);
-  process.exit(1);
-});
+if (require.main === module) {
+  otaDemo().then((code) => process.exit(code), (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  });
+}

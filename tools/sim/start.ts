@@ -25,6 +25,7 @@ import type { CommandSpec } from '../cli/options';
 import { ReadingGate, cliLog, runDevice } from './run';
 import { LOG_LEVELS } from './cli';
 import { startMqttSim } from './mqtt-device';
+import { otaDemo } from './ota-demo';
 import { describeProtobuf } from './proto-trace';
 import { protoCodec } from '../../src/thingsboard/proto-codec';
 import { profile as deviceProfile } from '../../src/proto/gen/device';
@@ -58,6 +59,7 @@ export const START_SPEC: CommandSpec = {
     { name: 'mqtts', type: 'boolean', help: 'serve MQTT and MQTTS with the test PKI; the device uses mqtts:// (with --x509: its client certificate)' },
     { name: 'mqtt-port', type: 'string', value: 'PORT', help: 'endpoint MQTT port, with --mqtt/--mqtts (0: any free port)', default: '1883' },
     { name: 'mqtts-port', type: 'string', value: 'PORT', help: 'endpoint MQTTS port, with --mqtts (0: any free port)', default: '8883' },
+    { name: 'ota', type: 'boolean', help: 'instead: a firmware update end to end (tools/sim/ota-demo.ts): a 64 KB package uploaded to a fresh endpoint and assigned; the device downloads, verifies, switches slots and reports UPDATED (with --coaps: over CoAPs); docs/ota.md' },
     { name: 'fresh', type: 'boolean', help: 'clear the endpoint\'s state first (devices, attributes such as a reportingInterval set earlier, telemetry)' },
     { name: 'quiet', type: 'boolean', help: 'no datagram trace, no request lines and no progress; the log, errors and the summary only' },
     { name: 'log', type: 'string', value: 'LEVEL', help: 'device log level: debug, info, warn or error', default: 'info' },
@@ -75,6 +77,7 @@ export const START_SPEC: CommandSpec = {
     'npm start -- --x509 --quiet --duration 10m --speed 20',
     'npm start -- --fresh --interval 30s',
     'npm start -- --protobuf --coaps',
+    'npm start -- --ota --coaps',
   ],
 };
 
@@ -84,6 +87,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(helpText(START_SPEC));
     return EXIT.OK;
   }
+  if (flag(p, 'ota')) return otaDemo(flag(p, 'coaps') ? ['--coaps'] : []);
   const intervalMs = duration(p, 'interval', 10_000, { minMs: 1000, maxMs: 86_400_000 });
   const durationMs = str(p, 'duration') !== undefined ? duration(p, 'duration', 0) : undefined;
   const speed = positive(p, 'speed', 1, 100_000);
