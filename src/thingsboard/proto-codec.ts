@@ -20,7 +20,19 @@
 import { ContentFormat } from '../coap/types';
 import type { Int64 } from '../proto/wire';
 import { FloatScratch, ProtoError } from '../proto/wire';
-import * as tb from '../proto/gen/thingsboard';
+import {
+  CredentialsType,
+  KeyValueType,
+  decodeAttributeUpdateNotificationMsg,
+  decodeGetAttributeResponseMsg,
+  decodeProvisionDeviceResponseMsg,
+  decodeToServerRpcResponseMsg,
+  encodeAttributesRequest,
+  encodeClaimDevice,
+  encodeProvisionDeviceRequestMsg,
+  encodeRpcRequest,
+} from '../proto/gen/thingsboard';
+import type { AttributesRequest, ClaimDevice, KeyValueProto, ProvisionDeviceRequestMsg, TsKvProto } from '../proto/gen/thingsboard';
 import type { PayloadCodec, ProvisionRequest, TbObject, TbValue, TelemetryRecord } from './payload';
 import { PayloadError } from './payload';
 
@@ -67,22 +79,22 @@ function int64Value(v: Int64 | undefined): TbValue {
 }
 
 /** One KeyValueProto as the value ThingsBoard's JSON API would give. */
-function kvValue(kv: tb.KeyValueProto): TbValue {
+function kvValue(kv: KeyValueProto): TbValue {
   switch (kv.type) {
-    case tb.KeyValueType.BOOLEAN_V:
+    case KeyValueType.BOOLEAN_V:
       return kv.boolV ?? false;
-    case tb.KeyValueType.LONG_V:
+    case KeyValueType.LONG_V:
       return int64Value(kv.longV);
-    case tb.KeyValueType.DOUBLE_V:
+    case KeyValueType.DOUBLE_V:
       return kv.doubleV ?? 0;
-    case tb.KeyValueType.JSON_V:
+    case KeyValueType.JSON_V:
       return jsonOrString(kv.jsonV ?? '');
     default:
       return kv.stringV ?? '';
   }
 }
 
-function kvList(list: tb.TsKvProto[] | undefined): TbObject {
+function kvList(list: TsKvProto[] | undefined): TbObject {
   const out: TbObject = {};
   // Defined, not assigned: a key such as "constructor" would otherwise be assigned through
   // Object.prototype, which is frozen on XS (as JSON.parse defines the JSON codec's keys).
@@ -139,33 +151,33 @@ export function protoCodec(profile: ProtoProfile): PayloadCodec {
       });
     },
     encodeRpcCall(method, params) {
-      return guard('client RPC', () => tb.encodeRpcRequest({ method, params: typeof params === 'string' ? params : JSON.stringify(params) }));
+      return guard('client RPC', () => encodeRpcRequest({ method, params: typeof params === 'string' ? params : JSON.stringify(params) }));
     },
     encodeClaim(secretKey, durationMs) {
       return guard('claim', () => {
-        const m: tb.ClaimDevice = {};
+        const m: ClaimDevice = {};
         if (secretKey !== undefined) m.secretKey = secretKey;
         if (durationMs !== undefined) {
           if (!Number.isSafeInteger(durationMs)) throw new PayloadError('claim: durationMs must be an integer');
           m.durationMs = durationMs;
         }
-        return tb.encodeClaimDevice(m);
+        return encodeClaimDevice(m);
       });
     },
     encodeProvisionRequest(request: ProvisionRequest) {
       return guard('provision', () => {
-        const m: tb.ProvisionDeviceRequestMsg = {
+        const m: ProvisionDeviceRequestMsg = {
           provisionDeviceCredentialsMsg: { provisionDeviceKey: request.provisionDeviceKey, provisionDeviceSecret: request.provisionDeviceSecret },
         };
         if (request.deviceName !== undefined) m.deviceName = request.deviceName;
-        if (request.credentialsType === 'X509_CERTIFICATE') m.credentialsType = tb.CredentialsType.X509_CERTIFICATE;
+        if (request.credentialsType === 'X509_CERTIFICATE') m.credentialsType = CredentialsType.X509_CERTIFICATE;
         if (request.token !== undefined) m.credentialsDataProto = { validateDeviceTokenRequestMsg: { token: request.token } };
         if (request.hash !== undefined) m.credentialsDataProto = { ...m.credentialsDataProto, validateDeviceX509CertRequestMsg: { hash: request.hash } };
-        return tb.encodeProvisionDeviceRequestMsg(m);
+        return encodeProvisionDeviceRequestMsg(m);
       });
     },
     decodeProvisionResponse(payload) {
-      const m = decoded('provision response', tb.decodeProvisionDeviceResponseMsg(payload));
+      const m = decoded('provision response', decodeProvisionDeviceResponseMsg(payload));
       const status = STATUS[m.status ?? 0] ?? String(m.status);
       const out: TbObject = {
         status,
@@ -178,27 +190,27 @@ export function protoCodec(profile: ProtoProfile): PayloadCodec {
       return out;
     },
     decodeRpcResponse(payload) {
-      const m = decoded('RPC response', tb.decodeToServerRpcResponseMsg(payload));
+      const m = decoded('RPC response', decodeToServerRpcResponseMsg(payload));
       if (m.error) return { error: m.error };
       return jsonOrString(m.payload ?? '');
     },
     encodeAttributeRequest(clientKeys, sharedKeys) {
       return guard('attribute request', () => {
-        const m: tb.AttributesRequest = {};
+        const m: AttributesRequest = {};
         if (clientKeys) m.clientKeys = clientKeys;
         if (sharedKeys) m.sharedKeys = sharedKeys;
-        return tb.encodeAttributesRequest(m);
+        return encodeAttributesRequest(m);
       });
     },
     encodeObject() {
       throw new PayloadError(`profile ${profile.name}: Protobuf has no schema for a free-form object`);
     },
     decodeAttributeUpdate(payload) {
-      const m = decoded('attribute update', tb.decodeAttributeUpdateNotificationMsg(payload));
+      const m = decoded('attribute update', decodeAttributeUpdateNotificationMsg(payload));
       return { shared: kvList(m.sharedUpdated), deleted: m.sharedDeleted ?? [] };
     },
     decodeAttributeSnapshot(payload) {
-      const m = decoded('attributes response', tb.decodeGetAttributeResponseMsg(payload));
+      const m = decoded('attributes response', decodeGetAttributeResponseMsg(payload));
       if (m.error) throw new PayloadError(`attributes response: ${m.error}`);
       return { client: kvList(m.clientAttributeList), shared: kvList(m.sharedAttributeList) };
     },
