@@ -43,14 +43,16 @@ void xs_ota_state(xsMachine *the)
 	xsmcSet(xsResult, xsID("trial"), xsVar(0));
 }
 
-/* imageHash(next) -> the app's ELF SHA-256 (32 bytes) from its esp_app_desc_t, or undefined */
+/* imageHash(next) -> the app's ELF SHA-256 (a 32-byte Uint8Array) from its esp_app_desc_t, or undefined */
 void xs_ota_imageHash(xsMachine *the)
 {
 	esp_app_desc_t desc;
 	const esp_partition_t *p = otaPartition(the, xsmcTest(xsArg(0)));
 	if (ESP_OK != esp_ota_get_partition_description(p, &desc))
 		return;
-	xsmcSetArrayBuffer(xsResult, desc.app_elf_sha256, sizeof(desc.app_elf_sha256));
+	xsmcVars(1);
+	xsmcSetArrayBuffer(xsVar(0), desc.app_elf_sha256, sizeof(desc.app_elf_sha256));
+	xsResult = xsNew1(xsGlobal, xsID("Uint8Array"), xsVar(0));
 }
 
 /* activate(): the image in the next update partition boots next (on trial); throws when it is not a valid app image */

@@ -3,7 +3,7 @@ declare module 'ota/native' {
   /** The running app partition, the next update partition, and whether the running image is on trial (ESP_OTA_IMG_PENDING_VERIFY). */
   export function state(): { running: string; next?: string; trial: boolean };
   /** The ELF SHA-256 from the esp_app_desc_t of the running (false) or next update (true) partition's image; undefined when there is none. */
-  export function imageHash(next: boolean): ArrayBuffer | undefined;
+  export function imageHash(next: boolean): Uint8Array | undefined;
   /** esp_ota_set_boot_partition(next update partition): checks the image, then it boots next, on trial. Throws when the image is not valid. */
   export function activate(): void;
   /** esp_ota_mark_app_valid_cancel_rollback(). */
