@@ -96,15 +96,16 @@ describe('e2e: X.509 provisioning (X509_CERTIFICATE) over CoAPs and MQTTS', func
     });
   }
 
-  it('coaps: FAILURE (the name is taken by a device without this certificate) is reported clearly and retried with back-off, not in a loop', async () => {
+  for (const scheme of ['coaps', 'mqtts'] as const)
+  it(`${scheme}: FAILURE (the name is taken by a device without this certificate) is reported clearly and retried with back-off, not in a loop`, async () => {
     e2e.server.store.addProfile({ key: KEY, secret: SECRET, strategy: 'ALLOW_CREATE_NEW_DEVICES' });
     e2e.server.store.createDevice('x509-taken');
     const log = memoryLog();
-    const d = boot(flashFor('coaps'), 'x509-taken', log);
+    const d = boot(flashFor(scheme), 'x509-taken', log);
     await d.app.start();
     await new Promise((r) => setTimeout(r, 3500));
-    // each attempt: FAILURE, the certificate tried (it could have been registered earlier), 4.01
-    const failures = log.lines.filter((l) => /provisioning failed: the server refuses to provision this device and does not know its saved credentials .*4\.01.*; next attempt in \d+ s/.test(l));
+    // each attempt: FAILURE, the certificate tried (it could have been registered earlier), 4.01 (CoAPs) or CONNACK 5 (MQTTS)
+    const failures = log.lines.filter((l) => /provisioning failed: the server refuses to provision this device and does not know its saved credentials .*(4\.01|CONNACK 5).*; next attempt in \d+ s/.test(l));
     assert.equal(failures.length, 2, log.lines.join('\n')); // at 0 and 2 s (waits 1.5 s, 3 s), readings every second
     assert.equal(e2e.server.store.findDevice('x509-taken')!.certSha3, undefined);
     assert.equal(d.app.tb.stopped, undefined);
