@@ -225,9 +225,10 @@ export interface FirmwareImage {
  *   runs out of boots (`trialBoots` counts them): then it boots the previous image again.
  *   `rollback()` asks for that at once.
  *
- * Simulator: tools/sim/ota-slots.ts (two images, a boot record). ESP32: the `nextota` partition
- * through `embedded:storage/flash` and the switch through `embedded:update` plus ESP-IDF's
- * app-rollback calls (docs/ota.md says what the Moddable build needs).
+ * Simulator: tools/sim/ota-slots.ts, and the Moddable Linux build: src/platform/moddable/lin/ota.ts
+ * (two images and a boot record, one loader: src/ota/ab-slots.ts). ESP32:
+ * src/platform/moddable/esp32/ota.ts: the `nextota` partition written raw through the SDK's `flash`
+ * module (resumable), the switch and ESP-IDF's app-rollback calls through hardware/ota (docs/ota.md).
  */
 export interface FirmwareSlots {
   readonly update: Flash;
@@ -241,6 +242,19 @@ export interface FirmwareSlots {
   rollback(): void;
   /** Restarts the device; does not return on a device (the simulator reboots its device from here). */
   restart(): void;
+}
+
+/** What src/main.ts gives the platform's `ota/platform` module (openFirmwareSlots) on every target. */
+export interface FirmwareSlotsOptions {
+  /** The storage partition's name (lin: the slot and record files are named after it; ESP32: unused, the slots are the OTA app partitions). */
+  partition: string;
+  /** The image this build is (config.firmware): what runs when no update was ever installed. */
+  firmware: FirmwareImage;
+  log: Log;
+  /** The storage partition's key/value store (ESP32: the names of the images activate() installed; lin: unused). */
+  kv?: { get(key: number): Uint8Array | undefined; put(key: number, value: Uint8Array): void };
+  /** Called by restart() where the process does not end (lin): stop the app and start the firmware again. */
+  onRestart?: () => void;
 }
 
 /** Everything the firmware app needs from its host, gathered in one place for wiring. */

@@ -27,23 +27,13 @@
 import Flash from 'flash';
 import { Digest } from 'crypt';
 import { activate as nativeActivate, confirm as nativeConfirm, imageHash, restart as nativeRestart, rollback as nativeRollback, state as nativeState } from 'ota/native';
-import type { FirmwareImage, FirmwareSlots, Flash as FlashPartition, Log } from '../../types';
-import type { KvStore } from '../../../storage/kv';
+import type { FirmwareImage, FirmwareSlots, FirmwareSlotsOptions, Flash as FlashPartition } from '../../types';
 import type { ChecksumAlgorithm, StreamingHash } from '../../../ota/hash';
 
 /** Key of the per-partition image names in the storage key/value store (src/ota/store.ts lists the keys). */
 const KEY_OTA_SLOTS = 19;
 
-export interface PlatformSlotsOptions {
-  /** The storage partition's name (unused on ESP32: the slots are the OTA app partitions). */
-  partition: string;
-  /** The image this build is (config.firmware). */
-  firmware: FirmwareImage;
-  log: Log;
-  /** The storage partition's key/value store: the names of the images activate() installed. */
-  kv?: KvStore;
-  onRestart?: () => void;
-}
+export type PlatformSlotsOptions = FirmwareSlotsOptions;
 
 interface SlotName extends FirmwareImage {
   /** Hex of the image's ELF SHA-256 (esp_app_desc_t.app_elf_sha256). */

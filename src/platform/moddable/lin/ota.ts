@@ -22,23 +22,12 @@
 import Flash from 'flash';
 import { File } from 'file';
 import config from 'mc/config';
-import type { FirmwareImage, FirmwareSlots, Flash as FlashPartition, Log } from '../../types';
-import type { KvStore } from '../../../storage/kv';
+import type { FirmwareImage, FirmwareSlots, FirmwareSlotsOptions, Flash as FlashPartition } from '../../types';
 import type { ChecksumAlgorithm, StreamingHash } from '../../../ota/hash';
 import { AbFirmwareSlots, checkBootRecord, freshBootRecord } from 'ota/ab-slots';
 import type { BootRecord } from 'ota/ab-slots';
 
-export interface PlatformSlotsOptions {
-  /** The storage partition's name: the slot and record files are named after it. */
-  partition: string;
-  /** The image this build is (config.firmware): slot A's at the first boot. */
-  firmware: FirmwareImage;
-  log: Log;
-  /** The storage partition's key/value store (unused on lin: the record is its own file). */
-  kv?: KvStore;
-  /** Called by restart() after the loader ran: stop the app and start the firmware again. */
-  onRestart?: () => void;
-}
+export type PlatformSlotsOptions = FirmwareSlotsOptions;
 
 export const platformHash: ((algorithm: ChecksumAlgorithm) => StreamingHash | undefined) | undefined = undefined;
 
