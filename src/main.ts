@@ -182,8 +182,6 @@ function startFirmware(): void {
     },
     board.sources,
   );
-  // Chunks sized to the DTLS record the link carries (CoAPs); MQTT and CoAP take the transport's own limit.
-  if (ota && app.dtls) ota.setMaxMessage(app.dtls.mtu);
   app.start().catch((e: Error) => log.error(`start failed: ${e.message}`));
 }
 

@@ -124,7 +124,7 @@ const METHOD_CODES: Record<Method, number> = Object.freeze<Record<Method, number
 
 /** Options that the client itself manages and strips from follow-up block requests. */
 /** Bytes a response needs beside its body when it fits one message: header 4, token up to 8, Content-Format and spare. */
-const RESPONSE_HEADROOM = 16;
+export const RESPONSE_HEADROOM = 16;
 
 const MANAGED_OPTIONS = new Set<number>([OptionNumber.OBSERVE, OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.SIZE1]);
 
@@ -330,6 +330,11 @@ export class CoapClient {
   failPending(error: Error): void {
     for (const ex of [...this.#byToken.values()]) this.#finish(ex, null, error);
     for (const ex of [...this.#byMid.values()]) this.#finish(ex, null, error);
+  }
+
+  /** The largest datagram the transport carries now (DTLS: its record limit), when it says. */
+  get mtu(): number | undefined {
+    return this.#transport.mtu;
   }
 
   get closed(): boolean {

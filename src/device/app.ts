@@ -323,13 +323,10 @@ export class DeviceApp {
     const v = this.#certificateValidity;
     if (!v) return true;
     const now = this.#platform.clock.epochMs();
-    const problem = validityProblem('cert', v, now);
     if (now < CLOCK_SET_AFTER_MS) return true; // still not set: judged later
-    if (!problem) {
-      this.#certificateValidity = undefined; // judged: valid
-      return true;
-    }
-    this.#certificateValidity = undefined;
+    this.#certificateValidity = undefined; // judged now, once
+    const problem = validityProblem('cert', v, now);
+    if (!problem) return true;
     const reason = new TbError('security', problem);
     this.#platform.log.error(`${problem} (judged now that the clock is set)`);
     this.tb.halt(reason);

@@ -150,16 +150,14 @@ export class OtaAgent {
   }
 
   /**
-   * Sizes the chunks of the next download for CoAP messages of at most `bytes` (the transport's
-   * MTU: DtlsDatagram.mtu over coaps, which leaves room for the record header). A download under
-   * way keeps its size.
+   * Bytes per chunk of the next download: `chunkSize` when given, else the largest multiple of 16
+   * that both `maxMessage` and the transport (tb.maxFirmwareChunk: the DTLS record over coaps, the
+   * packet buffer over MQTT) carry, read when the download starts. A download under way keeps its size.
    */
-  setMaxMessage(bytes: number): void {
-    this.#chunkSize = chunkSizeFor(bytes);
-  }
-
   get chunkSize(): number {
-    return this.#chunkSize;
+    const max = this.#tb?.maxFirmwareChunk;
+    if (this.#o.chunkSize !== undefined || max === undefined) return this.#chunkSize;
+    return Math.min(this.#chunkSize, Math.max(16, Math.floor(max / 16) * 16));
   }
 
   /** The package being downloaded, if any. */
@@ -174,7 +172,6 @@ export class OtaAgent {
   /** Called by the app (DeviceConfig.ota) once its ThingsBoard client exists. */
   attach(app: { tb: ThingsBoardDeviceApi }): void {
     this.#tb = app.tb;
-    if (this.#o.chunkSize === undefined && this.#o.maxMessage === undefined) this.#chunkSize = Math.min(this.#chunkSize, Math.max(16, Math.floor(app.tb.maxFirmwareChunk / 16) * 16));
     this.#boot();
   }
 
@@ -377,7 +374,7 @@ export class OtaAgent {
     }
     if (this.#target) this.#o.log.warn(`firmware target changed from ${this.#target.version} to ${t.version} mid-download: starting ${t.version} from chunk 0`);
     this.#cancel();
-    const next: OtaRecord = { ...t, chunkSize: this.#chunkSize, phase: 'downloading' };
+    const next: OtaRecord = { ...t, chunkSize: this.chunkSize, phase: 'downloading' };
     this.#store.save(next);
     this.#store.setNextChunk(t, 0);
     this.#target = next;
@@ -393,7 +390,7 @@ export class OtaAgent {
 
   async #fail(t: OtaTarget, error: string): Promise<void> {
     this.#cancel();
-    this.#store.save({ ...t, chunkSize: this.#chunkSize, phase: 'failed', error });
+    this.#store.save({ ...t, chunkSize: this.chunkSize, phase: 'failed', error });
     this.#o.log.error(`firmware ${t.title} ${t.version} FAILED: ${error}`);
     await this.#report('FAILED', t.title, t.version, error);
   }

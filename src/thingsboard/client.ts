@@ -9,6 +9,7 @@
  * can read from `retryAfter`; everything else becomes a TbError.
  */
 import type { CoapClient, Observation } from '../coap/client';
+import { RESPONSE_HEADROOM } from '../coap/client';
 import type { CoapRequest, CoapResponse, Method } from '../coap/types';
 import type { Clock, Log } from '../platform/types';
 import { silentLog } from '../platform/types';
@@ -144,11 +145,14 @@ export class ThingsBoardClient {
   }
 
   /**
-   * Largest firmware chunk per CoAP message: set by whoever knows the transport's MTU (connect.ts:
-   * DtlsDatagram.mtu over coaps). Default 1008: a 1024-byte message (this device's DTLS offers Max
-   * Fragment Length 1024, and 1024 B plus headers stays below IPv6's minimum MTU of 1280).
+   * Largest firmware chunk per CoAP response: what the transport carries now (DtlsDatagram.mtu over
+   * coaps, the record limit) less a response's header, token and options, and at most 1008 (a
+   * 1024-byte message: this device's DTLS offers Max Fragment Length 1024, and 1024 B plus headers
+   * stays below IPv6's minimum MTU of 1280).
    */
-  maxFirmwareChunk = 1008;
+  get maxFirmwareChunk(): number {
+    return Math.min(1008, (this.#coap.mtu ?? 1024) - RESPONSE_HEADROOM);
+  }
 
   /** GET /fw/$TOKEN?[title=&]version=&size=&chunk= (reference thingsboard-coap.md §1.3): undefined when unanswered. */
   async requestFirmwareChunk(req: FirmwareChunkRequest): Promise<Uint8Array | undefined> {

@@ -49,8 +49,6 @@ export class OtaSimDevice {
     this.boots++;
     const agent = new OtaAgent({ slots: o.slots, clock: o.clock!, log: o.log!, ...o.otaOptions });
     const device = createSimDevice({ ...o, firmware: { title: image.title, version: image.version }, ota: agent, ...(o.perImage?.(image) ?? {}) });
-    // Chunks sized to what the device's transport carries (DTLS: its datagram MTU less the record overhead).
-    if (o.otaOptions?.chunkSize === undefined && o.otaOptions?.maxMessage === undefined) agent.setMaxMessage(device.app.dtls?.mtu ?? device.udp.mtu);
     agent.useStore(new OtaStore(device.storage!.kv));
     this.device = device;
     this.agent = agent;
